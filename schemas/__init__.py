@@ -1,0 +1,1 @@
+"""Wire formats and event contracts of vmpulse: pure code, no I/O."""

@@ -1,0 +1,56 @@
+"""Kafka topic names (DESIGN.md, Topics).
+
+Every stage derives names from one :class:`Topics` built with the configured
+prefix, so a test run or a tenant can live beside another on one cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["Topics"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = ""
+
+    def _name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    @property
+    def agent_raw(self) -> str:
+        return self._name("agent.raw")
+
+    @property
+    def hypervisor_events(self) -> str:
+        return self._name("hypervisor.events")
+
+    @property
+    def control_events(self) -> str:
+        return self._name("control.events")
+
+    @property
+    def directory(self) -> str:
+        return self._name("directory")
+
+    @property
+    def agent_dlq(self) -> str:
+        return self._name("agent.dlq")
+
+    @property
+    def events_outbound(self) -> str:
+        return self._name("events.outbound")
+
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.agent_raw,
+            self.hypervisor_events,
+            self.control_events,
+            self.directory,
+            self.agent_dlq,
+            self.events_outbound,
+        )
+
+    def compacted(self) -> frozenset[str]:
+        return frozenset({self.directory})

@@ -1,0 +1,137 @@
+"""Settings: the one place that reads the environment.
+
+Every process builds one frozen :class:`Settings` in ``main()`` with
+:meth:`Settings.from_env` and passes it down to constructors. Nothing else in
+the code base touches ``os.environ``; that keeps stages testable with plain
+values and makes a missing or malformed variable fail at start-up, all errors
+reported at once, instead of deep inside a running stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["DEV_AGENT_SECRET", "DEV_JWT_SECRET", "ConfigError", "Secret", "Settings"]
+
+DEV_JWT_SECRET = "vmpulse-development-jwt-key-do-not-use-in-production"
+DEV_AGENT_SECRET = "vmpulse-development-agent-key-do-not-use-in-production"
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; the message lists every problem."""
+
+
+class Secret:
+    """A string that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Process-wide configuration (see DESIGN.md, Configuration)."""
+
+    data_dir: Path = Path(".vmpulse")
+    kafka_bootstrap: str | None = None
+    clickhouse_url: str = ""
+    jwt_secret: Secret = Secret(DEV_JWT_SECRET)
+    agent_secret: Secret = Secret(DEV_AGENT_SECRET)
+    socket_dir: Path = Path(".vmpulse/sockets")
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    topic_prefix: str = ""
+    partitions: int = 12
+    replication_factor: int = 1
+    live_interval_s: float = 1.0
+    libvirt_uri: str | None = None
+
+    @property
+    def jwt_secret_is_dev(self) -> bool:
+        return self.jwt_secret.reveal() == DEV_JWT_SECRET
+
+    @property
+    def agent_secret_is_dev(self) -> bool:
+        return self.agent_secret.reveal() == DEV_AGENT_SECRET
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def uses_embedded_store(self) -> bool:
+        return self.clickhouse_url.startswith("chdb:")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from an environment mapping, reporting every error at once."""
+        errors: list[str] = []
+        data_dir = Path(env.get("VMPULSE_DATA_DIR") or ".vmpulse").absolute()
+        ch_url = env.get("VMPULSE_CLICKHOUSE_URL") or f"chdb://{data_dir / 'clickhouse'}"
+        if not ch_url.startswith(("chdb:", "http://", "https://")):
+            errors.append(
+                f"VMPULSE_CLICKHOUSE_URL must start with chdb://, http:// or https://, got {ch_url!r}"
+            )
+        socket_dir = Path(env.get("VMPULSE_SOCKET_DIR") or data_dir / "sockets").absolute()
+        addr = env.get("VMPULSE_GATEWAY_ADDR") or "127.0.0.1:8080"
+        host, _, port_text = addr.rpartition(":")
+        port = 0
+        if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            errors.append(f"VMPULSE_GATEWAY_ADDR must be host:port, got {addr!r}")
+        else:
+            port = int(port_text)
+        partitions = _int(env, "VMPULSE_PARTITIONS", 12, errors, minimum=1)
+        replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 1, errors, minimum=1)
+        live_ms = _int(env, "VMPULSE_LIVE_INTERVAL_MS", 1000, errors, minimum=0)
+        if errors:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+        return cls(
+            data_dir=data_dir,
+            kafka_bootstrap=env.get("VMPULSE_KAFKA_BOOTSTRAP") or None,
+            clickhouse_url=ch_url,
+            jwt_secret=Secret(env.get("VMPULSE_JWT_SECRET") or DEV_JWT_SECRET),
+            agent_secret=Secret(env.get("VMPULSE_AGENT_SECRET") or DEV_AGENT_SECRET),
+            socket_dir=socket_dir,
+            gateway_host=host.strip("[]") if host else "127.0.0.1",
+            gateway_port=port,
+            topic_prefix=env.get("VMPULSE_TOPIC_PREFIX", ""),
+            partitions=partitions,
+            replication_factor=replication,
+            live_interval_s=live_ms / 1000.0,
+            libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,
+        )
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, errors: list[str], minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors.append(f"{name} must be an integer, got {raw!r}")
+        return default
+    if value < minimum:
+        errors.append(f"{name} must be >= {minimum}, got {value}")
+    return value

@@ -1,0 +1,151 @@
+"""Kafka plumbing shared by the stages: topic creation, producers, the directory tail.
+
+Kept apart from the stages so that the bridge, the worker and the gateway talk
+to the broker the same way (idempotent, acks from all in-sync replicas,
+compressed batches) and so that tests can use the same helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.directory import Directory, DirectoryError
+from schemas.topics import Topics
+
+__all__ = ["DirectoryTail", "ensure_topics", "make_producer"]
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Topics, *, partitions: int, replication_factor: int
+) -> None:
+    """Create every vmpulse topic that does not exist yet; the directory topic compacted."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = []
+        for name in topics.all():
+            if name in existing:
+                continue
+            configs = {"cleanup.policy": "compact"} if name in topics.compacted() else {}
+            wanted.append(NewTopic(name, partitions, replication_factor, topic_configs=configs))
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another stage created them between our list and our create
+        await _wait_for_metadata(admin, topics.all())
+    finally:
+        await admin.close()
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: tuple[str, ...]) -> None:
+    """Topic creation is asynchronous in KRaft; wait until every topic is described."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        described = await admin.describe_topics(list(names))
+        if all(t.get("error_code", 0) == 0 and t.get("partitions") for t in described):
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"topics not ready: {names}")
+        await asyncio.sleep(0.1)
+
+
+def make_producer(bootstrap: str, *, linger_ms: int = 5, client_id: str = "vmpulse") -> AIOKafkaProducer:
+    """An idempotent producer with acks from all in-sync replicas and lz4 batches."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        compression_type="lz4",
+        linger_ms=linger_ms,
+        max_batch_size=1024 * 1024,
+        max_request_size=16 * 1024 * 1024,
+    )
+
+
+class DirectoryTail:
+    """Reads the compacted ``directory`` topic from the start and keeps a Directory current.
+
+    Every instance reads all partitions without a consumer group: each process
+    needs the whole directory, and a group would split it. ``on_change`` is
+    called with the key after each record is applied, so the gateway can drop
+    subscriptions a user no longer may hold.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        directory: Directory | None = None,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self.directory = directory if directory is not None else Directory()
+        self._bootstrap = bootstrap
+        self._topic = topics.directory
+        self._on_change = on_change
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
+        await self._consumer.start()
+        parts = self._consumer.partitions_for_topic(self._topic)
+        if not parts:
+            await self._consumer.force_metadata_update()  # type: ignore[no-untyped-call]
+            parts = self._consumer.partitions_for_topic(self._topic) or set()
+        tps = [TopicPartition(self._topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        end = await self._consumer.end_offsets(tps)
+        self._task = asyncio.create_task(self._run(dict(end)), name="directory-tail")
+
+    async def _run(self, end: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        pending = {tp for tp, off in end.items() if off > 0}
+        if not pending:
+            self.caught_up.set()
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for rec in records:
+                    key = rec.key.decode(errors="replace") if rec.key else ""
+                    try:
+                        self.directory.apply(key, rec.value)
+                    except DirectoryError as exc:
+                        log.warning("skipping directory record at %s@%d: %s", tp, rec.offset, exc)
+                        continue
+                    if self._on_change is not None:
+                        self._on_change(key)
+            if pending:
+                for tp in list(pending):
+                    if await self._consumer.position(tp) >= end[tp]:
+                        pending.discard(tp)
+                if not pending:
+                    self.caught_up.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._consumer is not None:
+            await self._consumer.stop()
