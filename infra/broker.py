@@ -1,0 +1,237 @@
+"""A real Apache Kafka broker without Docker: single-node KRaft from Maven Central jars.
+
+Tests, CI and ``vmpulse up`` need a real broker, not a stand-in. The jars are
+resolved once with Maven (``infra/kafka/pom.xml``) into a cache; each broker
+gets its own storage directory, a free loopback port and the settings a single
+node needs (replication factor 1 for internal topics and no initial rebalance
+delay, or every consumer group would wait seconds before its first assignment).
+
+``python -m infra.broker fetch`` resolves the jars (the Makefile runs it);
+``python -m infra.broker run`` runs a broker in the foreground until SIGINT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+__all__ = ["KAFKA_VERSION", "BrokerError", "LocalBroker", "ensure_jars", "free_port"]
+
+KAFKA_VERSION = "4.1.1"
+_HERE = Path(__file__).resolve().parent / "kafka"
+_POM = _HERE / "pom.xml"
+_LOG4J = _HERE / "log4j.properties"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched, formatted or started."""
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "vmpulse" / f"kafka-{KAFKA_VERSION}"
+
+
+def ensure_jars(cache_dir: Path | None = None) -> Path:
+    """Resolve the broker's jars into ``cache_dir`` once; later calls only check the marker."""
+    target = cache_dir or default_cache_dir()
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    if shutil.which("mvn") is None:
+        raise BrokerError("Maven (mvn) is needed to fetch the Kafka jars; install it first")
+    target.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(_POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={target}",
+        "-DincludeScope=runtime",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BrokerError(f"mvn failed ({proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+    marker.write_text(KAFKA_VERSION)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class LocalBroker:
+    """One KRaft broker+controller process on loopback, owned by this object."""
+
+    def __init__(self, work_dir: Path, *, jars_dir: Path | None = None, heap_mb: int = 512) -> None:
+        self.work_dir = work_dir
+        self._jars_dir = jars_dir
+        self._heap_mb = heap_mb
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / "broker.log"
+
+    def _java(self, jars: Path, main: str, *args: str) -> list[str]:
+        return [
+            "java",
+            f"-Xmx{self._heap_mb}m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{_LOG4J}",
+            "-cp",
+            f"{jars}/*",
+            main,
+            *args,
+        ]
+
+    def _write_config(self, controller_port: int) -> Path:
+        logs = self.work_dir / "logs"
+        conf = self.work_dir / "server.properties"
+        conf.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={logs}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=4",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=4",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.cleaner.backoff.ms=1000",
+                    "num.network.threads=2",
+                    "num.io.threads=2",
+                    "background.threads=2",
+                    "message.max.bytes=16777216",
+                    "replica.fetch.max.bytes=16777216",
+                    "",
+                ]
+            )
+        )
+        return conf
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        """Format fresh storage, start the broker, and return once it accepts connections."""
+        jars = self._jars_dir or ensure_jars()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        controller_port = free_port()
+        conf = self._write_config(controller_port)
+        fmt = subprocess.run(
+            self._java(jars, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(conf)),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            self._java(jars, "kafka.Kafka", str(conf)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BrokerError(f"broker exited with {self._proc.returncode}; see {self.log_path}")
+            if _port_open(self.port) and "Transition from STARTING to STARTED" in self.log_path.read_text(
+                errors="replace"
+            ):
+                return self.bootstrap
+            time.sleep(0.1)
+        self.stop()
+        raise BrokerError(f"broker did not start within {timeout_s}s; see {self.log_path}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM (controlled shutdown), then SIGKILL the process group if it lingers."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> LocalBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["fetch"]:
+        print(f"Kafka {KAFKA_VERSION} jars in {ensure_jars()}")
+        return 0
+    if argv[:1] == ["run"]:
+        import tempfile
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        broker = LocalBroker(Path(tempfile.mkdtemp(prefix="vmpulse-kafka-")))
+        print(f"starting Kafka {KAFKA_VERSION} ...", flush=True)
+        broker.start()
+        print(f"Kafka listening on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
+        try:
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        finally:
+            broker.stop()
+        return 0
+    print("usage: python -m infra.broker fetch|run", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

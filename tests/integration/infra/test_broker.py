@@ -1,0 +1,50 @@
+"""The local broker and topic creation work against the real Kafka process."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from schemas.topics import Topics
+from vmpulse.config import Settings
+from vmpulse.kafka_io import make_producer
+
+
+async def test_topics_created_with_partitions_and_compaction(
+    settings: Settings, topics_ready: Topics
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics_ready.all()))
+        assert {t["topic"] for t in described} == set(topics_ready.all())
+        assert all(len(t["partitions"]) == settings.partitions for t in described)
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topics_ready.directory)]
+        )
+        entries = {c[0]: c[1] for c in configs[0].resources[0][4]}
+        assert entries["cleanup.policy"] == "compact"
+    finally:
+        await admin.close()
+
+
+async def test_idempotent_producer_round_trip(settings: Settings, topics_ready: Topics) -> None:
+    producer = make_producer(settings.kafka_bootstrap or "")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics_ready.agent_raw, b"hello", key=b"vm-1")
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topics_ready.agent_raw,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        record = await consumer.getone()
+        assert (record.key, record.value) == (b"vm-1", b"hello")
+    finally:
+        await consumer.stop()
