@@ -1,1 +1,4 @@
-"""Local services and deployment tooling: the single-node Kafka broker used by tests and `vmpulse up`."""
+"""Local services and deployment tooling.
+
+The single-node Kafka broker used by tests, CI and `vmpulse up`.
+"""

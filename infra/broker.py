@@ -60,7 +60,9 @@ def ensure_jars(cache_dir: Path | None = None) -> Path:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise BrokerError(f"mvn failed ({proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+        raise BrokerError(
+            f"mvn failed ({proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+        )
     marker.write_text(KAFKA_VERSION)
     return target
 
@@ -154,14 +156,23 @@ class LocalBroker:
         self.port = free_port()
         controller_port = free_port()
         conf = self._write_config(controller_port)
+        if (self.work_dir / "logs" / "meta.properties").exists():
+            # formatted before: keep the topics and offsets of the last run
+            return self._launch(jars, conf, timeout_s)
         fmt = subprocess.run(
-            self._java(jars, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(conf)),
+            self._java(
+                jars, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(conf)
+            ),
             capture_output=True,
             text=True,
             check=False,
         )
         if fmt.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
+        return self._launch(jars, conf, timeout_s)
+
+    def _launch(self, jars: Path, conf: Path, timeout_s: float) -> str:
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             self._java(jars, "kafka.Kafka", str(conf)),
@@ -174,14 +185,19 @@ class LocalBroker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise BrokerError(f"broker exited with {self._proc.returncode}; see {self.log_path}")
-            if _port_open(self.port) and "Transition from STARTING to STARTED" in self.log_path.read_text(
-                errors="replace"
-            ):
+                raise BrokerError(
+                    f"broker exited with {self._proc.returncode}; see {self.log_path}"
+                )
+            if _port_open(self.port) and self._log_says_started(log_start):
                 return self.bootstrap
             time.sleep(0.1)
         self.stop()
         raise BrokerError(f"broker did not start within {timeout_s}s; see {self.log_path}")
+
+    def _log_says_started(self, offset: int) -> bool:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return b"Transition from STARTING to STARTED" in f.read()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (controlled shutdown), then SIGKILL the process group if it lingers."""

@@ -9,6 +9,7 @@ the worker (routing) and the gateway (authorization) fold the topic into a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
@@ -82,11 +83,12 @@ class Directory:
         kind, sep, ident = text.partition(":")
         if not sep or not ident or kind not in _KINDS:
             raise DirectoryError(f"bad directory key {text!r}")
-        table: dict[str, User] | dict[str, Vm] | dict[str, Department] = {
+        tables: dict[str, dict[str, Any]] = {
             "user": self.users,
             "vm": self.vms,
             "department": self.departments,
-        }[kind]
+        }
+        table = tables[kind]
         if value is None:
             table.pop(ident, None)
             return
@@ -96,7 +98,7 @@ class Directory:
             raise DirectoryError(f"bad {kind} record for {ident!r}: {exc}") from exc
         if record.id != ident:
             raise DirectoryError(f"record id {record.id!r} does not match key {text!r}")
-        table[ident] = record  # type: ignore[assignment]
+        table[ident] = record
 
     def admins(self) -> list[str]:
         return [u.id for u in self.users.values() if u.is_admin]

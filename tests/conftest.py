@@ -16,12 +16,15 @@ import pytest
 
 from infra.broker import LocalBroker
 from schemas.topics import Topics
+from streams.store import ClickHouseStore
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_topics
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    where = os.environ.get("VMPULSE_KAFKA_BOOTSTRAP") or "a local Kafka broker started for this session"
+    where = (
+        os.environ.get("VMPULSE_KAFKA_BOOTSTRAP") or "a local Kafka broker started for this session"
+    )
     return f"vmpulse integration tests run against: {where}"
 
 
@@ -82,3 +85,13 @@ async def topics_ready(settings: Settings) -> AsyncIterator[Topics]:
         replication_factor=settings.replication_factor,
     )
     yield topics
+
+
+@pytest.fixture(scope="session")
+async def chdb_store() -> AsyncIterator[ClickHouseStore]:
+    """The embedded store through clickhouse-connect; one per session (chDB: one path a process)."""
+    path = Path(tempfile.mkdtemp(prefix="vmpulse-test-chdb-"))
+    store = ClickHouseStore(f"chdb://{path}")
+    await store.start()
+    yield store
+    store.close()

@@ -88,7 +88,8 @@ class Settings:
         ch_url = env.get("VMPULSE_CLICKHOUSE_URL") or f"chdb://{data_dir / 'clickhouse'}"
         if not ch_url.startswith(("chdb:", "http://", "https://")):
             errors.append(
-                f"VMPULSE_CLICKHOUSE_URL must start with chdb://, http:// or https://, got {ch_url!r}"
+                "VMPULSE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
+                f"got {ch_url!r}"
             )
         socket_dir = Path(env.get("VMPULSE_SOCKET_DIR") or data_dir / "sockets").absolute()
         addr = env.get("VMPULSE_GATEWAY_ADDR") or "127.0.0.1:8080"

@@ -60,7 +60,9 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: tuple[str, ...])
         await asyncio.sleep(0.1)
 
 
-def make_producer(bootstrap: str, *, linger_ms: int = 5, client_id: str = "vmpulse") -> AIOKafkaProducer:
+def make_producer(
+    bootstrap: str, *, linger_ms: int = 5, client_id: str = "vmpulse"
+) -> AIOKafkaProducer:
     """An idempotent producer with acks from all in-sync replicas and lz4 batches."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -99,19 +101,16 @@ class DirectoryTail:
         self.caught_up = asyncio.Event()
 
     async def start(self) -> None:
+        # Without a group, a subscribed consumer is assigned every partition.
         self._consumer = AIOKafkaConsumer(
+            self._topic,
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             group_id=None,
         )
         await self._consumer.start()
-        parts = self._consumer.partitions_for_topic(self._topic)
-        if not parts:
-            await self._consumer.force_metadata_update()  # type: ignore[no-untyped-call]
-            parts = self._consumer.partitions_for_topic(self._topic) or set()
-        tps = [TopicPartition(self._topic, p) for p in sorted(parts)]
-        self._consumer.assign(tps)
+        tps = sorted(self._consumer.assignment())
         await self._consumer.seek_to_beginning(*tps)
         end = await self._consumer.end_offsets(tps)
         self._task = asyncio.create_task(self._run(dict(end)), name="directory-tail")

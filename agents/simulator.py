@@ -1,0 +1,316 @@
+"""A fleet of fake guest agents, served the way QEMU serves virtio-serial ports.
+
+For each VM the simulator listens on ``<socket_dir>/<vm>.socket`` (QEMU's
+chardev is the server; the bridge connects as the client) and writes one
+dialect 1 ``system_metrics`` line to every connected client per interval. It
+exists so the pipeline can run end to end without VMs (``vmpulse simulate``)
+and so tests can drive the real socket path, including restarts and bad input.
+
+The numbers look like a real guest: CPU follows a daily curve with bursts,
+memory and disk move slowly, and network counters and uptime only grow,
+because they are derived from the time since a per-VM boot instant rather than
+from random steps. Everything random comes from seeded generators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import random
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["FleetSimulator", "system_metrics_line"]
+
+log = logging.getLogger(__name__)
+
+_MAX_CLIENT_BACKLOG: Final = 1024 * 1024
+"""Past this many unsent bytes a client is considered stalled and skips lines."""
+
+_BOOT_EPOCH: Final = 1_767_225_600.0  # 2026-01-01T00:00:00Z; VMs boot within 30 days after
+_GIB_KB: Final = 1024 * 1024
+
+
+def _profile(vm_id: str) -> dict[str, Any]:
+    """Stable per-VM facts (size, boot time) derived from the id, not from the RNG."""
+    h = zlib.crc32(vm_id.encode())
+    return {
+        "cores": (2, 4, 8, 16)[h % 4],
+        "mem_kb": (4, 8, 16, 32)[(h >> 2) % 4] * _GIB_KB,
+        "swap_kb": (0, 2, 4)[(h >> 4) % 3] * _GIB_KB,
+        "disk_gb": (64.0, 128.0, 256.0)[(h >> 6) % 3],
+        "boot": _BOOT_EPOCH + (h >> 8) % (30 * 86400),
+        "rx_rate": 20_000 + (h >> 12) % 200_000,  # bytes/s on average
+        "tx_rate": 5_000 + (h >> 16) % 80_000,
+        "phase_h": (h >> 20) % 6,  # when this VM's day peaks, in hours
+    }
+
+
+def _counter(elapsed: float, rate: float, period: float) -> int:
+    """A monotone counter: a steady rate plus a wave, ``d/dt >= 0`` everywhere."""
+    return int(rate * elapsed + rate * (elapsed - period * math.sin(elapsed / period)))
+
+
+def system_metrics_line(vm_id: str, t: float, rng: random.Random) -> bytes:
+    """One dialect 1 ``system_metrics`` message for ``vm_id`` at epoch seconds ``t``.
+
+    Returns the JSON line without its ``\\n``. Gauges draw noise from ``rng``;
+    counters (network, uptime) depend only on ``vm_id`` and ``t``, so they grow
+    across calls, processes and simulator restarts.
+    """
+    p = _profile(vm_id)
+    elapsed = max(0.0, t - p["boot"])
+    hour = (t / 3600.0 + p["phase_h"]) % 24
+    daily = 0.5 - 0.5 * math.cos(2 * math.pi * (hour - 3) / 24)  # low at 03:00, high at 15:00
+    usage = 5 + 45 * daily + rng.gauss(0, 4)
+    if rng.random() < 0.05:
+        usage += rng.uniform(20, 50)  # a burst: a build, a scan, a login storm
+    usage = min(100.0, max(0.0, usage))
+    cores = [round(min(100.0, max(0.0, usage + rng.gauss(0, 8))), 1) for _ in range(p["cores"])]
+
+    mem_total = p["mem_kb"]
+    mem_used = int(mem_total * min(0.97, max(0.1, 0.35 + 0.3 * daily + rng.gauss(0, 0.02))))
+    swap_used = int(p["swap_kb"] * min(1.0, max(0.0, 0.1 * daily + rng.gauss(0, 0.01))))
+
+    disk_total = p["disk_gb"]
+    root_used = round(disk_total * (0.3 + 0.4 * ((elapsed / 86400 / 60) % 1)), 2)
+    boot_total, boot_used = 1.0, 0.21
+
+    load1 = round(max(0.0, p["cores"] * usage / 100 + rng.gauss(0, 0.1)), 2)
+    message = {
+        "type": "system_metrics",
+        "vmId": vm_id,
+        "timestamp": dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds")[:-6]
+        + "Z",
+        "metrics": {
+            "cpu": {
+                "usage_percent": round(usage, 1),
+                "cores_usage": cores,
+                "temperature": None if p["cores"] == 16 else round(38 + usage * 0.35, 1),
+            },
+            "memory": {
+                "total_kb": mem_total,
+                "used_kb": mem_used,
+                "available_kb": mem_total - mem_used,
+                "swap_total_kb": p["swap_kb"],
+                "swap_used_kb": swap_used,
+            },
+            "disk": {
+                "usage_stats": [
+                    {
+                        "mount_point": "/",
+                        "total_gb": disk_total,
+                        "used_gb": root_used,
+                        "available_gb": round(disk_total - root_used, 2),
+                    },
+                    {
+                        "mount_point": "/boot",
+                        "total_gb": boot_total,
+                        "used_gb": boot_used,
+                        "available_gb": round(boot_total - boot_used, 2),
+                    },
+                ],
+                "io_stats": {
+                    "read_bytes_per_sec": int(rng.expovariate(1 / 400_000) * (0.3 + daily)),
+                    "write_bytes_per_sec": int(rng.expovariate(1 / 250_000) * (0.3 + daily)),
+                },
+            },
+            "network": {
+                "stats": [
+                    {
+                        "interface": "eth0",
+                        "bytes_received": _counter(elapsed, p["rx_rate"], 3600.0),
+                        "bytes_sent": _counter(elapsed, p["tx_rate"], 5400.0),
+                        "packets_received": _counter(elapsed, p["rx_rate"] / 900, 3600.0),
+                        "packets_sent": _counter(elapsed, p["tx_rate"] / 700, 5400.0),
+                    },
+                    {
+                        "interface": "lo",
+                        "bytes_received": _counter(elapsed, 2_000, 600.0),
+                        "bytes_sent": _counter(elapsed, 2_000, 600.0),
+                        "packets_received": _counter(elapsed, 20, 600.0),
+                        "packets_sent": _counter(elapsed, 20, 600.0),
+                    },
+                ],
+            },
+            "system": {
+                "uptime": int(elapsed),
+                "load_average": {
+                    "load1min": load1,
+                    "load5min": round(max(0.0, p["cores"] * (5 + 45 * daily) / 100), 2),
+                    "load15min": round(max(0.0, p["cores"] * (5 + 40 * daily) / 100), 2),
+                },
+            },
+        },
+    }
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+class _VmServer:
+    """One VM's listening socket and its connected clients."""
+
+    def __init__(self, vm_id: str, path: Path, rng: random.Random) -> None:
+        self.vm_id = vm_id
+        self.path = path
+        self.rng = rng
+        self.server: asyncio.Server | None = None
+        self.clients: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._on_client, path=os.fspath(self.path))
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients.add(writer)
+        try:
+            # Guests ignore what the host writes for now; reading only tells us
+            # when the client goes away.
+            while await reader.read(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            self.clients.discard(writer)
+            writer.close()
+
+    def write(self, data: bytes) -> int:
+        """Write to every client that keeps up; return how many got it."""
+        sent = 0
+        for writer in list(self.clients):
+            transport = writer.transport
+            if transport.is_closing() or transport.get_write_buffer_size() > _MAX_CLIENT_BACKLOG:
+                continue
+            writer.write(data)
+            sent += 1
+        return sent
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in list(self.clients):
+            writer.close()
+        self.clients.clear()
+        if self.server is not None:
+            with contextlib.suppress(OSError):
+                await self.server.wait_closed()
+            self.server = None
+        # Python < 3.13 leaves the socket file behind; QEMU removes it.
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class FleetSimulator:
+    """Serves ``<socket_dir>/<vm>.socket`` for each VM and streams metrics to clients.
+
+    ``lines_sent`` counts lines written to a client (a line to two clients counts
+    twice); ``lines_skipped`` counts lines a stalled client missed. With
+    ``keep_sent`` every line written to at least one client is kept in
+    ``sent[vm]`` (without its newline) so tests can compare byte for byte.
+    """
+
+    def __init__(
+        self,
+        socket_dir: Path,
+        vms: list[str],
+        interval_s: float = 1.0,
+        seed: int = 0,
+        *,
+        keep_sent: bool = False,
+    ) -> None:
+        self.socket_dir = socket_dir
+        self.interval_s = interval_s
+        self.seed = seed
+        self._initial = list(vms)
+        self._servers: dict[str, _VmServer] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self.lines_sent = 0
+        self.lines_skipped = 0
+        self.keep_sent = keep_sent
+        self.sent: dict[str, list[bytes]] = {}
+
+    @property
+    def vms(self) -> list[str]:
+        return list(self._servers)
+
+    def socket_path(self, vm: str) -> Path:
+        return self.socket_dir / f"{vm}.socket"
+
+    def clients(self, vm: str) -> int:
+        """How many clients are connected to this VM's socket now."""
+        server = self._servers.get(vm)
+        return len(server.clients) if server is not None else 0
+
+    async def start(self) -> None:
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        for vm in self._initial:
+            await self.add(vm)
+        self._ticker = asyncio.create_task(self._tick(), name="fleet-simulator")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for vm in list(self._servers):
+            await self.remove(vm)
+
+    async def add(self, vm: str) -> None:
+        """Start serving a VM's socket (a VM boots, or its QEMU restarts)."""
+        if vm in self._servers:
+            return
+        rng = random.Random(f"{self.seed}:{vm}")
+        server = _VmServer(vm, self.socket_path(vm), rng)
+        await server.start()
+        self._servers[vm] = server
+
+    async def remove(self, vm: str) -> None:
+        """Stop serving a VM: close its clients and delete its socket file."""
+        server = self._servers.pop(vm, None)
+        if server is not None:
+            await server.stop()
+
+    async def restart(self, vm: str) -> None:
+        """Stop and start a VM's server, as when QEMU restarts: clients are cut off."""
+        await self.remove(vm)
+        await self.add(vm)
+
+    def inject(self, vm: str, raw: bytes) -> int:
+        """Write ``raw + b"\\n"`` to the VM's clients (e.g. invalid JSON); return how many."""
+        sent = self._servers[vm].write(raw + b"\n")
+        self._keep(vm, raw, sent)
+        return sent
+
+    def emit(self, vm: str | None = None) -> None:
+        """Write one metrics line now, to one VM's clients or to all."""
+        now = time.time()
+        targets = [self._servers[vm]] if vm is not None else list(self._servers.values())
+        for server in targets:
+            line = system_metrics_line(server.vm_id, now, server.rng)
+            sent = server.write(line + b"\n")
+            self._keep(server.vm_id, line, sent)
+            self.lines_sent += sent
+            self.lines_skipped += len(server.clients) - sent
+
+    def _keep(self, vm: str, line: bytes, sent: int) -> None:
+        if self.keep_sent and sent:
+            self.sent.setdefault(vm, []).append(line)
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            try:
+                self.emit()
+            except Exception:  # a simulator hiccup must not stop the fleet
+                log.exception("simulator tick failed")
+            next_at += self.interval_s
+            # Keep the cadence without drift; after a stall, skip missed ticks.
+            next_at = max(next_at, loop.time())
+            await asyncio.sleep(next_at - loop.time())

@@ -1,0 +1,172 @@
+"""Browser identity: verify the JWT a client presents, and issue one for the CLI.
+
+Pure functions, no I/O, so every refusal path is unit-tested without a server.
+The token only says *who* the caller is; what they may do (admin or not, which
+VMs) comes from the directory, because a token outlives a role change and the
+directory is the one source of truth (DESIGN.md, Identity and trust).
+
+Verification rules:
+- the algorithm is pinned by the server (HS256 by default); ``none`` is refused
+  even when asked for, since it would let anyone mint tokens;
+- ``exp`` and ``nbf`` are checked when present; ``iat`` must be a number;
+- the user id comes from ``sub`` or, for tokens minted by the legacy Node.js
+  backend, ``userId``; it must be a short non-empty string.
+Every failure becomes :class:`~gateway.exceptions.TokenInvalid` with the one
+message the contract allows, so a client cannot probe why a token failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jwt
+
+from gateway.exceptions import TokenInvalid, TokenMissing
+from vmpulse.config import Secret
+
+__all__ = [
+    "DEFAULT_ALGORITHMS",
+    "MAX_TOKEN_LENGTH",
+    "MAX_USER_ID_LENGTH",
+    "Identity",
+    "bearer_token",
+    "handshake_token",
+    "issue_token",
+    "verify_token",
+]
+
+DEFAULT_ALGORITHMS: tuple[str, ...] = ("HS256",)
+# A JWT this long is not one we issued; refusing early bounds the work an
+# anonymous client can make us do.
+MAX_TOKEN_LENGTH = 8192
+MAX_USER_ID_LENGTH = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a verified token says the caller is (not what they may do)."""
+
+    user_id: str
+    claims_admin: bool
+    expires_at: int | None
+
+
+def _key(secret: Secret | str) -> str:
+    return secret.reveal() if isinstance(secret, Secret) else secret
+
+
+def _check_algorithms(algorithms: Sequence[str]) -> list[str]:
+    algs = list(algorithms)
+    if not algs or any(a.lower() == "none" for a in algs):
+        raise ValueError("JWT algorithms must be a non-empty list without 'none'")
+    return algs
+
+
+def verify_token(
+    token: str | None,
+    secret: Secret | str,
+    *,
+    algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+    leeway_s: float = 0.0,
+) -> Identity:
+    """Verify ``token`` and return the identity it carries.
+
+    Raises TokenMissing for an absent or empty token and TokenInvalid for
+    anything else that is wrong with it.
+    """
+    algs = _check_algorithms(algorithms)
+    if token is None or (isinstance(token, str) and not token.strip()):
+        raise TokenMissing()
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenInvalid()
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token.strip(),
+            _key(secret),
+            algorithms=algs,
+            leeway=leeway_s,
+            options={"verify_signature": True, "verify_exp": True, "verify_nbf": True},
+        )
+    except (jwt.PyJWTError, ValueError, TypeError):
+        # ValueError/TypeError: PyJWT lets a few malformed inputs through as those.
+        raise TokenInvalid() from None
+    user_id = _user_id(claims)
+    exp = claims.get("exp")
+    return Identity(
+        user_id=user_id,
+        claims_admin=claims.get("role") == "admin" or claims.get("admin") is True,
+        expires_at=int(exp) if isinstance(exp, int | float) else None,
+    )
+
+
+def _user_id(claims: Mapping[str, Any]) -> str:
+    for name in ("sub", "userId"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise TokenInvalid()
+        text = str(value)
+        if not text or len(text) > MAX_USER_ID_LENGTH or not text.isprintable():
+            raise TokenInvalid()
+        return text
+    raise TokenInvalid()
+
+
+def issue_token(
+    secret: Secret | str,
+    user_id: str,
+    *,
+    admin: bool = False,
+    ttl: dt.timedelta = dt.timedelta(hours=12),
+    now: dt.datetime | None = None,
+    algorithm: str = DEFAULT_ALGORITHMS[0],
+) -> str:
+    """Mint a token for ``vmpulse token`` and for tests.
+
+    ``admin`` only sets an informational ``role`` claim; the gateway takes the
+    role from the directory, so a token cannot make anyone an admin.
+    """
+    _check_algorithms([algorithm])
+    if not user_id or len(user_id) > MAX_USER_ID_LENGTH:
+        raise ValueError("user_id must be a non-empty string of at most 256 characters")
+    if ttl <= dt.timedelta(0):
+        raise ValueError("ttl must be positive")
+    issued = now if now is not None else dt.datetime.now(dt.UTC)
+    claims = {
+        "sub": user_id,
+        "role": "admin" if admin else "user",
+        "iat": int(issued.timestamp()),
+        "nbf": int(issued.timestamp()),
+        "exp": int((issued + ttl).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, _key(secret), algorithm=algorithm)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <jwt>`` header, or None."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def handshake_token(auth: object, environ: Mapping[str, Any]) -> str | None:
+    """The token of a Socket.IO handshake: ``auth.token`` first, then the header.
+
+    ``auth`` is whatever the client sent, so it is checked, never trusted.
+    """
+    if isinstance(auth, Mapping):
+        token = auth.get("token")
+        if isinstance(token, str) and token.strip():
+            # Browsers' socket.io clients often send "Bearer <jwt>" here too.
+            return bearer_token(token) or token.strip()
+    header = environ.get("HTTP_AUTHORIZATION")
+    return bearer_token(header) if isinstance(header, str) else None

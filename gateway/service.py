@@ -1,0 +1,269 @@
+"""GatewayService: the gateway as one ``mode.Service`` (start, serve, stop).
+
+It owns, in start order: the directory tail (who exists, who may see what),
+the Socket.IO server and its namespace, the aiohttp site, and the outbound
+consumer. The site opens only after the directory has caught up, so a user
+who exists is never refused as unknown because the gateway had just started.
+It can run alone (``vmpulse gateway``) or beside the worker in one Faust
+process (``faust.Worker(app, gateway_service)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import engineio
+import mode
+import socketio
+from aiohttp import web
+
+from gateway.api import GatewayApi, Query
+from gateway.consumer import OutboundConsumer, RecentMetrics
+from gateway.namespace import GatewayNamespace
+from gateway.rooms import namespace_function
+from schemas.directory import Directory
+from schemas.topics import Topics
+from vmpulse.config import Settings
+from vmpulse.kafka_io import DirectoryTail
+
+__all__ = ["GatewayService"]
+
+log = logging.getLogger(__name__)
+
+
+class _EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
+    """Remembers the tasks engine.io starts, so that stop can cancel them.
+
+    engine.io starts a fire-and-forget ping task per socket that sleeps for the
+    ping interval (25 s) and is not cancelled by ``shutdown()``; without this a
+    stopped gateway leaves tasks pending on the loop.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.background_tasks: set[asyncio.Future[Any]] = set()
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        task = super().start_background_task(target, *args, **kwargs)
+        self.background_tasks.add(task)
+        task.add_done_callback(self.background_tasks.discard)
+        return task
+
+
+class _SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
+    def _engineio_server_class(self) -> type[_EngineIOServer]:
+        return _EngineIOServer
+
+
+class GatewayService(mode.Service):  # type: ignore[misc]
+    """Socket.IO + HTTP gateway fed by ``events.outbound``.
+
+    Public surface: :attr:`port` and :attr:`url` (the bound address, also with
+    ``gateway_port=0``), :attr:`ready` (directory caught up and consumer
+    consuming), :attr:`directory`, :attr:`sio`, :attr:`consumer`.
+
+    A ``directory_tail`` passed in belongs to the caller (shared with the worker
+    in ``vmpulse up``): the caller starts and stops it, and should build it with
+    ``on_change=lambda key: service.on_directory_change(key)`` so that revoked
+    access also drops live subscriptions. Without one, the service creates,
+    starts, wires and stops its own.
+    """
+
+    # Socket.IO clients are told to go away before the site closes, so nothing
+    # should hold the HTTP server open longer than this.
+    http_shutdown_timeout_s = 2.0
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        query: Query | None = None,
+        directory_tail: DirectoryTail | None = None,
+        cors_allowed_origins: Sequence[str] | str = (),
+        directory_timeout_s: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        if settings.kafka_bootstrap is None:
+            raise ValueError("GatewayService needs settings.kafka_bootstrap")
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self._query = query
+        self._tail = directory_tail
+        self._owns_tail = directory_tail is None
+        self._cors = (
+            cors_allowed_origins
+            if isinstance(cors_allowed_origins, str)
+            else list(cors_allowed_origins)
+        )
+        self._directory_timeout_s = directory_timeout_s
+        self._namespace_of = namespace_function(settings.jwt_secret)
+        self.recent = RecentMetrics()
+        self._sio: _SocketIOServer | None = None
+        self._namespace: GatewayNamespace | None = None
+        self._runner: web.AppRunner | None = None
+        self._consumer: OutboundConsumer | None = None
+        self._port: int | None = None
+        self._revocations: set[asyncio.Task[int]] = set()
+        super().__init__(**kwargs)
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (differs from settings with port 0)."""
+        if self._port is None:
+            raise RuntimeError("gateway is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.settings.gateway_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def directory_tail(self) -> DirectoryTail:
+        if self._tail is None:
+            raise RuntimeError("gateway is not started")
+        return self._tail
+
+    @property
+    def directory(self) -> Directory:
+        return self.directory_tail.directory
+
+    @property
+    def sio(self) -> socketio.AsyncServer:
+        if self._sio is None:
+            raise RuntimeError("gateway is not started")
+        return self._sio
+
+    @property
+    def consumer(self) -> OutboundConsumer:
+        if self._consumer is None:
+            raise RuntimeError("gateway is not started")
+        return self._consumer
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self._tail is not None
+            and self._tail.caught_up.is_set()
+            and self._consumer is not None
+            and self._consumer.consuming.is_set()
+        )
+
+    async def on_start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self._teardown()
+            raise
+
+    async def _start(self) -> None:
+        bootstrap = self.settings.kafka_bootstrap
+        assert bootstrap is not None
+        if self._tail is None:
+            self._tail = DirectoryTail(bootstrap, self.topics, on_change=self.on_directory_change)
+        if self._owns_tail:
+            await self._tail.start()
+        try:
+            await asyncio.wait_for(self._tail.caught_up.wait(), self._directory_timeout_s)
+        except TimeoutError:
+            raise TimeoutError(
+                f"directory topic {self.topics.directory!r} not read within "
+                f"{self._directory_timeout_s} s"
+            ) from None
+        directory = self._tail.directory
+
+        self._sio = _SocketIOServer(
+            async_mode="aiohttp",
+            cors_allowed_origins=self._cors,
+            logger=False,
+            engineio_logger=False,
+        )
+        self._namespace = GatewayNamespace(
+            directory=directory,
+            jwt_secret=self.settings.jwt_secret,
+            namespace_of=self._namespace_of,
+            recent=self.recent,
+        )
+        self._sio.register_namespace(self._namespace)
+
+        app = web.Application()
+        self._sio.attach(app)
+        api = GatewayApi(
+            directory=directory,
+            jwt_secret=self.settings.jwt_secret,
+            is_ready=lambda: self.ready,
+            query=self._query,
+        )
+        app.add_routes(api.routes())
+        self._runner = web.AppRunner(
+            app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.gateway_host, self.settings.gateway_port)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+
+        self._consumer = OutboundConsumer(
+            bootstrap,
+            self.topics.events_outbound,
+            directory,
+            self._namespace_of,
+            self._emit,
+            recent=self.recent,
+        )
+        await self._consumer.start()
+        log.info("gateway listening on %s", self.url)
+
+    async def _emit(self, event: str, payload: Any, room: str) -> None:
+        await self.sio.emit(event, payload, room=room)
+
+    def on_directory_change(self, key: str) -> None:
+        """Drop live subscriptions that a directory change just made illegal."""
+        if self._namespace is None or not key.startswith(("user:", "vm:")):
+            return
+        task = asyncio.get_running_loop().create_task(self._namespace.revoke_lost_access())
+        self._revocations.add(task)
+        task.add_done_callback(self._revocations.discard)
+
+    async def on_stop(self) -> None:
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        """Stop in reverse start order; each step runs even when an earlier one failed."""
+        if self._consumer is not None:
+            await self._step("consumer", self._consumer.stop())
+        if self._sio is not None:
+            # Close every client first, so the HTTP server has no websocket to wait for.
+            if self._sio.eio.sockets:
+                await self._step("socket.io clients", self._sio.eio.disconnect())
+            await self._step("socket.io", self._sio.shutdown())
+            pending = list(self._sio.eio.background_tasks)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._runner is not None:
+            await self._step("http", self._runner.cleanup())
+            self._runner = None
+        if self._namespace is not None:
+            await self._step("namespace", self._namespace.close())
+        for task in list(self._revocations):
+            task.cancel()
+        await asyncio.gather(*self._revocations, return_exceptions=True)
+        if self._tail is not None and self._owns_tail:
+            await self._step("directory", self._tail.stop())
+            self._tail = None
+        # A restarted service (mode supervisors restart crashed services) builds anew.
+        self._consumer = None
+        self._sio = None
+        self._namespace = None
+        self._port = None
+
+    async def _step(self, name: str, coro: Any) -> None:
+        try:
+            await asyncio.wait_for(coro, timeout=5.0)
+        except Exception:
+            log.exception("stopping gateway %s failed", name)

@@ -1,0 +1,1 @@
+"""The stream-processing stage: Faust agents that validate, store, aggregate and route."""

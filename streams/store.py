@@ -1,0 +1,178 @@
+"""The metric store: ClickHouse through clickhouse-connect, embedded (chDB) or a server.
+
+``chdb:///<dir>`` runs the ClickHouse engine in-process (one process owns a
+directory); ``http(s)://user:password@host:8123/db`` talks to a server. The
+same DDL (``sql/*.sql``, applied in order, idempotent) and SQL serve both.
+
+clickhouse-connect is synchronous and chDB has no async client, so every call
+runs on one dedicated thread: the event loop never blocks on the store, and
+the embedded engine only ever sees one caller at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+
+from streams.exceptions import QueryRejected, StoreError
+
+__all__ = ["ClickHouseStore", "QueryResult", "Store", "check_read_only", "redact_url"]
+
+log = logging.getLogger(__name__)
+
+_SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+QueryResult = dict[str, Any]
+
+_READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+
+
+class Store(Protocol):
+    """What the stages need of a metric store."""
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        *,
+        token: str | None,
+    ) -> None: ...
+
+    async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult: ...
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def check_read_only(sql: str) -> str:
+    """Accept one read-only statement; raise QueryRejected for anything else."""
+    text = sql.strip().rstrip(";").strip()
+    if not text:
+        raise QueryRejected("empty query")
+    if ";" in text:
+        raise QueryRejected("only one statement per query")
+    if not _READ_ONLY.match(text):
+        raise QueryRejected("only read-only statements (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)")
+    return text
+
+
+class ClickHouseStore:
+    """A Store on clickhouse-connect, with migrations applied at open."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="clickhouse")
+        self._client: Any = None
+
+    def open(self) -> None:
+        """Connect and apply migrations (blocking; call before the loop starts or via start())."""
+        self._client = self._pool.submit(self._connect).result()
+        self._pool.submit(self._migrate).result()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._client = await loop.run_in_executor(self._pool, self._connect)
+        await loop.run_in_executor(self._pool, self._migrate)
+
+    def _connect(self) -> Any:
+        try:
+            return clickhouse_connect.get_client(dsn=self.url)
+        except Exception as exc:
+            raise StoreError(f"cannot open store {redact_url(self.url)}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        files = sorted(_SQL_DIR.glob("*.sql"))
+        for file in files:
+            for statement in _statements(file.read_text()):
+                self._client.command(statement)
+            log.debug("applied %s", file.name)
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        *,
+        token: str | None,
+    ) -> None:
+        """Insert synchronously (async_insert=0); ``token`` makes a retried insert a no-op."""
+        if not rows:
+            return
+        settings: dict[str, Any] = {"async_insert": 0}
+        if token is not None:
+            settings["insert_deduplication_token"] = token
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            self._client.insert(table, rows, column_names=list(columns), settings=settings)
+
+        try:
+            await loop.run_in_executor(self._pool, run)
+        except Exception as exc:
+            raise StoreError(f"insert into {table} failed: {exc}") from exc
+
+    async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult:
+        """Run one read-only statement with row and time limits; return columns and rows."""
+        text = check_read_only(sql)
+        settings = {
+            "readonly": 2,
+            "max_result_rows": max_rows,
+            "result_overflow_mode": "break",
+            "max_execution_time": 30,
+        }
+        loop = asyncio.get_running_loop()
+
+        def run() -> QueryResult:
+            result = self._client.query(text, settings=settings)
+            rows = [[_jsonable(v) for v in row] for row in result.result_rows[:max_rows]]
+            return {"columns": list(result.column_names), "rows": rows}
+
+        try:
+            return await loop.run_in_executor(self._pool, run)
+        except QueryRejected:
+            raise
+        except Exception as exc:
+            raise StoreError(str(exc).strip().splitlines()[0][:500]) from exc
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                self._pool.submit(client.close).result(timeout=10)
+            except Exception:
+                log.debug("store close failed", exc_info=True)
+        self._pool.shutdown(wait=True)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file on ';' at line ends; comments are dropped."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    parts = (s.strip().rstrip(";").strip() for s in "\n".join(lines).split(";\n"))
+    return [p for p in parts if p]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)

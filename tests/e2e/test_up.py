@@ -1,0 +1,217 @@
+"""End to end: `vmpulse up` on the embedded defaults, as a user runs it.
+
+The process starts its own Kafka broker, chDB store, bridge, worker, gateway
+and simulated fleet. The test then does what a user would: lists the VMs with
+an admin token, subscribes to one over Socket.IO and receives live metrics,
+watches the row count grow through `vmpulse query`, plays a guest of its own
+that sends a malformed line between good ones, and stops everything with
+SIGINT, checking that no process or port is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import socketio
+from aiokafka import AIOKafkaConsumer
+
+from gateway.auth import issue_token
+from infra.broker import free_port
+from vmpulse.config import DEV_JWT_SECRET
+
+pytestmark = pytest.mark.integration
+
+VMPULSE = str(Path(sys.executable).parent / "vmpulse")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def _until(cond: object, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+class Up:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], data_dir: Path, env: dict[str, str], port: int
+    ):
+        self.proc = proc
+        self.data_dir = data_dir
+        self.env = env
+        self.port = port
+
+    @property
+    def info(self) -> dict[str, str]:
+        return dict(json.loads((self.data_dir / "up.json").read_text()))
+
+    def query(self, sql: str) -> list[list[object]]:
+        out = subprocess.run(
+            [VMPULSE, "query", "--json", sql],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return list(json.loads(out.stdout)["rows"])
+
+    def output(self) -> str:
+        return (self.data_dir / "up.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def up_process() -> Iterator[Up]:
+    data_dir = Path(os.path.realpath(__import__("tempfile").mkdtemp(prefix="vp-up-", dir="/tmp")))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update({"VMPULSE_DATA_DIR": str(data_dir), "VMPULSE_GATEWAY_ADDR": f"127.0.0.1:{port}"})
+    log = (data_dir / "up.log").open("wb")
+    proc = subprocess.Popen(
+        [VMPULSE, "up", "--vms", "3", "--interval", "0.2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    up = Up(proc, data_dir, env, port)
+    deadline = time.monotonic() + 90
+    while not (data_dir / "up.json").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"vmpulse up did not come up:\n{up.output()[-5000:]}")
+        time.sleep(0.2)
+    yield up
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+async def test_admin_lists_vms_and_receives_live_metrics(up_process: Up) -> None:
+    url = up_process.info["gateway_url"]
+    token = issue_token(DEV_JWT_SECRET, "admin", admin=True)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/api/vms", headers=headers) as resp:
+        assert resp.status == 200
+        vms = (await resp.json())["vms"]
+    assert len(vms) == 3 and all("id" in vm for vm in vms)
+    vm_id = vms[0]["id"]
+
+    client = socketio.AsyncClient(reconnection=False)
+    updates: list[dict[str, object]] = []
+    connected: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+    client.on("connected", lambda data: connected.done() or connected.set_result(data))
+    client.on("metricsUpdate", lambda data: updates.append(data))
+    await client.connect(url, auth={"token": token}, transports=["websocket"])
+    try:
+        hello = await asyncio.wait_for(connected, 10)
+        assert hello["user"]["id"] == "admin"  # type: ignore[index]
+        ack = await client.call("subscribe", {"vmId": vm_id}, timeout=10)
+        assert ack["ok"] is True, ack
+        await _until(lambda: len(updates) >= 3, 20, "3 metricsUpdate events")
+    finally:
+        await client.disconnect()
+    assert {u["vmId"] for u in updates} == {vm_id}
+    assert all(set(u) == {"vmId", "metrics", "timestamp"} for u in updates)
+
+
+async def test_row_count_grows(up_process: Up) -> None:
+    first = up_process.query("SELECT count() FROM system_metrics")[0][0]
+    await _until(
+        lambda: up_process.query("SELECT count() FROM system_metrics")[0][0] > first,  # type: ignore[operator]
+        20,
+        "system_metrics to grow",
+    )
+
+
+async def test_malformed_line_goes_to_dlq_and_next_line_is_stored(up_process: Up) -> None:
+    """A guest of our own: good line, broken line, good line on one virtio-serial socket."""
+    vm_id = str(uuid.uuid4())
+    sock_path = Path(up_process.info["socket_dir"]) / f"{vm_id}.socket"
+
+    def line(cpu: float) -> bytes:
+        msg = {
+            "type": "system_metrics",
+            "vmId": vm_id,
+            "timestamp": "2026-11-25T12:00:00Z",
+            "metrics": {"cpu": {"usage_percent": cpu}, "memory": {"total_kb": 100, "used_kb": 50}},
+        }
+        return json.dumps(msg).encode() + b"\n"
+
+    async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line(11.0) + b'{"type": "system_metrics", "vmId": \n' + line(22.0))
+        await writer.drain()
+        await reader.read()  # keep the port open like a real agent
+
+    server = await asyncio.start_unix_server(guest, path=str(sock_path))
+    try:
+        sql = (
+            "SELECT cpu_usage_percent FROM system_metrics "
+            f"WHERE vm_id = '{vm_id}' ORDER BY cpu_usage_percent"
+        )
+        await _until(lambda: len(up_process.query(sql)) == 2, 20, "both good lines stored")
+        assert up_process.query(sql) == [[11.0], [22.0]]
+    finally:
+        server.close()
+        sock_path.unlink(missing_ok=True)
+
+    consumer = AIOKafkaConsumer(
+        f"{up_process.info['topic_prefix']}agent.dlq",
+        bootstrap_servers=up_process.info["kafka_bootstrap"],
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        found = None
+        deadline = time.monotonic() + 10
+        while found is None and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for rec in records:
+                    if rec.key == vm_id.encode():
+                        found = json.loads(rec.value)
+        assert found is not None, "no DLQ record for the malformed line"
+        assert found["reason"] == "invalid_json"
+        assert found["raw"] == '{"type": "system_metrics", "vmId": '
+        assert found["origin"]["vm_id"] == vm_id
+    finally:
+        await consumer.stop()
+
+
+def test_sigint_stops_everything(up_process: Up) -> None:
+    """Runs last in this module: SIGINT, then no process and no port is left."""
+    kafka_port = int(up_process.info["kafka_bootstrap"].rsplit(":", 1)[1])
+    broker_pids = subprocess.run(
+        ["pgrep", "-f", f"{up_process.data_dir}/kafka"], capture_output=True, text=True
+    ).stdout.split()
+    assert broker_pids, "the embedded broker should be a child process under the data dir"
+    started = time.monotonic()
+    up_process.proc.send_signal(signal.SIGINT)
+    up_process.proc.wait(timeout=15)
+    elapsed = time.monotonic() - started
+    assert elapsed < 15
+    assert not _port_open(up_process.port), "gateway port still open"
+    assert not _port_open(kafka_port), "broker port still open"
+    left = subprocess.run(
+        ["pgrep", "-f", f"{up_process.data_dir}/kafka"], capture_output=True, text=True
+    )
+    assert left.stdout.strip() == "", f"broker processes left: {left.stdout}"

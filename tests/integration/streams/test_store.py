@@ -1,0 +1,74 @@
+"""The store against chDB through clickhouse-connect: migrations, inserts, read-only queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from streams.exceptions import QueryRejected
+from streams.pipeline import SYSTEM_METRICS_COLUMNS
+from streams.store import ClickHouseStore, check_read_only, redact_url
+
+
+def _rows(vm: str, n: int, first_offset: int = 0) -> list[tuple[object, ...]]:
+    t0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
+    return [
+        (vm, t0 + dt.timedelta(seconds=i), t0, float(i), 100 + i, 1000, 0, first_offset + i)
+        for i in range(n)
+    ]
+
+
+async def test_insert_then_query_returns_the_values(chdb_store: ClickHouseStore) -> None:
+    vm = uuid.uuid4().hex
+    await chdb_store.insert("system_metrics", _rows(vm, 5), SYSTEM_METRICS_COLUMNS, token=None)
+    result = await chdb_store.query(
+        "SELECT count(), sum(memory_used_kb), max(cpu_usage_percent) "
+        f"FROM system_metrics WHERE vm_id = '{vm}'"
+    )
+    assert result["rows"] == [[5, 510, 4.0]]
+    assert result["columns"][0] == "count()"
+
+
+async def test_retried_insert_with_the_same_token_is_stored_once(
+    chdb_store: ClickHouseStore,
+) -> None:
+    vm = uuid.uuid4().hex
+    for _ in range(3):
+        await chdb_store.insert(
+            "system_metrics", _rows(vm, 4), SYSTEM_METRICS_COLUMNS, token=f"tok-{vm}"
+        )
+    result = await chdb_store.query(f"SELECT count() FROM system_metrics WHERE vm_id = '{vm}'")
+    assert result["rows"] == [[4]]
+
+
+async def test_migrations_are_idempotent(chdb_store: ClickHouseStore) -> None:
+    await chdb_store.start()  # applies every migration again on the same store
+    result = await chdb_store.query(
+        "SELECT count() FROM system.tables WHERE name = 'system_metrics'"
+    )
+    assert result["rows"] == [[1]]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DROP TABLE system_metrics",
+        "INSERT INTO system_metrics VALUES (1)",
+        "SELECT 1; DROP TABLE x",
+        "  ",
+    ],
+)
+def test_write_statements_are_refused(sql: str) -> None:
+    with pytest.raises(QueryRejected):
+        check_read_only(sql)
+
+
+async def test_query_rows_are_capped(chdb_store: ClickHouseStore) -> None:
+    result = await chdb_store.query("SELECT number FROM system.numbers LIMIT 100", max_rows=10)
+    assert len(result["rows"]) <= 10
+
+
+def test_password_is_redacted() -> None:
+    assert redact_url("https://u:s3cret@h:8443/db") == "https://u:***@h:8443/db"

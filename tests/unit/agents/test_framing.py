@@ -1,0 +1,183 @@
+"""LineFramer: whole input, byte by byte, split chunks, \\r\\n, partial tails, oversize lines."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.exceptions import FramingError
+from agents.framing import HEAD_SIZE, Frame, LineFramer, Oversize, Truncated
+
+
+def frames_of(chunks: Iterable[bytes], *, max_line: int = 1 << 20, eof: bool = True) -> list[Frame]:
+    """Drive a framer the way the bridge does: feed, drain, repeat; then EOF and drain."""
+    framer = LineFramer(max_line)
+    out: list[Frame] = []
+    for chunk in chunks:
+        framer.feed(chunk)
+        while (frame := framer.next_frame()) is not None:
+            out.append(frame)
+        assert framer.buffered <= max_line + 1 + len(chunk)
+    if eof:
+        framer.feed_eof()
+        while (frame := framer.next_frame()) is not None:
+            out.append(frame)
+    return out
+
+
+def one_byte_at_a_time(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+DATA = b'{"a":1}\n{"b":2}\n\n{"c":3}\n'
+EXPECTED: list[Frame] = [b'{"a":1}', b'{"b":2}', b"", b'{"c":3}']
+
+
+def test_whole_input() -> None:
+    assert frames_of([DATA]) == EXPECTED
+
+
+def test_one_byte_at_a_time() -> None:
+    assert frames_of(one_byte_at_a_time(DATA)) == EXPECTED
+
+
+def test_lines_split_across_chunks() -> None:
+    assert frames_of([b'{"a"', b':1}\n{"b":', b"2}\n\n", b'{"c":3}', b"\n"]) == EXPECTED
+
+
+def test_need_more_data_until_newline() -> None:
+    framer = LineFramer()
+    framer.feed(b"partial")
+    assert framer.next_frame() is None
+    framer.feed(b" line\nnext")
+    assert framer.next_frame() == b"partial line"
+    assert framer.next_frame() is None
+    assert framer.buffered == 4
+
+
+def test_crlf_is_stripped_once() -> None:
+    assert frames_of([b"a\r\nb\r\r\nc\n"]) == [b"a", b"b\r", b"c"]
+    assert frames_of(one_byte_at_a_time(b"a\r\nb\r\n")) == [b"a", b"b"]
+
+
+def test_lone_cr_inside_a_line_is_kept() -> None:
+    assert frames_of([b"a\rb\n"]) == [b"a\rb"]
+
+
+def test_trailing_partial_line_is_reported_truncated_at_eof() -> None:
+    assert frames_of([b"ok\nhalf a li", b"ne"]) == [b"ok", Truncated(11, b"half a line")]
+
+
+def test_no_trailing_partial_without_eof() -> None:
+    assert frames_of([b"ok\nhalf"], eof=False) == [b"ok"]
+
+
+def test_empty_stream() -> None:
+    assert frames_of([]) == []
+    assert frames_of([b""]) == []
+
+
+def test_oversize_line_is_skipped_and_the_next_line_follows() -> None:
+    big = b"x" * 100
+    frames = frames_of([b"first\n" + big + b"\nsecond\n"], max_line=10)
+    assert frames == [b"first", Oversize(100, big), b"second"]
+
+
+def test_oversize_line_streamed_in_chunks_keeps_memory_bounded() -> None:
+    framer = LineFramer(max_line=64)
+    framer.feed(b"ok\n")
+    assert framer.next_frame() == b"ok"
+    assert framer.next_frame() is None
+    total = 0
+    for _ in range(1000):
+        chunk = b"y" * 50
+        framer.feed(chunk)
+        total += len(chunk)
+        assert framer.next_frame() is None
+        assert framer.buffered <= 64 + 1 + 50
+    framer.feed(b"\r\nafter\n")
+    frame = framer.next_frame()
+    assert isinstance(frame, Oversize)
+    assert frame.length == total
+    assert frame.head == b"y" * HEAD_SIZE
+    assert framer.next_frame() == b"after"
+    assert framer.next_frame() is None
+
+
+def test_line_exactly_at_the_limit_passes_with_or_without_cr() -> None:
+    line = b"z" * 16
+    assert frames_of(one_byte_at_a_time(line + b"\r\n"), max_line=16) == [line]
+    assert frames_of([line + b"\n"], max_line=16) == [line]
+    assert frames_of([line + b"z\n"], max_line=16) == [Oversize(17, line + b"z")]
+
+
+def test_oversize_crlf_split_from_its_line_is_not_in_the_head() -> None:
+    assert frames_of([b"w" * 20, b"\r", b"\nok\n"], max_line=8) == [Oversize(20, b"w" * 20), b"ok"]
+
+
+def test_oversize_then_eof_is_truncated() -> None:
+    assert frames_of([b"w" * 40], max_line=8) == [Truncated(40, b"w" * 40)]
+
+
+def test_trailing_garbage_after_lines() -> None:
+    assert frames_of([b"good\n\xff\xfe\x00garbage"]) == [
+        b"good",
+        Truncated(10, b"\xff\xfe\x00garbage"),
+    ]
+
+
+def test_feed_without_draining_is_a_caller_bug() -> None:
+    framer = LineFramer()
+    framer.feed(b"a\n")
+    with pytest.raises(FramingError):
+        framer.feed(b"b\n")
+
+
+def test_feed_after_eof_is_a_caller_bug() -> None:
+    framer = LineFramer()
+    framer.feed_eof()
+    assert framer.next_frame() is None
+    with pytest.raises(FramingError):
+        framer.feed(b"late\n")
+
+
+def expected_frames(data: bytes, max_line: int) -> list[Frame]:
+    """The reference model: split on \\n, strip one \\r, classify by length."""
+    *lines, tail = data.split(b"\n")
+    out: list[Frame] = []
+    for raw in lines:
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        out.append(line if len(line) <= max_line else Oversize(len(line), line[:HEAD_SIZE]))
+    if tail:
+        out.append(Truncated(len(tail), tail[:HEAD_SIZE]))
+    return out
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+lines_alphabet = st.sampled_from([b"a", b"b", b"\n", b"\r", b"{", b"\xff"])
+
+
+@given(
+    data=st.lists(lines_alphabet, max_size=300).map(b"".join) | st.binary(max_size=300),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=40),
+)
+def test_any_chunking_matches_splitting_on_newline(data: bytes, cuts: list[int]) -> None:
+    assert frames_of(chunked(data, cuts)) == expected_frames(data, 1 << 20)
+
+
+@given(
+    data=st.lists(lines_alphabet, max_size=300).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=40),
+    max_line=st.integers(min_value=0, max_value=12),
+)
+@settings(max_examples=500)
+def test_any_chunking_with_a_small_limit(data: bytes, cuts: list[int], max_line: int) -> None:
+    assert frames_of(chunked(data, cuts), max_line=max_line) == expected_frames(data, max_line)

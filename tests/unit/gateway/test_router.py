@@ -1,0 +1,94 @@
+"""Routing outbound events to rooms, names and payloads; plus the recent-metrics ring."""
+
+from __future__ import annotations
+
+from gateway.consumer import RecentMetrics
+from gateway.router import Delivery, route
+from schemas.directory import Directory, User, encode_record
+from schemas.events import OutboundEvent
+
+
+def _ns(user_id: str) -> str:
+    return f"ns-{user_id}"
+
+
+def _directory(*users: User) -> Directory:
+    directory = Directory()
+    for user in users:
+        directory.apply(f"user:{user.id}", encode_record(user))
+    return directory
+
+
+def test_named_users_get_namespaced_event() -> None:
+    event = OutboundEvent(resource="vms", action="update", data={"id": "vm-1"}, users=["alice"])
+    assert route(event, Directory(), _ns) == [
+        Delivery("ns-alice", "ns-alice:vms:update", event.payload())
+    ]
+
+
+def test_users_are_deduplicated_and_admins_expanded() -> None:
+    directory = _directory(
+        User(id="root", role="admin"), User(id="ops", role="admin"), User(id="bob")
+    )
+    event = OutboundEvent(
+        resource="vms", action="delete", users=["bob", "root", "bob"], admins=True
+    )
+    rooms = [d.room for d in route(event, directory, _ns)]
+    assert rooms == ["ns-bob", "ns-root", "ns-ops"]
+
+
+def test_admins_flag_without_admins_reaches_nobody() -> None:
+    event = OutboundEvent(resource="vms", action="create", admins=True)
+    assert route(event, _directory(User(id="bob")), _ns) == []
+
+
+def test_metrics_event_to_vm_room_is_metrics_update_with_data() -> None:
+    data = {"vmId": "vm-1", "metrics": {"cpu": 12.5}, "timestamp": "2026-01-01T00:00:00Z"}
+    event = OutboundEvent(resource="metrics", action="update", data=data, rooms=["vm:vm-1"])
+    assert route(event, Directory(), _ns) == [Delivery("vm:vm-1", "metricsUpdate", data)]
+
+
+def test_other_resource_to_room_is_room_prefixed() -> None:
+    event = OutboundEvent(resource="alerts", action="create", data={"x": 1}, rooms=["admin"])
+    assert route(event, Directory(), _ns) == [
+        Delivery("admin", "admin:alerts:create", event.payload())
+    ]
+
+
+def test_users_first_then_rooms_each_once() -> None:
+    event = OutboundEvent(
+        resource="vms", action="power_on", users=["alice"], rooms=["vm:1", "vm:1", "admin"]
+    )
+    assert [(d.room, d.event) for d in route(event, Directory(), _ns)] == [
+        ("ns-alice", "ns-alice:vms:power_on"),
+        ("vm:1", "vm:1:vms:power_on"),
+        ("admin", "admin:vms:power_on"),
+    ]
+
+
+def test_payload_shape() -> None:
+    event = OutboundEvent(resource="vms", action="update", data={"a": 1}, users=["u"])
+    (delivery,) = route(event, Directory(), _ns)
+    assert set(delivery.payload) == {"status", "error", "data", "timestamp", "id"}
+    assert delivery.payload["id"] == event.id
+
+
+def test_recent_metrics_ring_is_bounded() -> None:
+    recent = RecentMetrics(per_vm=3, max_vms=2)
+    for i in range(5):
+        recent.add("a", i)
+    assert recent.latest("a", 10) == [2, 3, 4]
+    assert recent.latest("a", 2) == [3, 4]
+    assert recent.latest("a", 0) == []
+    recent.add("b", "b0")
+    recent.add("c", "c0")  # evicts "a", the least recently updated
+    assert recent.latest("a", 10) == []
+    assert recent.latest("c", 10) == ["c0"]
+
+
+def test_recent_metrics_observes_only_metrics_to_vm_rooms() -> None:
+    recent = RecentMetrics()
+    recent.observe(OutboundEvent(resource="metrics", action="update", data=1, rooms=["vm:x"]))
+    recent.observe(OutboundEvent(resource="vms", action="update", data=2, rooms=["vm:x"]))
+    recent.observe(OutboundEvent(resource="metrics", action="update", data=3, rooms=["admin"]))
+    assert recent.latest("x", 10) == [1]

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from vmpulse.config import ConfigError, Secret, Settings
+
+
+def test_defaults_work_with_an_empty_environment(tmp_path: Path) -> None:
+    s = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
+    assert s.kafka_bootstrap is None
+    assert s.clickhouse_url == f"chdb://{tmp_path / 'clickhouse'}"
+    assert s.socket_dir == tmp_path / "sockets"
+    assert (s.gateway_host, s.gateway_port) == ("127.0.0.1", 8080)
+    assert s.jwt_secret_is_dev and s.agent_secret_is_dev
+    assert s.partitions == 12
+
+
+def test_every_error_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                "VMPULSE_CLICKHOUSE_URL": "mysql://x",
+                "VMPULSE_GATEWAY_ADDR": "nope",
+                "VMPULSE_PARTITIONS": "zero",
+            }
+        )
+    text = str(info.value)
+    assert "VMPULSE_CLICKHOUSE_URL" in text
+    assert "VMPULSE_GATEWAY_ADDR" in text
+    assert "VMPULSE_PARTITIONS" in text
+
+
+def test_secrets_do_not_show_in_repr() -> None:
+    s = Settings.from_env({"VMPULSE_JWT_SECRET": "hunter2-very-secret"})
+    assert "hunter2" not in repr(s)
+    assert s.jwt_secret.reveal() == "hunter2-very-secret"
+    assert not s.jwt_secret_is_dev
+    assert repr(Secret("x")) == "Secret('***')"

@@ -1,0 +1,225 @@
+"""The `vmpulse` command: one subcommand per stage, plus tools.
+
+``main()`` is the only place that reads the environment (through
+:meth:`Settings.from_env`); every subcommand gets the resulting settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from vmpulse.config import ConfigError, Settings
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vmpulse", description="Real-time VM telemetry and events")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole pipeline in one process with a simulated fleet")
+    up.add_argument("--vms", type=int, default=5, help="simulated VMs (default 5)")
+    up.add_argument("--interval", type=float, default=1.0, help="seconds between samples per VM")
+
+    sub.add_parser("worker", help="run the stream worker")
+    sub.add_parser("bridge", help="run the ingest bridge")
+    sub.add_parser("gateway", help="run the Socket.IO gateway (no query endpoint on chDB)")
+
+    sim = sub.add_parser("simulate", help="serve simulated guest agents on unix sockets")
+    sim.add_argument("--vms", type=int, default=5)
+    sim.add_argument("--interval", type=float, default=1.0)
+
+    tok = sub.add_parser("token", help="print a development JWT for the configured key")
+    tok.add_argument("--user", required=True)
+    tok.add_argument("--admin", action="store_true", help="informational; the directory decides")
+    tok.add_argument("--ttl-hours", type=float, default=12.0)
+
+    q = sub.add_parser("query", help="run read-only SQL against the metric store")
+    q.add_argument("sql")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    handler = _COMMANDS[args.command]
+    return handler(settings, args)
+
+
+def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from vmpulse.up import run_up
+
+    if args.vms < 0 or args.interval <= 0:
+        print("--vms must be >= 0 and --interval > 0", file=sys.stderr)
+        return 2
+    return run_up(settings, vms=args.vms, interval_s=args.interval)
+
+
+def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from vmpulse.up import run_worker
+
+    return run_worker(settings)
+
+
+def _run_services(settings: Settings, make: Any) -> int:
+    import mode
+
+    from vmpulse.up import start_broker_if_needed
+
+    settings, broker = start_broker_if_needed(settings)
+    try:
+        worker = mode.Worker(make(settings), loglevel="WARN", quiet=True)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit:
+            pass
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
+    from agents.bridge import Bridge
+
+    return _run_services(settings, lambda s: Bridge(s))
+
+
+def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.service import GatewayService
+
+    return _run_services(settings, lambda s: GatewayService(s))
+
+
+def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    import mode
+
+    from vmpulse.demo import demo_vm_ids
+    from vmpulse.up import FleetService
+
+    settings.socket_dir.mkdir(parents=True, exist_ok=True)
+    fleet = FleetService(settings.socket_dir, demo_vm_ids(args.vms), args.interval)
+    print(f"serving {args.vms} simulated agents in {settings.socket_dir}", flush=True)
+    try:
+        mode.Worker(fleet, loglevel="WARN", quiet=True).execute_from_commandline()
+    except SystemExit:
+        pass
+    return 0
+
+
+def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from gateway.auth import issue_token
+
+    print(
+        issue_token(
+            settings.jwt_secret, args.user, admin=args.admin, ttl=dt.timedelta(hours=args.ttl_hours)
+        )
+    )
+    return 0
+
+
+def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        if settings.uses_embedded_store:
+            result = _query_via_gateway(settings, args.sql)
+        else:
+            result = _query_direct(settings, args.sql)
+    except QueryFailed as exc:
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\t".join(result["columns"]))
+        for row in result["rows"]:
+            print("\t".join("" if v is None else str(v) for v in row))
+    return 0
+
+
+class QueryFailed(Exception):
+    pass
+
+
+def _query_via_gateway(settings: Settings, sql: str) -> dict[str, Any]:
+    """The embedded store belongs to the running `vmpulse up`: ask its gateway (admin only)."""
+    from gateway.auth import issue_token
+
+    info_path = settings.data_dir / "up.json"
+    try:
+        url = json.loads(info_path.read_text())["gateway_url"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise QueryFailed(
+            f"the embedded store is owned by `vmpulse up`, and no {info_path} says where it runs"
+        ) from exc
+    token = issue_token(settings.jwt_secret, "admin", admin=True)
+    req = urllib.request.Request(
+        f"{url}/api/query",
+        data=json.dumps({"sql": sql}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return dict(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        try:
+            body = json.loads(body).get("error", body)
+        except ValueError:
+            pass
+        raise QueryFailed(f"{exc.code}: {body}") from exc
+    except urllib.error.URLError as exc:
+        raise QueryFailed(f"gateway at {url} not reachable: {exc.reason}") from exc
+
+
+def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
+    from streams.exceptions import StoreError
+    from streams.store import ClickHouseStore
+
+    store = ClickHouseStore(settings.clickhouse_url)
+
+    async def run() -> dict[str, Any]:
+        await store.start()
+        return await store.query(sql)
+
+    try:
+        return asyncio.run(run())
+    except StoreError as exc:
+        raise QueryFailed(str(exc)) from exc
+    finally:
+        store.close()
+
+
+_COMMANDS = {
+    "up": _cmd_up,
+    "worker": _cmd_worker,
+    "bridge": _cmd_bridge,
+    "gateway": _cmd_gateway,
+    "simulate": _cmd_simulate,
+    "token": _cmd_token,
+    "query": _cmd_query,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""`vmpulse up`: broker (if needed), bridge, worker, gateway and a simulated fleet in one process.
+
+The Faust worker hosts the other stages as mode services beside the app
+(``faust.Worker(app, bridge, gateway, fleet, ...)``), so one SIGINT stops them
+all in order; the broker, which is a child process, is stopped last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+import mode
+
+from agents.bridge import Bridge
+from agents.simulator import FleetSimulator
+from gateway.service import GatewayService
+from infra.broker import LocalBroker
+from schemas.topics import Topics
+from streams.app import create_app
+from streams.store import ClickHouseStore, redact_url
+from vmpulse.config import Settings
+from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
+from vmpulse.kafka_io import ensure_topics, make_producer
+
+__all__ = ["FleetService", "run_up", "run_worker", "start_broker_if_needed"]
+
+log = logging.getLogger("vmpulse.up")
+
+
+class FleetService(mode.Service):  # type: ignore[misc]
+    """The simulated guests: one unix socket per VM, as QEMU serves a virtio-serial port."""
+
+    def __init__(
+        self, socket_dir: Path, vm_ids: list[str], interval_s: float, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.simulator = FleetSimulator(socket_dir, vm_ids, interval_s=interval_s)
+
+    async def on_start(self) -> None:
+        await self.simulator.start()
+
+    async def on_stop(self) -> None:
+        await self.simulator.stop()
+
+
+class Announcer(mode.Service):  # type: ignore[misc]
+    """Prints where things are and writes ``up.json`` once the gateway listens."""
+
+    def __init__(self, settings: Settings, gateway: GatewayService, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.gateway = gateway
+
+    async def on_started(self) -> None:
+        info = {
+            "kafka_bootstrap": self.settings.kafka_bootstrap,
+            "gateway_url": self.gateway.url,
+            "clickhouse_url": redact_url(self.settings.clickhouse_url),
+            "socket_dir": str(self.settings.socket_dir),
+            "topic_prefix": self.settings.topic_prefix,
+        }
+        path = self.settings.data_dir / "up.json"
+        path.write_text(json.dumps(info, indent=2) + "\n")
+        print(
+            f"vmpulse is up: gateway {self.gateway.url}  (details in {path}; Ctrl-C stops)",
+            flush=True,
+        )
+
+
+def start_broker_if_needed(settings: Settings) -> tuple[Settings, LocalBroker | None]:
+    """With no VMPULSE_KAFKA_BOOTSTRAP, start a local broker under the data dir."""
+    if settings.kafka_bootstrap:
+        return settings, None
+    broker = LocalBroker(settings.data_dir / "kafka")
+    print("starting a local Kafka broker ...", flush=True)
+    bootstrap = broker.start()
+    print(f"Kafka broker on {bootstrap}", flush=True)
+    return settings.replace(kafka_bootstrap=bootstrap), broker
+
+
+async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
+    assert settings.kafka_bootstrap is not None
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        topics,
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+    )
+    if vm_ids:
+        producer = make_producer(settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await publish_records(producer, topics, demo_directory(vm_ids))
+        finally:
+            await producer.stop()
+
+
+def _run_worker(
+    app: faust.App, services: list[mode.Service], loop: asyncio.AbstractEventLoop
+) -> None:
+    worker = faust.Worker(app, *services, loglevel="WARN", quiet=True, loop=loop)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        pass
+
+
+def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
+    """Run the whole pipeline in this process until SIGINT."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.socket_dir.mkdir(parents=True, exist_ok=True)
+    if settings.jwt_secret_is_dev:
+        print(
+            "using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)", flush=True
+        )
+    settings, broker = start_broker_if_needed(settings)
+    store = ClickHouseStore(settings.clickhouse_url)
+    try:
+        store.open()
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        vm_ids = demo_vm_ids(vms)
+        loop.run_until_complete(_prepare(settings, vm_ids))
+        app = create_app(settings, store)
+        gateway = GatewayService(settings, query=store.query)
+        services: list[mode.Service] = [
+            Bridge(settings),
+            gateway,
+            FleetService(settings.socket_dir, vm_ids, interval_s),
+            Announcer(settings, gateway),
+        ]
+        _run_worker(app, services, loop)
+    finally:
+        store.close()
+        if broker is not None:
+            broker.stop()
+        print("vmpulse stopped", flush=True)
+    return 0
+
+
+def run_worker(settings: Settings) -> int:
+    """Run only the stream worker (production: one per container, scaled by partitions)."""
+    settings, broker = start_broker_if_needed(settings)
+    store = ClickHouseStore(settings.clickhouse_url)
+    try:
+        store.open()
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(_prepare(settings, []))
+        _run_worker(create_app(settings, store), [], loop)
+    finally:
+        store.close()
+        if broker is not None:
+            broker.stop()
+    return 0
