@@ -14,10 +14,15 @@ from streams.store import ClickHouseStore, check_read_only, redact_url
 
 def _rows(vm: str, n: int, first_offset: int = 0) -> list[tuple[object, ...]]:
     t0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
-    return [
-        (vm, t0 + dt.timedelta(seconds=i), t0, float(i), 100 + i, 1000, 0, first_offset + i)
-        for i in range(n)
-    ]
+    base = dict.fromkeys(SYSTEM_METRICS_COLUMNS)
+    base.update(vm_id=vm, received_at=t0, ts_source="agent", dialect=1, cpu_cores_usage=[])
+    rows = []
+    for i in range(n):
+        row = dict(base, ts=t0 + dt.timedelta(seconds=i), cpu_usage_percent=float(i))
+        row.update(memory_used_kb=100 + i, memory_total_kb=1000, kafka_partition=0)
+        row["kafka_offset"] = first_offset + i
+        rows.append(tuple(row[c] for c in SYSTEM_METRICS_COLUMNS))
+    return rows
 
 
 async def test_insert_then_query_returns_the_values(chdb_store: ClickHouseStore) -> None:

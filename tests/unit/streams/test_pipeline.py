@@ -4,7 +4,7 @@ import json
 import msgspec
 
 from schemas.events import decode_outbound, encode_outbound
-from streams.pipeline import RawRecord, live_event, process_batch
+from streams.pipeline import SYSTEM_METRICS_COLUMNS, RawRecord, live_event, process_batch
 
 
 def _line(vm: str, cpu: float = 12.5, used: int = 1000, total: int = 4000) -> bytes:
@@ -12,7 +12,7 @@ def _line(vm: str, cpu: float = 12.5, used: int = 1000, total: int = 4000) -> by
         {
             "type": "system_metrics",
             "vmId": vm,
-            "timestamp": "2026-11-25T10:00:00Z",
+            "timestamp": "2025-11-25T10:00:00Z",
             "metrics": {
                 "cpu": {"usage_percent": cpu},
                 "memory": {"total_kb": total, "used_kb": used},
@@ -36,8 +36,14 @@ def test_valid_line_becomes_a_row_with_its_kafka_position() -> None:
     result = process_batch([_rec(_line("vm-a"), offset=7)])
     assert result.rejects == []
     (row,) = result.rows["system_metrics"]
-    assert row[0] == "vm-a"
-    assert row[3:] == (12.5, 1000, 4000, 1, 7)
+    stored = dict(zip(SYSTEM_METRICS_COLUMNS, row, strict=True))
+    assert stored["vm_id"] == "vm-a"
+    assert (stored["cpu_usage_percent"], stored["memory_used_kb"], stored["memory_total_kb"]) == (
+        12.5,
+        1000,
+        4000,
+    )
+    assert (stored["kafka_partition"], stored["kafka_offset"]) == (1, 7)
 
 
 def test_bad_line_goes_to_dlq_and_next_line_is_kept() -> None:
