@@ -65,6 +65,12 @@ __all__ = [
 NULL_RAW = msgspec.Raw(b"null")
 """Default of a free-form field the agent left out (``Raw | None`` is not a msgspec type)."""
 
+
+def _null_raw() -> msgspec.Raw:
+    # a factory, not a default value: JSON Schema export cannot encode a Raw default
+    return NULL_RAW
+
+
 ExitCode = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**32 - 1)]
 """Process exit codes: negative on Unix signals, up to u32 NTSTATUS values on Windows."""
 
@@ -177,7 +183,7 @@ class D2System(msgspec.Struct, kw_only=True):
     system: D2SystemInfo | None = None
     processes: Annotated[list[D2Process], CAPPED] | None = None
     ports: Annotated[list[D2Port], CAPPED] | None = None
-    windows_services: msgspec.Raw = NULL_RAW
+    windows_services: msgspec.Raw = msgspec.field(default_factory=_null_raw)
 
 
 class D2MetricsData(msgspec.Struct, kw_only=True):
@@ -202,14 +208,14 @@ class D2Response(_Msg, tag="response"):
     stderr: Blob | None = None
     execution_time_ms: Counter | None = None
     command_type: Name | None = None
-    data: msgspec.Raw = NULL_RAW
+    data: msgspec.Raw = msgspec.field(default_factory=_null_raw)
     timestamp: Timestamp | None = None
 
 
 class D2Error(_Msg, tag="error"):
     error: Text
     timestamp: Timestamp | None = None
-    details: msgspec.Raw = NULL_RAW
+    details: msgspec.Raw = msgspec.field(default_factory=_null_raw)
 
 
 class D2ErrorReport(_Msg, tag="error_report"):
@@ -229,7 +235,7 @@ class D2AgentEvent(_Msg, tag="agent_event"):
     timestamp: Timestamp | None = None
     source: Name | None = None
     executionId: Name | None = None
-    context: msgspec.Raw = NULL_RAW
+    context: msgspec.Raw = msgspec.field(default_factory=_null_raw)
 
 
 class D2ScriptCompletion(_Msg, tag="script_completion"):
