@@ -6,8 +6,9 @@ except ``executionId`` in ``agent_event``). The agent serializes Rust
 when a probe fails, so optional fields default to ``None`` here. Free-form
 fields (``data``, ``details``, ``context``, ``windows_services``) are kept as
 :class:`msgspec.Raw`: still checked to be JSON, never turned into Python
-objects unless they are stored, and their nesting is bounded in
-:mod:`schemas.normalize`.
+objects; the stored ones (``data``, ``details``, ``context``) are bounded in
+size and nesting in :mod:`schemas.normalize`, ``windows_services`` is not
+stored and only bounded by the decoder's own recursion limit.
 """
 
 from __future__ import annotations
