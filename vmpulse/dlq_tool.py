@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from schemas.topics import Topics
 
@@ -52,17 +52,15 @@ def locate_broker(bootstrap: str | None, prefix: str, data_dir: Path) -> tuple[s
 async def read_dlq(bootstrap: str, prefix: str, *, max_per_partition: int) -> list[DlqEntry]:
     """The last ``max_per_partition`` records of every partition of agent.dlq."""
     topic = Topics(prefix).agent_dlq
+    # Subscribed without a group, a consumer is assigned every partition.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        await consumer.topics()  # fetches metadata for every topic
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = sorted(consumer.assignment())
         if not tps:
             return []
-        consumer.assign(tps)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         for tp in tps:
