@@ -293,8 +293,8 @@ async def test_both_dialects_are_stored_and_every_malformed_line_explained(
             d: ["error_report", "hello"],
         }
         procs = await api.query(
-            "SELECT name, executable_path, round(toFloat64(cpu_usage_percent), 2), memory_usage_kb, status "
-            f"FROM process_snapshots WHERE vm_id = '{c}' AND pid = 2"
+            "SELECT name, executable_path, round(toFloat64(cpu_usage_percent), 2), "
+            f"memory_usage_kb, status FROM process_snapshots WHERE vm_id = '{c}' AND pid = 2"
         )
         assert procs == [["sshd", "/usr/bin/sshd", 7.3, 2048, "Run"]] * 2
         (port,) = await api.query(
