@@ -77,3 +77,20 @@ async def test_query_rows_are_capped(chdb_store: ClickHouseStore) -> None:
 
 def test_password_is_redacted() -> None:
     assert redact_url("https://u:s3cret@h:8443/db") == "https://u:***@h:8443/db"
+
+
+async def test_every_table_has_the_columns_the_pipeline_fills(
+    chdb_store: ClickHouseStore,
+) -> None:
+    from streams.pipeline import TABLE_COLUMNS
+
+    for table, columns in TABLE_COLUMNS.items():
+        result = await chdb_store.query(
+            "SELECT name FROM system.columns "
+            f"WHERE database = currentDatabase() AND table = '{table}'"
+        )
+        assert {row[0] for row in result["rows"]} == set(columns), table
+        assert columns[:2] == ("vm_id", "ts") and columns[-2:] == (
+            "kafka_partition",
+            "kafka_offset",
+        )
