@@ -20,10 +20,13 @@ import mode
 import socketio
 from aiohttp import web
 
-from gateway.api import GatewayApi, Query
+from gateway.api import GatewayApi, Query, cors_middleware
+from gateway.auth import TokenPolicy
 from gateway.consumer import OutboundConsumer, RecentMetrics
 from gateway.namespace import GatewayNamespace
 from gateway.rooms import namespace_function
+from gateway.stats import GatewayStats
+from gateway.vmstate import VmStates
 from schemas.directory import Directory
 from schemas.topics import Topics
 from vmpulse.config import Settings
@@ -82,7 +85,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         *,
         query: Query | None = None,
         directory_tail: DirectoryTail | None = None,
-        cors_allowed_origins: Sequence[str] | str = (),
+        cors_allowed_origins: Sequence[str] | str | None = None,
         directory_timeout_s: float = 30.0,
         **kwargs: Any,
     ) -> None:
@@ -93,14 +96,19 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._query = query
         self._tail = directory_tail
         self._owns_tail = directory_tail is None
-        self._cors = (
-            cors_allowed_origins
-            if isinstance(cors_allowed_origins, str)
-            else list(cors_allowed_origins)
+        origins = (
+            cors_allowed_origins if cors_allowed_origins is not None else settings.cors_origins
+        )
+        # None: same origin only (engine.io's default); "*" allows every origin.
+        self._cors_list: tuple[str, ...] | None = (
+            None if origins is None else (origins,) if isinstance(origins, str) else tuple(origins)
         )
         self._directory_timeout_s = directory_timeout_s
         self._namespace_of = namespace_function(settings.jwt_secret)
-        self.recent = RecentMetrics()
+        self._policy = TokenPolicy.from_settings(settings)
+        self.stats = GatewayStats()
+        self.recent = RecentMetrics(per_vm=settings.gateway_recent_samples)
+        self.vm_states = VmStates()
         self._sio: _SocketIOServer | None = None
         self._namespace: GatewayNamespace | None = None
         self._runner: web.AppRunner | None = None
@@ -145,13 +153,25 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         return self._consumer
 
     @property
+    def namespace(self) -> GatewayNamespace:
+        if self._namespace is None:
+            raise RuntimeError("gateway is not started")
+        return self._namespace
+
+    @property
     def ready(self) -> bool:
+        """Directory read and the outbound consumer caught up (``/readyz``)."""
         return (
             self._tail is not None
             and self._tail.caught_up.is_set()
             and self._consumer is not None
-            and self._consumer.consuming.is_set()
+            and self._consumer.caught_up
         )
+
+    def _socketio_cors(self) -> list[str] | str | None:
+        if self._cors_list is None:
+            return None
+        return "*" if "*" in self._cors_list else list(self._cors_list)
 
     async def on_start(self) -> None:
         try:
@@ -176,37 +196,28 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             ) from None
         directory = self._tail.directory
 
+        settings = self.settings
         self._sio = _SocketIOServer(
             async_mode="aiohttp",
-            cors_allowed_origins=self._cors,
+            cors_allowed_origins=self._socketio_cors(),
+            max_http_buffer_size=settings.gateway_max_payload_bytes,
             logger=False,
             engineio_logger=False,
         )
         self._namespace = GatewayNamespace(
             directory=directory,
-            jwt_secret=self.settings.jwt_secret,
+            policy=self._policy,
             namespace_of=self._namespace_of,
             recent=self.recent,
+            stats=self.stats,
+            max_connections=settings.gateway_max_connections,
+            max_connections_per_user=settings.gateway_max_connections_per_user,
+            client_events_per_minute=settings.gateway_client_events_per_minute,
         )
         self._sio.register_namespace(self._namespace)
 
-        app = web.Application()
-        self._sio.attach(app)
-        api = GatewayApi(
-            directory=directory,
-            jwt_secret=self.settings.jwt_secret,
-            is_ready=lambda: self.ready,
-            query=self._query,
-        )
-        app.add_routes(api.routes())
-        self._runner = web.AppRunner(
-            app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.gateway_host, self.settings.gateway_port)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
-
+        # The consumer reads back the resume window before the site opens, so the
+        # first client to reconnect after a restart can already be replayed to.
         self._consumer = OutboundConsumer(
             bootstrap,
             self.topics.events_outbound,
@@ -214,18 +225,60 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             self._namespace_of,
             self._emit,
             recent=self.recent,
+            vm_states=self.vm_states,
+            stats=self.stats,
+            window_s=settings.gateway_resume_window_s,
+            max_log_events=settings.gateway_resume_max_events,
         )
         await self._consumer.start()
+        self._namespace.consumer = self._consumer
+        self.stats.watch_lag(self._consumer.lag)
+
+        app = web.Application(middlewares=[cors_middleware(self._cors_list)])
+        self._sio.attach(app)
+        namespace = self._namespace
+        api = GatewayApi(
+            directory=directory,
+            policy=self._policy,
+            is_live=lambda: self._runner is not None,
+            is_ready=lambda: self.ready,
+            stats=self.stats,
+            recent=self.recent,
+            vm_states=self.vm_states,
+            connections=namespace.connections,
+            query=self._query,
+        )
+        app.add_routes(api.routes())
+        self._runner = web.AppRunner(
+            app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.gateway_host, settings.gateway_port)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
         log.info("gateway listening on %s", self.url)
 
-    async def _emit(self, event: str, payload: Any, room: str) -> None:
-        await self.sio.emit(event, payload, room=room)
+    async def _emit(self, event: str, payload: Any, room: str) -> int:
+        """Emit to a room; returns how many sockets it reached (0: nobody here, no work)."""
+        sio = self.sio
+        members = sio.manager.rooms.get("/", {}).get(room)
+        if not members:
+            return 0
+        count = len(members)
+        await sio.emit(event, payload, room=room)
+        return count
 
     def on_directory_change(self, key: str) -> None:
-        """Drop live subscriptions that a directory change just made illegal."""
-        if self._namespace is None or not key.startswith(("user:", "vm:")):
+        """Re-judge live sockets after a directory change (deleted user, lost access)."""
+        kind, _, ident = key.partition(":")
+        if self._tail is not None:
+            if kind == "vm" and ident not in self.directory.vms:
+                self.vm_states.forget(ident)
+            if kind == "user" and ident not in self.directory.users:
+                self.stats.forget_user(ident)
+        if self._namespace is None or kind not in ("user", "vm"):
             return
-        task = asyncio.get_running_loop().create_task(self._namespace.revoke_lost_access())
+        task = asyncio.get_running_loop().create_task(self._namespace.apply_directory_change(key))
         self._revocations.add(task)
         task.add_done_callback(self._revocations.discard)
 

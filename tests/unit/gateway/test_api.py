@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.api import MAX_SQL_LENGTH, check_read_only
+from streams.store import MAX_SQL_LENGTH, check_read_only
 from gateway.exceptions import QueryRejected
 
 
