@@ -291,8 +291,10 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             await self._step("consumer", self._consumer.stop())
         if self._sio is not None:
             # Close every client first, so the HTTP server has no websocket to wait for.
+            # Without waiting for each queue to drain: a polling client may never
+            # come back for its CLOSE packet, and a stop must not wait for it.
             if self._sio.eio.sockets:
-                await self._step("socket.io clients", self._sio.eio.disconnect())
+                await self._step("socket.io clients", self._close_sockets())
             await self._step("socket.io", self._sio.shutdown())
             pending = list(self._sio.eio.background_tasks)
             for task in pending:
@@ -314,6 +316,12 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._sio = None
         self._namespace = None
         self._port = None
+
+    async def _close_sockets(self) -> None:
+        eio = self.sio.eio
+        for sid, socket in list(eio.sockets.items()):
+            await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+            eio.sockets.pop(sid, None)
 
     async def _step(self, name: str, coro: Any) -> None:
         try:
