@@ -64,7 +64,7 @@ class Identity:
 class TokenPolicy:
     """What a valid browser token looks like: algorithms, keys, issuer, audience."""
 
-    secret: Secret | str
+    secret: Secret | str = dataclasses.field(repr=False)
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     public_key: str | None = None
     issuer: str | None = None
