@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway.api import GatewayApi, Query, cors_middleware
 from gateway.auth import TokenPolicy
 from gateway.consumer import OutboundConsumer, RecentMetrics
+from gateway.fanout import emit_to_room
 from gateway.namespace import GatewayNamespace
 from gateway.rooms import namespace_function
 from gateway.stats import GatewayStats
@@ -260,13 +261,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
 
     async def _emit(self, event: str, payload: Any, room: str) -> int:
         """Emit to a room; returns how many sockets it reached (0: nobody here, no work)."""
-        sio = self.sio
-        members = sio.manager.rooms.get("/", {}).get(room)
-        if not members:
-            return 0
-        count = len(members)
-        await sio.emit(event, payload, room=room)
-        return count
+        return await emit_to_room(self.sio, event, payload, room)
 
     def on_directory_change(self, key: str) -> None:
         """Re-judge live sockets after a directory change (deleted user, lost access)."""
