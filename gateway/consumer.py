@@ -44,8 +44,8 @@ __all__ = ["POSITION_KEY", "Emit", "OutboundConsumer", "RecentMetrics", "positio
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, Any, str], Awaitable[int]]
-"""``emit(event_name, payload, room)`` -> sockets reached; bound to ``AsyncServer.emit``."""
+Emit = Callable[[str, Any, str], Awaitable[tuple[int, int]]]
+"""``emit(event_name, payload, room)`` -> (sockets reached, sockets that were closing)."""
 
 POSITION_KEY = "position"
 # Caught up means at most this many records behind the partitions' ends.
@@ -301,7 +301,7 @@ class OutboundConsumer:
 
     async def _deliver(self, delivery: Delivery, event_id: str, position: str) -> None:
         try:
-            sockets = await self._emit(
+            reached, skipped = await self._emit(
                 delivery.event, positioned(delivery.payload, position), delivery.room
             )
         except Exception:
@@ -309,8 +309,10 @@ class OutboundConsumer:
             log.exception("emit of event %s to %s failed", event_id, delivery.room)
         else:
             self.delivered += 1
-            if sockets:
-                self._stats.delivered(delivery.user, sockets)
+            if reached:
+                self._stats.delivered(delivery.user, reached)
+            if skipped:
+                self._stats.failed(delivery.user, skipped)
 
     async def stop(self) -> None:
         self.consuming.clear()

@@ -28,24 +28,30 @@ _EVENT = "2"  # socket.io EVENT packet type; namespace "/" is implicit
 _encode = msgspec.json.Encoder().encode
 
 
-async def emit_to_room(sio: socketio.AsyncServer, event: str, payload: Any, room: str) -> int:
-    """Send ``event`` with ``payload`` to the room's sockets; returns how many were reached."""
+async def emit_to_room(
+    sio: socketio.AsyncServer, event: str, payload: Any, room: str
+) -> tuple[int, int]:
+    """Send ``event`` with ``payload`` to the room's sockets.
+
+    Returns (sockets reached, sockets skipped because they were closing).
+    """
     members = sio.manager.rooms.get("/", {}).get(room)
     if not members:
-        return 0
+        return 0, 0
     try:
         text = _EVENT + _encode([event, payload]).decode()
     except (TypeError, msgspec.EncodeError):
         count = len(members)
         await sio.emit(event, payload, room=room)
-        return count
+        return count, 0
     pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
     sockets = sio.eio.sockets
-    reached = 0
+    reached = skipped = 0
     for eio_sid in list(members.values()):
         sock = sockets.get(eio_sid)
         if sock is None or sock.closed or sock.closing:
+            skipped += 1
             continue
         sock.queue.put_nowait(pkt)
         reached += 1
-    return reached
+    return reached, skipped

@@ -22,7 +22,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 import socketio
@@ -361,14 +361,21 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 elif not user.is_admin and in_admin:
                     await self.leave_room(sid, ADMIN_ROOM)
                     changed += 1
-        if kind in ("user", "vm"):
-            changed += await self.revoke_lost_access()
+        if kind == "user":
+            changed += await self.revoke_lost_access(self._by_user.get(ident, ()))
+        elif kind == "vm":
+            watching = [sid for sid, c in self._conns.items() if ident in c.subscriptions]
+            changed += await self.revoke_lost_access(watching)
         return changed
 
-    async def revoke_lost_access(self) -> int:
-        """Leave every ``vm:<id>`` room whose user may no longer watch the VM."""
+    async def revoke_lost_access(self, sids: Iterable[str] | None = None) -> int:
+        """Leave every ``vm:<id>`` room whose user may no longer watch the VM (of ``sids``)."""
         dropped = 0
-        for sid, conn in list(self._conns.items()):
+        chosen = list(self._conns) if sids is None else list(sids)
+        for sid in chosen:
+            conn = self._conns.get(sid)
+            if conn is None:
+                continue
             for vm_id in list(conn.subscriptions):
                 if not self._directory.may_watch(conn.user_id, vm_id):
                     conn.subscriptions.discard(vm_id)

@@ -259,8 +259,8 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._port = int(self._runner.addresses[0][1])
         log.info("gateway listening on %s", self.url)
 
-    async def _emit(self, event: str, payload: Any, room: str) -> int:
-        """Emit to a room; returns how many sockets it reached (0: nobody here, no work)."""
+    async def _emit(self, event: str, payload: Any, room: str) -> tuple[int, int]:
+        """Emit to a room; returns sockets reached and skipped (0, 0: nobody here)."""
         return await emit_to_room(self.sio, event, payload, room)
 
     def on_directory_change(self, key: str) -> None:

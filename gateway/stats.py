@@ -52,7 +52,9 @@ class GatewayStats:
             "vmpulse_gateway_events_out", "Events written to sockets (one per socket)", registry=r
         )
         self.deliveries_failed = Counter(
-            "vmpulse_gateway_deliveries_failed", "Room emits that raised", registry=r
+            "vmpulse_gateway_deliveries_failed",
+            "Deliveries that did not reach a socket (emit raised, socket closing)",
+            registry=r,
         )
         self.consumer_lag = Gauge(
             "vmpulse_gateway_consumer_lag", "Records of events.outbound not read yet", registry=r
@@ -83,9 +85,9 @@ class GatewayStats:
             self.per_user.setdefault(user_id, UserDeliveries()).delivered += sockets
 
     def failed(self, user_id: str | None, sockets: int) -> None:
-        self.deliveries_failed.inc()
+        self.deliveries_failed.inc(sockets)
         if user_id is not None:
-            self.per_user.setdefault(user_id, UserDeliveries()).failed += max(sockets, 1)
+            self.per_user.setdefault(user_id, UserDeliveries()).failed += sockets
 
     def forget_user(self, user_id: str) -> None:
         self.per_user.pop(user_id, None)
