@@ -19,6 +19,7 @@ import engineio
 import mode
 import socketio
 from aiohttp import web
+from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 from gateway.api import GatewayApi, Query, cors_middleware
 from gateway.auth import TokenPolicy
@@ -38,6 +39,33 @@ __all__ = ["GatewayService"]
 log = logging.getLogger(__name__)
 
 
+class _UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
+    """engine.io's aiohttp websocket without permessage-deflate.
+
+    aiohttp negotiates per-message deflate by default, and then compresses every
+    frame separately for every socket: at room fan-out the same small JSON is
+    deflated once per recipient, which was about a third of the gateway's CPU.
+    The payloads are small JSON; the Node.js socket.io server also ships with
+    ``perMessageDeflate: false``.
+    """
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False
+        )
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self._sock.send_bytes(message)
+        else:
+            await self._sock.send_str(message)
+
+
 class _EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     """Remembers the tasks engine.io starts, so that stop can cancel them.
 
@@ -49,6 +77,8 @@ class _EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.background_tasks: set[asyncio.Future[Any]] = set()
+        # A copy: the driver table is module-level and shared with other servers.
+        self._async = {**self._async, "websocket": _UncompressedWebSocket}  # type: ignore[has-type]
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         task = super().start_background_task(target, *args, **kwargs)

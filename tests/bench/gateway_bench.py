@@ -96,7 +96,7 @@ class Load:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
 
-    async def line(self, timeout: float) -> dict[str, Any]:
+    async def line(self, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
         assert self.proc.stdout is not None
         while True:
             raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
