@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,38 @@ __all__ = ["GatewayService"]
 log = logging.getLogger(__name__)
 
 
+async def _poll_without_task(socket: Any) -> list[Any]:
+    """engine.io's ``AsyncSocket.poll`` without a task per wake-up.
+
+    The original waits with ``asyncio.wait_for(queue.get(), ...)``, which on
+    Python 3.11 wraps the get in a new Task each time a socket's writer goes
+    idle, i.e. once per delivered event at fan-out. ``asyncio.timeout`` waits in
+    the writer's own task. Same contract: packets to send, ``[]`` when closed,
+    ``QueueEmpty`` on timeout or cancellation.
+    """
+    queue = socket.queue
+    if queue.empty():
+        try:
+            async with asyncio.timeout(socket.server.ping_interval + socket.server.ping_timeout):
+                first = await queue.get()
+        except (TimeoutError, asyncio.CancelledError):
+            raise engineio.exceptions.QueueEmpty() from None
+    else:
+        first = queue.get_nowait()
+    queue.task_done()
+    if first is None:
+        return []
+    packets = [first]
+    while not queue.empty():
+        pkt = queue.get_nowait()
+        queue.task_done()
+        if pkt is None:
+            queue.put_nowait(None)
+            break
+        packets.append(pkt)
+    return packets
+
+
 class _UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
     """engine.io's aiohttp websocket without permessage-deflate.
 
@@ -50,6 +83,10 @@ class _UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
     """
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        socket = getattr(self.handler, "__self__", None)
+        if socket is not None and hasattr(socket, "queue"):
+            # Only this socket's writer uses the cheaper wait (see _poll_without_task).
+            socket.poll = types.MethodType(_poll_without_task, socket)
         request = environ["aiohttp.request"]
         self._sock = web.WebSocketResponse(
             max_msg_size=self.server.max_http_buffer_size, compress=False
