@@ -41,20 +41,22 @@ log = logging.getLogger(__name__)
 
 
 async def _poll_without_task(socket: Any) -> list[Any]:
-    """engine.io's ``AsyncSocket.poll`` without a task per wake-up.
+    """engine.io's ``AsyncSocket.poll`` for a websocket, without a task or timer per wake-up.
 
-    The original waits with ``asyncio.wait_for(queue.get(), ...)``, which on
-    Python 3.11 wraps the get in a new Task each time a socket's writer goes
-    idle, i.e. once per delivered event at fan-out. ``asyncio.timeout`` waits in
-    the writer's own task. Same contract: packets to send, ``[]`` when closed,
-    ``QueueEmpty`` on timeout or cancellation.
+    The original waits with ``asyncio.wait_for(queue.get(), ping_interval +
+    ping_timeout)``: on Python 3.11 a new Task plus a timer in the loop's heap
+    each time a socket's writer goes idle, i.e. once per delivered event at
+    fan-out, with heap operations that grow with the number of sockets. Here
+    the writer waits in its own task, with no timer: liveness is the ping
+    task's job, and the websocket handler always ends its writer by queueing
+    ``None`` when the connection closes. Same contract otherwise: packets to
+    send, ``[]`` when closed, ``QueueEmpty`` when cancelled.
     """
     queue = socket.queue
     if queue.empty():
         try:
-            async with asyncio.timeout(socket.server.ping_interval + socket.server.ping_timeout):
-                first = await queue.get()
-        except (TimeoutError, asyncio.CancelledError):
+            first = await queue.get()
+        except asyncio.CancelledError:
             raise engineio.exceptions.QueueEmpty() from None
     else:
         first = queue.get_nowait()

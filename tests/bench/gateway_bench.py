@@ -232,6 +232,7 @@ async def bench_server(
     steady_rate: float,
     steady_s: float,
     burst_events: int,
+    settle_s: float = 5.0,
 ) -> dict[str, Any]:
     port = _free_port()
     token = issue_token(DEV_JWT_SECRET, "bench")
@@ -254,6 +255,9 @@ async def bench_server(
             ready = await load.line(timeout=max(120.0, clients / 20))
             connect_s = time.monotonic() - t0
             rss1 = _rss_kb(pid)
+            # Both servers get the same pause after the connection storm before
+            # the measured phases, so the figures are of delivery, not of handshakes.
+            await asyncio.sleep(settle_s)
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
             await producer.start()
             try:
@@ -358,6 +362,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 steady_rate=args.steady_rate,
                 steady_s=args.steady_seconds,
                 burst_events=args.burst_events,
+                settle_s=args.settle_seconds,
             )
             print(json.dumps(result), flush=True)
             results.append(result)
@@ -372,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-rate", type=float, default=100.0, help="events per second")
     parser.add_argument("--steady-seconds", type=float, default=10.0)
     parser.add_argument("--burst-events", type=int, default=2000)
+    parser.add_argument("--settle-seconds", type=float, default=5.0)
     parser.add_argument("--servers", nargs="+", default=["python", "node"])
     args = parser.parse_args(argv)
     if not (NODE_DIR / "node_modules").is_dir():

@@ -29,6 +29,7 @@ async def test_gateway_beside_node_reference(
         steady_rate=50.0,
         steady_seconds=4.0,
         burst_events=500,
+        settle_seconds=1.0,
         servers=["python", "node"],
     )
     results = await run(args)
