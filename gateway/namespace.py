@@ -66,6 +66,9 @@ _DENIED = "Access denied"  # one answer for "no such VM" and "not yours": no pro
 _BAD_VM_ID = "Invalid vmId"
 _NOT_CONNECTED = "Not connected"
 _LIFECYCLE = frozenset({"connect", "disconnect"})
+# Rate-limit buckets are keyed by event name; names outside the contract share
+# one bucket, so a client cannot grow the table by inventing names.
+_CLIENT_EVENTS = frozenset({"subscribe", "unsubscribe", "metrics:recent"})
 
 
 def _ack(ok: bool, error: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -143,7 +146,8 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event not in _LIFECYCLE and args:
             conn = self._conns.get(args[0])
-            if conn is not None and not self._limiter.allow(conn.user_id, event):
+            bucket = event if event in _CLIENT_EVENTS else "*"
+            if conn is not None and not self._limiter.allow(conn.user_id, bucket):
                 self._stats.client_events_limited.inc()
                 return _ack(False, RATE_LIMITED)
         # "metrics:recent" is not a valid method name; map it to on_metrics_recent.
