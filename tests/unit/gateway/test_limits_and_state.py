@@ -98,3 +98,42 @@ def test_vm_id_is_quoted_in_sql() -> None:
     t0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
     sql = raw_sql("a'b\\c", plan_history(t0, t0 + dt.timedelta(hours=1)))
     assert "vm_id = 'a\\'b\\\\c'" in sql
+
+
+class FakeStore:
+    """Answers like the store's ``query``: EXISTS from a table list, rollup SQL may fail."""
+
+    def __init__(self, tables: set[str], rollup_works: bool) -> None:
+        self.tables = tables
+        self.rollup_works = rollup_works
+        self.seen: list[str] = []
+
+    async def query(self, sql: str) -> dict[str, object]:
+        self.seen.append(sql)
+        if sql.startswith("EXISTS TABLE "):
+            return {"columns": ["result"], "rows": [[int(sql.split()[-1] in self.tables)]]}
+        if "Merge(" in sql and not self.rollup_works:
+            raise RuntimeError("Unknown identifier cpu_avg")
+        return {"columns": ["t"], "rows": [[1]]}
+
+
+@pytest.mark.parametrize(
+    ("tables", "rollup_works", "source"),
+    [
+        (set(), False, "system_metrics"),  # rollup not created yet: aggregate raw
+        ({"system_metrics_1m"}, False, "system_metrics"),  # other columns: aggregate raw
+        ({"system_metrics_1m"}, True, "system_metrics_1m"),
+    ],
+)
+async def test_history_falls_back_to_raw_aggregation(
+    tables: set[str], rollup_works: bool, source: str
+) -> None:
+    from gateway.history import fetch_history
+
+    store = FakeStore(tables, rollup_works)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    plan = plan_history(t0, t0 + dt.timedelta(days=1))
+    body = await fetch_history(store.query, "vm-1", plan)
+    assert body["source"] == source and body["resolution"] == "1m"
+    if source == "system_metrics":
+        assert "GROUP BY t" in store.seen[-1] and "FROM system_metrics " in store.seen[-1]
