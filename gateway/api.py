@@ -1,71 +1,50 @@
-"""HTTP API beside Socket.IO: health, the caller's VMs, and admin read-only SQL.
+"""HTTP API beside Socket.IO: health, the caller's VMs, metrics, admin SQL and debugging.
 
 Same identity rules as the socket: a Bearer JWT names the user, the directory
 says what they may see and whether they are an admin. Error bodies are
-``{"error": message}`` with the same messages as Socket.IO refusals.
+``{"error": message}`` with the same messages as Socket.IO refusals. A VM the
+caller may not watch answers 404 "Access denied", the same as a VM that does
+not exist, so ids cannot be probed.
+
+Read-only SQL is judged by :func:`streams.store.check_read_only`, the one rule
+set of the project; the store then runs it with ``readonly`` and row and time
+limits, and this layer bounds the time again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.auth import DEFAULT_ALGORITHMS, bearer_token, verify_token
+from gateway.auth import TokenPolicy, bearer_token, verify_token
+from gateway.consumer import RecentMetrics
 from gateway.exceptions import AuthError, QueryRejected, UnknownUser
+from gateway.history import HistoryError, fetch_history, parse_time, plan_history
+from gateway.rooms import parse_vm_id
+from gateway.stats import GatewayStats
+from gateway.vmstate import VmStates
 from schemas.directory import Directory, User
-from vmpulse.config import Secret
+from streams.store import check_read_only
 
-__all__ = ["MAX_SQL_LENGTH", "GatewayApi", "Query", "check_read_only"]
+__all__ = ["QUERY_MAX_ROWS", "QUERY_TIMEOUT_S", "GatewayApi", "Query", "cors_middleware"]
 
 log = logging.getLogger(__name__)
 
 Query = Callable[[str], Awaitable[dict[str, Any]]]
 """``await query(sql)`` -> ``{"columns": [...], "rows": [[...], ...]}``."""
 
-MAX_SQL_LENGTH = 20_000
-_READ_ONLY_VERBS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"})
-_LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.DOTALL)
-# Reads that reach outside the store (files, URLs, other servers, processes) or
-# write files; ClickHouse's readonly setting does not stop all of them.
-_FORBIDDEN = re.compile(
-    r"\bINTO\s+OUTFILE\b"
-    r"|\b(?:file|url|s3|s3Cluster|gcs|azureBlobStorage|hdfs|remote|remoteSecure|cluster"
-    r"|clusterAllReplicas|mysql|postgresql|mongodb|redis|sqlite|jdbc|odbc|executable"
-    r"|input|iceberg|deltaLake|hudi|urlCluster|fileCluster)\s*\(",
-    re.IGNORECASE,
-)
+QUERY_MAX_ROWS = 10_000
+QUERY_TIMEOUT_S = 30.0
+_DENIED = "Access denied"
+_ADMIN_ONLY = "Admin role required"
 _encode = msgspec.json.Encoder().encode
-
-
-def check_read_only(sql: str) -> str:
-    """Return ``sql`` without a trailing ``;`` if it is one read-only statement.
-
-    Deliberately conservative: any ``;`` inside the text (even in a string
-    literal) is refused rather than parsed, because a wrong guess here runs a
-    write. The store should also execute with ``readonly=1``; this is the
-    first line, not the only one.
-    """
-    text = sql.strip()
-    if not text:
-        raise QueryRejected("empty query")
-    if len(text) > MAX_SQL_LENGTH:
-        raise QueryRejected(f"query longer than {MAX_SQL_LENGTH} characters")
-    if text.endswith(";"):
-        text = text[:-1].rstrip()
-    if ";" in text:
-        raise QueryRejected("only a single statement is allowed")
-    body = _LEADING_NOISE.sub("", text, count=1)
-    verb = re.match(r"[A-Za-z]+", body)
-    if verb is None or verb.group(0).upper() not in _READ_ONLY_VERBS:
-        raise QueryRejected("only SELECT, WITH, SHOW, DESCRIBE and EXPLAIN statements are allowed")
-    if _FORBIDDEN.search(text):
-        raise QueryRejected("table functions and INTO OUTFILE are not allowed")
-    return text
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -76,55 +55,161 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+def cors_middleware(origins: Sequence[str] | None) -> Any:
+    """Answer CORS for the HTTP API: the listed origins (or ``*``) only."""
+    allowed = frozenset(origins or ())
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        ok = origin is not None and ("*" in allowed or origin in allowed)
+        if request.method == "OPTIONS" and ok and request.path.startswith("/api/"):
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        if ok and request.path.startswith(("/api/", "/healthz", "/readyz")):
+            assert origin is not None
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
 class GatewayApi:
-    """The aiohttp handlers, bound to the directory and an optional query store."""
+    """The aiohttp handlers, bound to the gateway's state and an optional query store."""
 
     def __init__(
         self,
         *,
         directory: Directory,
-        jwt_secret: Secret,
+        policy: TokenPolicy,
+        is_live: Callable[[], bool],
         is_ready: Callable[[], bool],
+        stats: GatewayStats,
+        recent: RecentMetrics,
+        vm_states: VmStates,
+        connections: Callable[[], list[dict[str, Any]]],
         query: Query | None = None,
-        algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
     ) -> None:
         self._directory = directory
-        self._secret = jwt_secret
+        self._policy = policy
+        self._is_live = is_live
         self._is_ready = is_ready
+        self._stats = stats
+        self._recent = recent
+        self._vm_states = vm_states
+        self._connections = connections
         self._query = query
-        self._algorithms = tuple(algorithms)
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.metrics),
             web.get("/api/vms", self.list_vms),
+            web.get("/api/vms/{vm_id}/metrics/recent", self.recent_metrics),
+            web.get("/api/vms/{vm_id}/metrics", self.metric_history),
             web.post("/api/query", self.run_query),
+            web.get("/debug/connections", self.debug_connections),
+            web.get("/debug/deliveries", self.debug_deliveries),
         ]
 
     def _caller(self, request: web.Request) -> User:
         """The directory user behind the request's Bearer token; raises AuthError."""
         token = bearer_token(request.headers.get("Authorization"))
-        identity = verify_token(token, self._secret, algorithms=self._algorithms)
+        identity = verify_token(token, self._policy)
         user = self._directory.users.get(identity.user_id)
         if user is None:
             raise UnknownUser()
         return user
 
+    def _watchable(self, request: web.Request, user: User) -> str | None:
+        vm_id = parse_vm_id(request.match_info.get("vm_id"))
+        if vm_id is None or not self._directory.may_watch(user.id, vm_id):
+            return None
+        return vm_id
+
     async def healthz(self, request: web.Request) -> web.Response:
-        if self._is_ready():
+        if self._is_live():
             return _json({"status": "ok"})
-        return _json({"status": "starting"}, 503)
+        return _json({"status": "stopped"}, 503)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self._is_ready():
+            return _json({"status": "ready"})
+        return _json({"status": "catching up"}, 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._stats.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def list_vms(self, request: web.Request) -> web.Response:
         try:
             user = self._caller(request)
         except AuthError as exc:
             return _error(401, str(exc))
-        vms = [
-            {"id": vm.id, "name": vm.name, "owner": vm.owner, "department": vm.department}
-            for vm in self._directory.visible_vms(user.id)
-        ]
+        vms = []
+        for vm in self._directory.visible_vms(user.id):
+            state = self._vm_states.get(vm.id)
+            vms.append(
+                {
+                    "id": vm.id,
+                    "name": vm.name,
+                    "owner": vm.owner,
+                    "department": vm.department,
+                    "powerState": state.power_state,
+                    "agentState": state.agent_state,
+                    "stateUpdatedAt": state.updated_at,
+                }
+            )
         return _json({"vms": vms})
+
+    async def recent_metrics(self, request: web.Request) -> web.Response:
+        try:
+            user = self._caller(request)
+        except AuthError as exc:
+            return _error(401, str(exc))
+        vm_id = self._watchable(request, user)
+        if vm_id is None:
+            return _error(404, _DENIED)
+        text = request.query.get("count", "10")
+        if not text.isdigit():
+            return _error(400, "'count' must be a whole number")
+        samples = self._recent.latest(vm_id, int(text))
+        return _json({"vmId": vm_id, "samples": samples})
+
+    async def metric_history(self, request: web.Request) -> web.Response:
+        try:
+            user = self._caller(request)
+        except AuthError as exc:
+            return _error(401, str(exc))
+        vm_id = self._watchable(request, user)
+        if vm_id is None:
+            return _error(404, _DENIED)
+        if self._query is None:
+            return _error(503, "No metric store configured")
+        now = dt.datetime.now(dt.UTC)
+        try:
+            end = parse_time(request.query.get("to"), now)
+            start = parse_time(request.query.get("from"), end - dt.timedelta(hours=1))
+            plan = plan_history(start, end, request.query.get("step"))
+        except HistoryError as exc:
+            return _error(400, str(exc))
+        try:
+            body = await asyncio.wait_for(fetch_history(self._query, vm_id, plan), QUERY_TIMEOUT_S)
+        except TimeoutError:
+            return _error(504, "metric store did not answer in time")
+        except Exception as exc:
+            log.warning("history of %s failed: %s", vm_id, type(exc).__name__)
+            return _error(502, "metric store failed")
+        return _json(body)
 
     async def run_query(self, request: web.Request) -> web.Response:
         try:
@@ -132,7 +217,7 @@ class GatewayApi:
         except AuthError as exc:
             return _error(401, str(exc))
         if not user.is_admin:
-            return _error(403, "Admin role required")
+            return _error(403, _ADMIN_ONLY)
         if self._query is None:
             return _error(503, "No metric store configured")
         try:
@@ -147,10 +232,38 @@ class GatewayApi:
         except QueryRejected as exc:
             return _error(400, str(exc))
         try:
-            result = await self._query(statement)
+            result = await asyncio.wait_for(self._query(statement), QUERY_TIMEOUT_S)
+        except TimeoutError:
+            return _error(504, f"query took longer than {QUERY_TIMEOUT_S:.0f} s")
         except Exception as exc:
             # The store's own message (syntax error, unknown column) is what an
             # admin needs to fix the query; only its text goes back, truncated.
             log.info("admin query by %s failed: %s", user.id, type(exc).__name__)
             return _error(400, f"query failed: {str(exc)[:1000]}")
+        rows = result.get("rows", [])
+        if isinstance(rows, list) and len(rows) > QUERY_MAX_ROWS:
+            result = {**result, "rows": rows[:QUERY_MAX_ROWS], "truncated": True}
         return _json(result)
+
+    async def _admin(self, request: web.Request) -> web.Response | None:
+        try:
+            user = self._caller(request)
+        except AuthError as exc:
+            return _error(401, str(exc))
+        if not user.is_admin:
+            return _error(403, _ADMIN_ONLY)
+        return None
+
+    async def debug_connections(self, request: web.Request) -> web.Response:
+        refusal = await self._admin(request)
+        if refusal is not None:
+            return refusal
+        conns = self._connections()
+        return _json({"count": len(conns), "connections": conns})
+
+    async def debug_deliveries(self, request: web.Request) -> web.Response:
+        refusal = await self._admin(request)
+        if refusal is not None:
+            return refusal
+        users = {uid: d.as_dict() for uid, d in sorted(self._stats.per_user.items())}
+        return _json({"users": users})

@@ -5,10 +5,14 @@ The token only says *who* the caller is; what they may do (admin or not, which
 VMs) comes from the directory, because a token outlives a role change and the
 directory is the one source of truth (DESIGN.md, Identity and trust).
 
-Verification rules:
-- the algorithm is pinned by the server (HS256 by default); ``none`` is refused
+Verification rules (a :class:`TokenPolicy` built once from Settings):
+- the algorithms are pinned by the server (HS256 by default); ``none`` is refused
   even when asked for, since it would let anyone mint tokens;
+- HS* tokens are checked with the shared secret, RS*/ES*/PS* tokens with the
+  configured public key; the key is chosen by the server's list, so a token
+  cannot get its HMAC checked against the (public) RSA key (algorithm confusion);
 - ``exp`` and ``nbf`` are checked when present; ``iat`` must be a number;
+- ``iss`` and ``aud`` are required and checked when configured;
 - the user id comes from ``sub`` or, for tokens minted by the legacy Node.js
   backend, ``userId``; it must be a short non-empty string.
 Every failure becomes :class:`~gateway.exceptions.TokenInvalid` with the one
@@ -26,13 +30,14 @@ from typing import Any
 import jwt
 
 from gateway.exceptions import TokenInvalid, TokenMissing
-from vmpulse.config import Secret
+from vmpulse.config import Secret, Settings
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
     "MAX_TOKEN_LENGTH",
     "MAX_USER_ID_LENGTH",
     "Identity",
+    "TokenPolicy",
     "bearer_token",
     "handshake_token",
     "issue_token",
@@ -55,6 +60,38 @@ class Identity:
     expires_at: int | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    """What a valid browser token looks like: algorithms, keys, issuer, audience."""
+
+    secret: Secret | str = dataclasses.field(repr=False)
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    public_key: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_algorithms(self.algorithms)
+        if self.public_key is None and any(not a.startswith("HS") for a in self.algorithms):
+            raise ValueError("asymmetric JWT algorithms need a public key")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenPolicy:
+        """Reads the public key file (PEM) once, at start-up."""
+        key = settings.jwt_public_key.read_text() if settings.jwt_public_key else None
+        return cls(
+            secret=settings.jwt_secret,
+            algorithms=settings.jwt_algorithms,
+            public_key=key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+
+    def key_for(self, algorithm: str) -> str:
+        return _key(self.secret) if algorithm.startswith("HS") else (self.public_key or "")
+
+
 def _key(secret: Secret | str) -> str:
     return secret.reveal() if isinstance(secret, Secret) else secret
 
@@ -68,30 +105,53 @@ def _check_algorithms(algorithms: Sequence[str]) -> list[str]:
 
 def verify_token(
     token: str | None,
-    secret: Secret | str,
+    secret: Secret | str | TokenPolicy,
     *,
     algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
     leeway_s: float = 0.0,
 ) -> Identity:
     """Verify ``token`` and return the identity it carries.
 
-    Raises TokenMissing for an absent or empty token and TokenInvalid for
-    anything else that is wrong with it.
+    ``secret`` is either a full :class:`TokenPolicy` or, for HS* only, the
+    shared secret. Raises TokenMissing for an absent or empty token and
+    TokenInvalid for anything else that is wrong with it.
     """
-    algs = _check_algorithms(algorithms)
+    policy = (
+        secret
+        if isinstance(secret, TokenPolicy)
+        else TokenPolicy(secret, tuple(algorithms), leeway_s=leeway_s)
+    )
     if token is None or (isinstance(token, str) and not token.strip()):
         raise TokenMissing()
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
         raise TokenInvalid()
+    text = token.strip()
     try:
+        alg = jwt.get_unverified_header(text).get("alg")
+        if not isinstance(alg, str) or alg not in policy.algorithms:
+            raise TokenInvalid()
+        required: list[str] = []
+        if policy.issuer is not None:
+            required.append("iss")
+        if policy.audience is not None:
+            required.append("aud")
         claims: dict[str, Any] = jwt.decode(
-            token.strip(),
-            _key(secret),
-            algorithms=algs,
-            leeway=leeway_s,
-            options={"verify_signature": True, "verify_exp": True, "verify_nbf": True},
+            text,
+            policy.key_for(alg),
+            algorithms=[alg],
+            leeway=policy.leeway_s,
+            issuer=policy.issuer,
+            audience=policy.audience,
+            options={
+                "verify_signature": True,
+                "verify_exp": True,
+                "verify_nbf": True,
+                "verify_iss": policy.issuer is not None,
+                "verify_aud": policy.audience is not None,
+                "require": required,
+            },
         )
-    except (jwt.PyJWTError, ValueError, TypeError):
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         # ValueError/TypeError: PyJWT lets a few malformed inputs through as those.
         raise TokenInvalid() from None
     user_id = _user_id(claims)
@@ -125,6 +185,8 @@ def issue_token(
     ttl: dt.timedelta = dt.timedelta(hours=12),
     now: dt.datetime | None = None,
     algorithm: str = DEFAULT_ALGORITHMS[0],
+    issuer: str | None = None,
+    audience: str | None = None,
 ) -> str:
     """Mint a token for ``vmpulse token`` and for tests.
 
@@ -137,7 +199,7 @@ def issue_token(
     if ttl <= dt.timedelta(0):
         raise ValueError("ttl must be positive")
     issued = now if now is not None else dt.datetime.now(dt.UTC)
-    claims = {
+    claims: dict[str, Any] = {
         "sub": user_id,
         "role": "admin" if admin else "user",
         "iat": int(issued.timestamp()),
@@ -145,6 +207,10 @@ def issue_token(
         "exp": int((issued + ttl).timestamp()),
         "jti": uuid.uuid4().hex,
     }
+    if issuer is not None:
+        claims["iss"] = issuer
+    if audience is not None:
+        claims["aud"] = audience
     return jwt.encode(claims, _key(secret), algorithm=algorithm)
 
 

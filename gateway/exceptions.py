@@ -8,13 +8,18 @@ Hierarchy::
     │   ├── TokenMissing      "Authentication token required"
     │   ├── TokenInvalid      "Authentication failed" (bad signature, expired, malformed)
     │   └── UnknownUser       "User not found" (valid token, no such user in the directory)
-    └── QueryRejected         SQL sent to /api/query is not a single read-only statement
+
+    streams.exceptions.QueryRejected (re-exported here): SQL sent to /api/query
+    is not a single read-only statement; the one rule set is
+    :func:`streams.store.check_read_only`.
 
 PyJWT errors never leave :mod:`gateway.auth`; they become :class:`TokenInvalid`
 so callers handle one family of errors and the refusal text cannot drift.
 """
 
 from __future__ import annotations
+
+from streams.exceptions import QueryRejected
 
 __all__ = [
     "AUTH_FAILED",
@@ -60,7 +65,3 @@ class TokenInvalid(AuthError):
 
 class UnknownUser(AuthError):
     message = USER_NOT_FOUND
-
-
-class QueryRejected(GatewayError, ValueError):
-    """The SQL given to the query endpoint is not a single read-only statement."""

@@ -1,38 +1,74 @@
-"""The Socket.IO namespace: who a socket is, and which rooms it may join.
+"""The Socket.IO namespace: who a socket is, which rooms it may join, and resume.
 
 A socket is identified once, at connect, from its JWT and the directory; its
 user id is kept server-side per sid and every later request (``subscribe``,
 ``metrics:recent``) is judged on that, never on anything in the request except
 the VM id, which is only a lookup key. Handlers never raise on client input:
 they answer ``{ok: false, error}`` so a malformed message cannot kill a task.
+
+Access is re-judged when it changes, not only at connect: a socket is
+disconnected when its token expires or its user leaves the directory, leaves
+``admin`` when demoted, and leaves ``vm:<id>`` rooms it may no longer watch.
+
+A client that connects with ``auth.lastPosition`` resumes (docs/SOCKETIO.md):
+under the outbound consumer's lock, it is sent what it missed from the replay
+log and then joins its rooms, so each event reaches it exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NoReturn
 
 import socketio
 
-from gateway.auth import DEFAULT_ALGORITHMS, handshake_token, verify_token
-from gateway.consumer import RecentMetrics
+from gateway.auth import TokenPolicy, handshake_token, verify_token
+from gateway.consumer import OutboundConsumer, RecentMetrics, positioned
 from gateway.exceptions import AuthError, UnknownUser
+from gateway.limits import RATE_LIMITED, RateLimiter
+from gateway.resume import ResumeStatus
 from gateway.rooms import ADMIN_ROOM, parse_vm_id, vm_room
-from schemas.directory import Directory
-from vmpulse.config import Secret
+from gateway.router import route
+from gateway.stats import GatewayStats
+from schemas.directory import Directory, User
 
-__all__ = ["CONNECTED_EVENT", "DEFAULT_RECENT_COUNT", "GatewayNamespace"]
+__all__ = [
+    "CONNECTED_EVENT",
+    "DEFAULT_RECENT_COUNT",
+    "RESUMED_EVENT",
+    "RESYNC_EVENT",
+    "SESSION_ENDED_EVENT",
+    "TOO_MANY_CONNECTIONS",
+    "TOO_MANY_USER_CONNECTIONS",
+    "GatewayNamespace",
+]
 
 log = logging.getLogger(__name__)
 
 CONNECTED_EVENT = "connected"
+RESUMED_EVENT = "resumed"
+RESYNC_EVENT = "resync"
+SESSION_ENDED_EVENT = "session:ended"
 DEFAULT_RECENT_COUNT = 10
+MAX_RESUME_VMS = 1000
+# A client may come back with a position this instance has not reached yet
+# (it was on a faster instance); wait this long for it before giving up.
+RESUME_AHEAD_WAIT_S = 5.0
+TOO_MANY_CONNECTIONS = "Too many connections"
+TOO_MANY_USER_CONNECTIONS = "Too many connections for this user"
+TOKEN_EXPIRED = "Token expired"
 _DENIED = "Access denied"  # one answer for "no such VM" and "not yours": no probing
 _BAD_VM_ID = "Invalid vmId"
 _NOT_CONNECTED = "Not connected"
+_LIFECYCLE = frozenset({"connect", "disconnect"})
+# Rate-limit buckets are keyed by event name; names outside the contract share
+# one bucket, so a client cannot grow the table by inventing names.
+_CLIENT_EVENTS = frozenset({"subscribe", "unsubscribe", "metrics:recent"})
 
 
 def _ack(ok: bool, error: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -43,6 +79,15 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@dataclasses.dataclass(slots=True)
+class _Conn:
+    user_id: str
+    connected_at: str
+    transport: str
+    subscriptions: set[str] = dataclasses.field(default_factory=set)
+    expiry: asyncio.TimerHandle | None = None
+
+
 class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     """Handlers for ``/``: connect, subscribe, unsubscribe, metrics:recent, disconnect."""
 
@@ -50,101 +95,238 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self,
         *,
         directory: Directory,
-        jwt_secret: Secret,
+        policy: TokenPolicy,
         namespace_of: Callable[[str], str],
         recent: RecentMetrics | None = None,
-        algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+        stats: GatewayStats | None = None,
+        max_connections: int = 10_000,
+        max_connections_per_user: int = 20,
+        client_events_per_minute: int = 100,
         namespace: str = "/",
     ) -> None:
         super().__init__(namespace)
         self._directory = directory
-        self._secret = jwt_secret
+        self._policy = policy
         self._namespace_of = namespace_of
         self._recent = recent
-        self._algorithms = tuple(algorithms)
-        self._users: dict[str, str] = {}
-        self._subscriptions: dict[str, set[str]] = {}
+        self._stats = stats if stats is not None else GatewayStats()
+        self._max_connections = max_connections
+        self._max_per_user = max_connections_per_user
+        self._limiter = RateLimiter(client_events_per_minute)
+        self._conns: dict[str, _Conn] = {}
+        self._by_user: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.consumer: OutboundConsumer | None = None
 
     @property
     def connected_sids(self) -> int:
-        return len(self._users)
+        return len(self._conns)
 
     def user_of(self, sid: str) -> str | None:
-        return self._users.get(sid)
+        conn = self._conns.get(sid)
+        return conn.user_id if conn else None
 
     def subscriptions_of(self, sid: str) -> frozenset[str]:
-        return frozenset(self._subscriptions.get(sid, ()))
+        conn = self._conns.get(sid)
+        return frozenset(conn.subscriptions) if conn else frozenset()
+
+    def connections(self) -> list[dict[str, Any]]:
+        """For ``GET /debug/connections`` (admins only)."""
+        return [
+            {
+                "sid": sid,
+                "user": conn.user_id,
+                "transport": conn.transport,
+                "connectedAt": conn.connected_at,
+                "subscriptions": sorted(conn.subscriptions),
+            }
+            for sid, conn in self._conns.items()
+        ]
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event not in _LIFECYCLE and args:
+            conn = self._conns.get(args[0])
+            bucket = event if event in _CLIENT_EVENTS else "*"
+            if conn is not None and not self._limiter.allow(conn.user_id, bucket):
+                self._stats.client_events_limited.inc()
+                return _ack(False, RATE_LIMITED)
         # "metrics:recent" is not a valid method name; map it to on_metrics_recent.
         return await super().trigger_event(event.replace(":", "_"), *args)
 
+    def _refuse(self, sid: str, reason: str, message: str) -> NoReturn:
+        self._stats.connections_refused.labels(reason).inc()
+        log.info("refused socket %s: %s", sid, message)
+        raise socketio.exceptions.ConnectionRefusedError(message)
+
     async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: object = None) -> None:
+        if len(self._conns) >= self._max_connections:
+            self._refuse(sid, "process_limit", TOO_MANY_CONNECTIONS)
         try:
-            identity = verify_token(
-                handshake_token(auth, environ), self._secret, algorithms=self._algorithms
-            )
+            identity = verify_token(handshake_token(auth, environ), self._policy)
             user = self._directory.users.get(identity.user_id)
             if user is None:
                 raise UnknownUser()
         except AuthError as exc:
-            log.info("refused socket %s: %s", sid, exc)
-            raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
-        ns = self._namespace_of(user.id)
-        self._users[sid] = user.id
-        await self.enter_room(sid, ns)
+            self._refuse(sid, type(exc).__name__, str(exc))
+        if len(self._by_user.get(user.id, ())) >= self._max_per_user:
+            self._refuse(sid, "user_limit", TOO_MANY_USER_CONNECTIONS)
+        query = environ.get("QUERY_STRING", "")
+        transport = "websocket" if "transport=websocket" in str(query) else "polling"
+        conn = _Conn(user_id=user.id, connected_at=_utc_now(), transport=transport)
+        self._conns[sid] = conn
+        self._by_user.setdefault(user.id, set()).add(sid)
+        self._stats.connections.set(len(self._conns))
+        if identity.expires_at is not None:
+            delay = max(0.0, identity.expires_at - time.time())
+            conn.expiry = asyncio.get_running_loop().call_later(delay, self._expired, sid)
+        last = auth.get("lastPosition") if isinstance(auth, Mapping) else None
+        if last is not None and self.consumer is not None:
+            assert isinstance(auth, Mapping)
+            self._spawn(self._resume(sid, user, last, auth.get("vmIds")), f"resume-{sid}")
+            return
+        for room in self._base_rooms(user):
+            await self.enter_room(sid, room)
+        position = self.consumer.log.position if self.consumer is not None else None
+        # The CONNECT packet is sent after this handler returns; emitting from a
+        # task keeps `connected` behind it, as clients expect.
+        self._spawn(self._greet(sid, user, position), f"greet-{sid}")
+
+    def _base_rooms(self, user: User) -> list[str]:
+        rooms = [self._namespace_of(user.id)]
         if user.is_admin:
-            await self.enter_room(sid, ADMIN_ROOM)
+            rooms.append(ADMIN_ROOM)
+        return rooms
+
+    async def _greet(self, sid: str, user: User, position: str | None) -> None:
         greeting = {
             "message": "Connected to vmpulse",
-            "namespace": ns,
+            "namespace": self._namespace_of(user.id),
             "user": {"id": user.id, "name": user.name, "role": user.role},
             "timestamp": _utc_now(),
         }
-        # The CONNECT packet is sent after this handler returns; emitting from a
-        # task keeps `connected` behind it, as clients expect.
-        self._spawn(self.emit(CONNECTED_EVENT, greeting, to=sid), f"greet-{sid}")
+        if position is not None:
+            greeting["position"] = position
+        await self.emit(CONNECTED_EVENT, greeting, to=sid)
+
+    async def _resume(self, sid: str, user: User, last: object, vm_ids: object) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        await self._greet(sid, user, None)
+        wanted = (
+            [v for v in (parse_vm_id(x) for x in vm_ids[:MAX_RESUME_VMS]) if v is not None]
+            if isinstance(vm_ids, list)
+            else []
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESUME_AHEAD_WAIT_S
+        while True:
+            async with consumer.lock:
+                conn = self._conns.get(sid)
+                if conn is None:
+                    return  # gone while we waited
+                result = consumer.log.since(last)
+                if result.status is not ResumeStatus.AHEAD or loop.time() >= deadline:
+                    await self._finish_resume(sid, conn, result.status, result.entries, wanted)
+                    return
+            try:
+                await asyncio.wait_for(consumer.wait_progress(), deadline - loop.time())
+            except TimeoutError:
+                pass
+
+    async def _finish_resume(
+        self,
+        sid: str,
+        conn: _Conn,
+        status: ResumeStatus,
+        entries: tuple[Any, ...],
+        wanted: list[str],
+    ) -> None:
+        """Runs under the consumer lock: replay, then join rooms, with no event between."""
+        consumer = self.consumer
+        assert consumer is not None
+        user = self._directory.users.get(conn.user_id)
+        if user is None:
+            await self.disconnect(sid)
+            return
+        allowed = [v for v in dict.fromkeys(wanted) if self._directory.may_watch(user.id, v)]
+        rooms = set(self._base_rooms(user)) | {vm_room(v) for v in allowed}
+        replayed = 0
+        if status is ResumeStatus.OK:
+            for entry in entries:
+                for d in route(entry.event, self._directory, self._namespace_of):
+                    if d.room in rooms:
+                        await self.emit(d.event, positioned(d.payload, entry.position), to=sid)
+                        replayed += 1
+            self._stats.resume_hits.inc()
+            self._stats.replayed.inc(replayed)
+        else:
+            self._stats.resume_misses.inc()
+        for room in rooms:
+            await self.enter_room(sid, room)
+        conn.subscriptions.update(allowed)
+        position = consumer.log.position
+        denied = [v for v in dict.fromkeys(wanted) if v not in allowed]
+        if status is ResumeStatus.OK:
+            body = {"replayed": replayed, "position": position, "vmIds": allowed, "denied": denied}
+            await self.emit(RESUMED_EVENT, body, to=sid)
+        else:
+            reason = {
+                ResumeStatus.GAP: "gap older than the resume window",
+                ResumeStatus.AHEAD: "position not reached by this server",
+                ResumeStatus.INVALID: "invalid position",
+            }[status]
+            body = {"reason": reason, "position": position, "vmIds": allowed, "denied": denied}
+            await self.emit(RESYNC_EVENT, body, to=sid)
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
-        self._users.pop(sid, None)
-        self._subscriptions.pop(sid, None)
+        conn = self._conns.pop(sid, None)
+        if conn is None:
+            return
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+        sids = self._by_user.get(conn.user_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._by_user[conn.user_id]
+                self._limiter.forget(conn.user_id)
+        self._stats.connections.set(len(self._conns))
 
     async def on_subscribe(self, sid: str, data: object = None, *_: object) -> dict[str, Any]:
-        user_id = self._users.get(sid)
-        if user_id is None:
+        conn = self._conns.get(sid)
+        if conn is None:
             return _ack(False, _NOT_CONNECTED)
         vm_id = parse_vm_id(data.get("vmId") if isinstance(data, Mapping) else None)
         if vm_id is None:
             return _ack(False, _BAD_VM_ID)
-        if not self._directory.may_watch(user_id, vm_id):
+        if not self._directory.may_watch(conn.user_id, vm_id):
             return _ack(False, _DENIED)
         await self.enter_room(sid, vm_room(vm_id))
-        self._subscriptions.setdefault(sid, set()).add(vm_id)
+        conn.subscriptions.add(vm_id)
         return _ack(True)
 
     async def on_unsubscribe(self, sid: str, data: object = None, *_: object) -> dict[str, Any]:
-        if sid not in self._users:
+        conn = self._conns.get(sid)
+        if conn is None:
             return _ack(False, _NOT_CONNECTED)
         vm_id = parse_vm_id(data.get("vmId") if isinstance(data, Mapping) else None)
         if vm_id is None:
             return _ack(False, _BAD_VM_ID)
-        subs = self._subscriptions.get(sid)
-        if subs is not None and vm_id in subs:
-            subs.discard(vm_id)
+        if vm_id in conn.subscriptions:
+            conn.subscriptions.discard(vm_id)
             await self.leave_room(sid, vm_room(vm_id))
         return _ack(True)
 
     async def on_metrics_recent(self, sid: str, data: object = None, *_: object) -> dict[str, Any]:
-        user_id = self._users.get(sid)
-        if user_id is None:
+        conn = self._conns.get(sid)
+        if conn is None:
             return _ack(False, _NOT_CONNECTED)
         if not isinstance(data, Mapping):
             return _ack(False, _BAD_VM_ID)
         vm_id = parse_vm_id(data.get("vmId"))
         if vm_id is None:
             return _ack(False, _BAD_VM_ID)
-        if not self._directory.may_watch(user_id, vm_id):
+        if not self._directory.may_watch(conn.user_id, vm_id):
             return _ack(False, _DENIED)
         if self._recent is None:
             return _ack(False, "not implemented")
@@ -153,18 +335,54 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             count = DEFAULT_RECENT_COUNT
         return _ack(True, vmId=vm_id, samples=self._recent.latest(vm_id, count))
 
-    async def revoke_lost_access(self) -> int:
-        """Leave every ``vm:<id>`` room whose user may no longer watch the VM.
+    def _expired(self, sid: str) -> None:
+        self._spawn(self._end_session(sid, TOKEN_EXPIRED), f"expire-{sid}")
 
-        Called after directory changes (a VM changed owner, a user left a
-        department); returns how many subscriptions were dropped.
+    async def _end_session(self, sid: str, reason: str) -> None:
+        if sid not in self._conns:
+            return
+        await self.emit(SESSION_ENDED_EVENT, {"reason": reason}, to=sid)
+        await self.disconnect(sid)
+
+    async def apply_directory_change(self, key: str) -> int:
+        """Re-judge the sockets a directory change may affect; returns rooms left/sockets ended.
+
+        ``user:<id>`` deleted: its sockets are disconnected; changed: ``admin``
+        follows the role. Any user or VM change re-checks ``vm:<id>`` rooms.
         """
+        changed = 0
+        kind, _, ident = key.partition(":")
+        if kind == "user" and ident in self._by_user:
+            user = self._directory.users.get(ident)
+            for sid in list(self._by_user.get(ident, ())):
+                if user is None:
+                    await self._end_session(sid, "User not found")
+                    changed += 1
+                    continue
+                in_admin = ADMIN_ROOM in self.rooms(sid)
+                if user.is_admin and not in_admin:
+                    await self.enter_room(sid, ADMIN_ROOM)
+                elif not user.is_admin and in_admin:
+                    await self.leave_room(sid, ADMIN_ROOM)
+                    changed += 1
+        if kind == "user":
+            changed += await self.revoke_lost_access(self._by_user.get(ident, ()))
+        elif kind == "vm":
+            watching = [sid for sid, c in self._conns.items() if ident in c.subscriptions]
+            changed += await self.revoke_lost_access(watching)
+        return changed
+
+    async def revoke_lost_access(self, sids: Iterable[str] | None = None) -> int:
+        """Leave every ``vm:<id>`` room whose user may no longer watch the VM (of ``sids``)."""
         dropped = 0
-        for sid, subs in list(self._subscriptions.items()):
-            user_id = self._users.get(sid)
-            for vm_id in list(subs):
-                if user_id is None or not self._directory.may_watch(user_id, vm_id):
-                    subs.discard(vm_id)
+        chosen = list(self._conns) if sids is None else list(sids)
+        for sid in chosen:
+            conn = self._conns.get(sid)
+            if conn is None:
+                continue
+            for vm_id in list(conn.subscriptions):
+                if not self._directory.may_watch(conn.user_id, vm_id):
+                    conn.subscriptions.discard(vm_id)
                     await self.leave_room(sid, vm_room(vm_id))
                     dropped += 1
         return dropped
@@ -180,7 +398,10 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             log.warning("namespace task %s failed: %r", task.get_name(), task.exception())
 
     async def close(self) -> None:
-        """Cancel the tasks this namespace started (greetings) and wait for them."""
+        """Cancel the tasks and timers this namespace started and wait for them."""
+        for conn in self._conns.values():
+            if conn.expiry is not None:
+                conn.expiry.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -27,6 +27,7 @@ class Delivery:
     room: str
     event: str
     payload: Any
+    user: str | None = None  # set for a user's namespace room, for per-user statistics
 
 
 def recipients(event: OutboundEvent, directory: Directory) -> list[str]:
@@ -53,7 +54,7 @@ def route(
     payload = event.payload()
     for user_id in recipients(event, directory):
         ns = namespace_of(user_id)
-        deliveries.append(Delivery(ns, f"{ns}:{event.resource}:{event.action}", payload))
+        deliveries.append(Delivery(ns, f"{ns}:{event.resource}:{event.action}", payload, user_id))
     for room in dict.fromkeys(event.rooms):
         if event.resource == METRICS_RESOURCE:
             deliveries.append(Delivery(room, METRICS_EVENT, event.data))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,11 +20,16 @@ import engineio
 import mode
 import socketio
 from aiohttp import web
+from engineio.async_drivers import aiohttp as engineio_aiohttp
 
-from gateway.api import GatewayApi, Query
+from gateway.api import GatewayApi, Query, cors_middleware
+from gateway.auth import TokenPolicy
 from gateway.consumer import OutboundConsumer, RecentMetrics
+from gateway.fanout import emit_to_room
 from gateway.namespace import GatewayNamespace
 from gateway.rooms import namespace_function
+from gateway.stats import GatewayStats
+from gateway.vmstate import VmStates
 from schemas.directory import Directory
 from schemas.topics import Topics
 from vmpulse.config import Settings
@@ -32,6 +38,71 @@ from vmpulse.kafka_io import DirectoryTail
 __all__ = ["GatewayService"]
 
 log = logging.getLogger(__name__)
+
+
+async def _poll_without_task(socket: Any) -> list[Any]:
+    """engine.io's ``AsyncSocket.poll`` for a websocket, without a task or timer per wake-up.
+
+    The original waits with ``asyncio.wait_for(queue.get(), ping_interval +
+    ping_timeout)``: on Python 3.11 a new Task plus a timer in the loop's heap
+    each time a socket's writer goes idle, i.e. once per delivered event at
+    fan-out, with heap operations that grow with the number of sockets. Here
+    the writer waits in its own task, with no timer: liveness is the ping
+    task's job, and the websocket handler always ends its writer by queueing
+    ``None`` when the connection closes. Same contract otherwise: packets to
+    send, ``[]`` when closed, ``QueueEmpty`` when cancelled.
+    """
+    queue = socket.queue
+    if queue.empty():
+        try:
+            first = await queue.get()
+        except asyncio.CancelledError:
+            raise engineio.exceptions.QueueEmpty() from None
+    else:
+        first = queue.get_nowait()
+    queue.task_done()
+    if first is None:
+        return []
+    packets = [first]
+    while not queue.empty():
+        pkt = queue.get_nowait()
+        queue.task_done()
+        if pkt is None:
+            queue.put_nowait(None)
+            break
+        packets.append(pkt)
+    return packets
+
+
+class _UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
+    """engine.io's aiohttp websocket without permessage-deflate.
+
+    aiohttp negotiates per-message deflate by default, and then compresses every
+    frame separately for every socket: at room fan-out the same small JSON is
+    deflated once per recipient, which was about a third of the gateway's CPU.
+    The payloads are small JSON; the Node.js socket.io server also ships with
+    ``perMessageDeflate: false``.
+    """
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        socket = getattr(self.handler, "__self__", None)
+        if socket is not None and hasattr(socket, "queue"):
+            # Only this socket's writer uses the cheaper wait (see _poll_without_task).
+            socket.poll = types.MethodType(_poll_without_task, socket)
+        request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False
+        )
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self._sock.send_bytes(message)
+        else:
+            await self._sock.send_str(message)
 
 
 class _EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
@@ -45,6 +116,8 @@ class _EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.background_tasks: set[asyncio.Future[Any]] = set()
+        # A copy: the driver table is module-level and shared with other servers.
+        self._async = {**self._async, "websocket": _UncompressedWebSocket}  # type: ignore[has-type]
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         task = super().start_background_task(target, *args, **kwargs)
@@ -82,7 +155,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         *,
         query: Query | None = None,
         directory_tail: DirectoryTail | None = None,
-        cors_allowed_origins: Sequence[str] | str = (),
+        cors_allowed_origins: Sequence[str] | str | None = None,
         directory_timeout_s: float = 30.0,
         **kwargs: Any,
     ) -> None:
@@ -93,14 +166,19 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._query = query
         self._tail = directory_tail
         self._owns_tail = directory_tail is None
-        self._cors = (
-            cors_allowed_origins
-            if isinstance(cors_allowed_origins, str)
-            else list(cors_allowed_origins)
+        origins = (
+            cors_allowed_origins if cors_allowed_origins is not None else settings.cors_origins
+        )
+        # None: same origin only (engine.io's default); "*" allows every origin.
+        self._cors_list: tuple[str, ...] | None = (
+            None if origins is None else (origins,) if isinstance(origins, str) else tuple(origins)
         )
         self._directory_timeout_s = directory_timeout_s
         self._namespace_of = namespace_function(settings.jwt_secret)
-        self.recent = RecentMetrics()
+        self._policy = TokenPolicy.from_settings(settings)
+        self.stats = GatewayStats()
+        self.recent = RecentMetrics(per_vm=settings.gateway_recent_samples)
+        self.vm_states = VmStates()
         self._sio: _SocketIOServer | None = None
         self._namespace: GatewayNamespace | None = None
         self._runner: web.AppRunner | None = None
@@ -145,13 +223,25 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         return self._consumer
 
     @property
+    def namespace(self) -> GatewayNamespace:
+        if self._namespace is None:
+            raise RuntimeError("gateway is not started")
+        return self._namespace
+
+    @property
     def ready(self) -> bool:
+        """Directory read and the outbound consumer caught up (``/readyz``)."""
         return (
             self._tail is not None
             and self._tail.caught_up.is_set()
             and self._consumer is not None
-            and self._consumer.consuming.is_set()
+            and self._consumer.caught_up
         )
+
+    def _socketio_cors(self) -> list[str] | str | None:
+        if self._cors_list is None:
+            return None
+        return "*" if "*" in self._cors_list else list(self._cors_list)
 
     async def on_start(self) -> None:
         try:
@@ -176,37 +266,28 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             ) from None
         directory = self._tail.directory
 
+        settings = self.settings
         self._sio = _SocketIOServer(
             async_mode="aiohttp",
-            cors_allowed_origins=self._cors,
+            cors_allowed_origins=self._socketio_cors(),
+            max_http_buffer_size=settings.gateway_max_payload_bytes,
             logger=False,
             engineio_logger=False,
         )
         self._namespace = GatewayNamespace(
             directory=directory,
-            jwt_secret=self.settings.jwt_secret,
+            policy=self._policy,
             namespace_of=self._namespace_of,
             recent=self.recent,
+            stats=self.stats,
+            max_connections=settings.gateway_max_connections,
+            max_connections_per_user=settings.gateway_max_connections_per_user,
+            client_events_per_minute=settings.gateway_client_events_per_minute,
         )
         self._sio.register_namespace(self._namespace)
 
-        app = web.Application()
-        self._sio.attach(app)
-        api = GatewayApi(
-            directory=directory,
-            jwt_secret=self.settings.jwt_secret,
-            is_ready=lambda: self.ready,
-            query=self._query,
-        )
-        app.add_routes(api.routes())
-        self._runner = web.AppRunner(
-            app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.gateway_host, self.settings.gateway_port)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
-
+        # The consumer reads back the resume window before the site opens, so the
+        # first client to reconnect after a restart can already be replayed to.
         self._consumer = OutboundConsumer(
             bootstrap,
             self.topics.events_outbound,
@@ -214,18 +295,54 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             self._namespace_of,
             self._emit,
             recent=self.recent,
+            vm_states=self.vm_states,
+            stats=self.stats,
+            window_s=settings.gateway_resume_window_s,
+            max_log_events=settings.gateway_resume_max_events,
         )
         await self._consumer.start()
+        self._namespace.consumer = self._consumer
+        self.stats.watch_lag(self._consumer.lag)
+
+        app = web.Application(middlewares=[cors_middleware(self._cors_list)])
+        self._sio.attach(app)
+        namespace = self._namespace
+        api = GatewayApi(
+            directory=directory,
+            policy=self._policy,
+            is_live=lambda: self._runner is not None,
+            is_ready=lambda: self.ready,
+            stats=self.stats,
+            recent=self.recent,
+            vm_states=self.vm_states,
+            connections=namespace.connections,
+            query=self._query,
+        )
+        app.add_routes(api.routes())
+        self._runner = web.AppRunner(
+            app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.gateway_host, settings.gateway_port)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
         log.info("gateway listening on %s", self.url)
 
-    async def _emit(self, event: str, payload: Any, room: str) -> None:
-        await self.sio.emit(event, payload, room=room)
+    async def _emit(self, event: str, payload: Any, room: str) -> tuple[int, int]:
+        """Emit to a room; returns sockets reached and skipped (0, 0: nobody here)."""
+        return await emit_to_room(self.sio, event, payload, room)
 
     def on_directory_change(self, key: str) -> None:
-        """Drop live subscriptions that a directory change just made illegal."""
-        if self._namespace is None or not key.startswith(("user:", "vm:")):
+        """Re-judge live sockets after a directory change (deleted user, lost access)."""
+        kind, _, ident = key.partition(":")
+        if self._tail is not None:
+            if kind == "vm" and ident not in self.directory.vms:
+                self.vm_states.forget(ident)
+            if kind == "user" and ident not in self.directory.users:
+                self.stats.forget_user(ident)
+        if self._namespace is None or kind not in ("user", "vm"):
             return
-        task = asyncio.get_running_loop().create_task(self._namespace.revoke_lost_access())
+        task = asyncio.get_running_loop().create_task(self._namespace.apply_directory_change(key))
         self._revocations.add(task)
         task.add_done_callback(self._revocations.discard)
 
@@ -238,8 +355,10 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             await self._step("consumer", self._consumer.stop())
         if self._sio is not None:
             # Close every client first, so the HTTP server has no websocket to wait for.
+            # Without waiting for each queue to drain: a polling client may never
+            # come back for its CLOSE packet, and a stop must not wait for it.
             if self._sio.eio.sockets:
-                await self._step("socket.io clients", self._sio.eio.disconnect())
+                await self._step("socket.io clients", self._close_sockets())
             await self._step("socket.io", self._sio.shutdown())
             pending = list(self._sio.eio.background_tasks)
             for task in pending:
@@ -261,6 +380,12 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._sio = None
         self._namespace = None
         self._port = None
+
+    async def _close_sockets(self) -> None:
+        eio = self.sio.eio
+        for sid, socket in list(eio.sockets.items()):
+            await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+            eio.sockets.pop(sid, None)
 
     async def _step(self, name: str, coro: Any) -> None:
         try:

@@ -24,7 +24,14 @@ import clickhouse_connect
 
 from streams.exceptions import QueryRejected, StoreError
 
-__all__ = ["ClickHouseStore", "QueryResult", "Store", "check_read_only", "redact_url"]
+__all__ = [
+    "MAX_SQL_LENGTH",
+    "ClickHouseStore",
+    "QueryResult",
+    "Store",
+    "check_read_only",
+    "redact_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,16 @@ _SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 QueryResult = dict[str, Any]
 
-_READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+MAX_SQL_LENGTH = 20_000
+_READ_ONLY_VERBS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
+_LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.DOTALL)
+_FORBIDDEN = re.compile(
+    r"\bINTO\s+OUTFILE\b"
+    r"|\b(?:file|url|s3|s3Cluster|gcs|azureBlobStorage|hdfs|remote|remoteSecure|cluster"
+    r"|clusterAllReplicas|mysql|postgresql|mongodb|redis|sqlite|jdbc|odbc|executable"
+    r"|input|iceberg|deltaLake|hudi|urlCluster|fileCluster)\s*\(",
+    re.IGNORECASE,
+)
 
 
 class Store(Protocol):
@@ -60,14 +76,34 @@ def redact_url(url: str) -> str:
 
 
 def check_read_only(sql: str) -> str:
-    """Accept one read-only statement; raise QueryRejected for anything else."""
-    text = sql.strip().rstrip(";").strip()
+    """Return ``sql`` without a trailing ``;`` if it is one read-only statement.
+
+    The one set of rules for every entry point (``vmpulse query``, the
+    gateway's ``POST /api/query``, :meth:`ClickHouseStore.query`).
+    Deliberately conservative: any ``;`` inside the text (even in a string
+    literal) is refused rather than parsed, because a wrong guess here runs a
+    write; table functions that reach outside the store (files, URLs, other
+    servers, processes) and ``INTO OUTFILE`` are refused because ClickHouse's
+    ``readonly`` setting does not stop all of them. The store also executes
+    with ``readonly=2``: this is the first line, not the only one.
+    """
+    text = sql.strip()
     if not text:
         raise QueryRejected("empty query")
+    if len(text) > MAX_SQL_LENGTH:
+        raise QueryRejected(f"query longer than {MAX_SQL_LENGTH} characters")
+    if text.endswith(";"):
+        text = text[:-1].rstrip()
     if ";" in text:
-        raise QueryRejected("only one statement per query")
-    if not _READ_ONLY.match(text):
-        raise QueryRejected("only read-only statements (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)")
+        raise QueryRejected("only a single statement is allowed")
+    body = _LEADING_NOISE.sub("", text, count=1)
+    verb = re.match(r"[A-Za-z]+", body)
+    if verb is None or verb.group(0).upper() not in _READ_ONLY_VERBS:
+        raise QueryRejected(
+            "only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN statements are allowed"
+        )
+    if _FORBIDDEN.search(text):
+        raise QueryRejected("table functions and INTO OUTFILE are not allowed")
     return text
 
 

@@ -19,6 +19,12 @@ DEV_JWT_SECRET = "vmpulse-development-jwt-key-do-not-use-in-production"
 DEV_AGENT_SECRET = "vmpulse-development-agent-key-do-not-use-in-production"
 
 
+# Signature algorithms the gateway accepts for browser tokens; "none" is never one.
+_JWT_ALGORITHMS = frozenset(
+    {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}
+)
+
+
 class ConfigError(ValueError):
     """One or more settings are invalid; the message lists every problem."""
 
@@ -63,6 +69,19 @@ class Settings:
     replication_factor: int = 1
     live_interval_s: float = 1.0
     libvirt_uri: str | None = None
+    # Gateway (issue 6): token rules, CORS, limits, resume window, buffers.
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_public_key: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    cors_origins: tuple[str, ...] | None = None
+    gateway_max_connections: int = 10_000
+    gateway_max_connections_per_user: int = 20
+    gateway_client_events_per_minute: int = 100
+    gateway_max_payload_bytes: int = 65_536
+    gateway_resume_window_s: float = 600.0
+    gateway_resume_max_events: int = 100_000
+    gateway_recent_samples: int = 1_000
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -102,6 +121,38 @@ class Settings:
         partitions = _int(env, "VMPULSE_PARTITIONS", 12, errors, minimum=1)
         replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 1, errors, minimum=1)
         live_ms = _int(env, "VMPULSE_LIVE_INTERVAL_MS", 1000, errors, minimum=0)
+        algorithms = tuple(
+            a.strip()
+            for a in (env.get("VMPULSE_JWT_ALGORITHMS") or "HS256").split(",")
+            if a.strip()
+        )
+        unknown = [a for a in algorithms if a not in _JWT_ALGORITHMS]
+        if not algorithms or unknown:
+            errors.append(
+                "VMPULSE_JWT_ALGORITHMS must list algorithms among "
+                f"{', '.join(sorted(_JWT_ALGORITHMS))}, got {env.get('VMPULSE_JWT_ALGORITHMS')!r}"
+            )
+        key_text = env.get("VMPULSE_JWT_PUBLIC_KEY") or ""
+        public_key = Path(key_text).absolute() if key_text else None
+        if public_key is not None and not public_key.is_file():
+            errors.append(f"VMPULSE_JWT_PUBLIC_KEY must name a PEM file, got {key_text!r}")
+        if public_key is None and any(not a.startswith("HS") for a in algorithms):
+            errors.append(
+                "VMPULSE_JWT_ALGORITHMS has RS/ES/PS algorithms: set VMPULSE_JWT_PUBLIC_KEY"
+            )
+        cors_text = env.get("VMPULSE_CORS_ORIGINS")
+        cors = (
+            tuple(o.strip() for o in cors_text.split(",") if o.strip())
+            if cors_text is not None
+            else None
+        )
+        max_conn = _int(env, "VMPULSE_GATEWAY_MAX_CONNECTIONS", 10_000, errors, minimum=1)
+        max_user = _int(env, "VMPULSE_GATEWAY_MAX_CONNECTIONS_PER_USER", 20, errors, minimum=1)
+        rate = _int(env, "VMPULSE_GATEWAY_CLIENT_EVENTS_PER_MINUTE", 100, errors, minimum=1)
+        payload = _int(env, "VMPULSE_GATEWAY_MAX_PAYLOAD_BYTES", 65_536, errors, minimum=1024)
+        window = _int(env, "VMPULSE_GATEWAY_RESUME_WINDOW_S", 600, errors, minimum=0)
+        resume_max = _int(env, "VMPULSE_GATEWAY_RESUME_MAX_EVENTS", 100_000, errors, minimum=0)
+        recent = _int(env, "VMPULSE_GATEWAY_RECENT_SAMPLES", 1_000, errors, minimum=1)
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -118,6 +169,18 @@ class Settings:
             replication_factor=replication,
             live_interval_s=live_ms / 1000.0,
             libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,
+            jwt_algorithms=algorithms,
+            jwt_public_key=public_key,
+            jwt_issuer=env.get("VMPULSE_JWT_ISSUER") or None,
+            jwt_audience=env.get("VMPULSE_JWT_AUDIENCE") or None,
+            cors_origins=cors,
+            gateway_max_connections=max_conn,
+            gateway_max_connections_per_user=max_user,
+            gateway_client_events_per_minute=rate,
+            gateway_max_payload_bytes=payload,
+            gateway_resume_window_s=float(window),
+            gateway_resume_max_events=resume_max,
+            gateway_recent_samples=recent,
         )
 
     def replace(self, **changes: object) -> Settings:

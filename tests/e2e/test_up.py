@@ -68,7 +68,8 @@ async def test_admin_lists_vms_and_receives_live_metrics(up_process: Up) -> None
     finally:
         await client.disconnect()
     assert {u["vmId"] for u in updates} == {vm_id}
-    assert all(set(u) == {"vmId", "metrics", "timestamp"} for u in updates)
+    # `position` is the gateway's resume cursor (docs/SOCKETIO.md), added to every payload.
+    assert all(set(u) == {"vmId", "metrics", "timestamp", "position"} for u in updates)
 
 
 async def test_row_count_grows(up_process: Up) -> None:

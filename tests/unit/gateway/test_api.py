@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.api import MAX_SQL_LENGTH, check_read_only
 from gateway.exceptions import QueryRejected
+from streams.store import MAX_SQL_LENGTH, check_read_only
 
 
 @pytest.mark.parametrize(

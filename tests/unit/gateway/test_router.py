@@ -22,7 +22,7 @@ def _directory(*users: User) -> Directory:
 def test_named_users_get_namespaced_event() -> None:
     event = OutboundEvent(resource="vms", action="update", data={"id": "vm-1"}, users=["alice"])
     assert route(event, Directory(), _ns) == [
-        Delivery("ns-alice", "ns-alice:vms:update", event.payload())
+        Delivery("ns-alice", "ns-alice:vms:update", event.payload(), "alice")
     ]
 
 

@@ -36,3 +36,28 @@ def test_secrets_do_not_show_in_repr() -> None:
     assert s.jwt_secret.reveal() == "hunter2-very-secret"
     assert not s.jwt_secret_is_dev
     assert repr(Secret("x")) == "Secret('***')"
+
+
+def test_gateway_settings_defaults_and_errors(tmp_path: Path) -> None:
+    s = Settings.from_env({})
+    assert s.jwt_algorithms == ("HS256",) and s.jwt_public_key is None
+    assert s.cors_origins is None
+    assert (s.gateway_max_connections, s.gateway_max_connections_per_user) == (10_000, 20)
+    assert s.gateway_client_events_per_minute == 100
+    assert s.gateway_resume_window_s == 600.0 and s.gateway_recent_samples == 1_000
+    s = Settings.from_env(
+        {"VMPULSE_CORS_ORIGINS": "https://a.example, https://b.example", "VMPULSE_JWT_ISSUER": "i"}
+    )
+    assert s.cors_origins == ("https://a.example", "https://b.example")
+    assert s.jwt_issuer == "i" and s.jwt_audience is None
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                "VMPULSE_JWT_ALGORITHMS": "RS256,none",
+                "VMPULSE_JWT_PUBLIC_KEY": str(tmp_path / "missing.pem"),
+                "VMPULSE_GATEWAY_MAX_CONNECTIONS": "0",
+            }
+        )
+    text = str(info.value)
+    for name in ("VMPULSE_JWT_ALGORITHMS", "VMPULSE_JWT_PUBLIC_KEY", "MAX_CONNECTIONS"):
+        assert name in text

@@ -1,0 +1,184 @@
+"""Metric history for ``GET /api/vms/{id}/metrics``: which table, which step, which SQL.
+
+The range decides the resolution, so a year-long chart does not pull a year of
+raw samples: up to 6 hours from raw ``system_metrics``, up to 14 days from the
+1-minute rollup ``system_metrics_1m``, beyond that from ``system_metrics_1h``.
+A ``step`` coarser than the table's resolution re-buckets with
+``toStartOfInterval``. The planning and the SQL are pure; :func:`fetch_history`
+runs them through an injected async query function (the store's ``query``).
+
+The rollup tables are built by the worker (issue 5) as AggregatingMergeTree
+with ``-State`` columns. Where a rollup table does not exist yet, or its
+columns are not the ones read here, the history is computed from the raw table
+with ``GROUP BY toStartOfInterval`` instead: the same figures, slower. That
+fallback is deliberate and logged, so the endpoint works on every store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = [
+    "MAX_POINTS",
+    "HistoryError",
+    "HistoryPlan",
+    "fetch_history",
+    "parse_time",
+    "plan_history",
+]
+
+log = logging.getLogger(__name__)
+
+Query = Callable[[str], Awaitable[dict[str, Any]]]
+
+RAW_TABLE = "system_metrics"
+ROLLUPS = (("system_metrics_1m", 60), ("system_metrics_1h", 3600))
+RAW_MAX_RANGE_S = 6 * 3600
+MINUTE_MAX_RANGE_S = 14 * 86400
+MAX_RANGE_S = 2 * 366 * 86400
+MAX_POINTS = 10_000
+_ISO_Z = re.compile(r"Z$")
+
+
+class HistoryError(ValueError):
+    """The request's times or step are not usable; the message says why."""
+
+
+def parse_time(value: str | None, default: dt.datetime) -> dt.datetime:
+    """ISO 8601 (``Z`` or an offset; naive means UTC) or epoch seconds, as aware UTC."""
+    if value is None or value == "":
+        return default
+    text = value.strip()
+    try:
+        if re.fullmatch(r"-?\d+(\.\d+)?", text):
+            return dt.datetime.fromtimestamp(float(text), dt.UTC)
+        parsed = dt.datetime.fromisoformat(_ISO_Z.sub("+00:00", text))
+    except (ValueError, OverflowError, OSError):
+        raise HistoryError(f"not a time (ISO 8601 or epoch seconds): {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistoryPlan:
+    start: dt.datetime
+    end: dt.datetime
+    table: str
+    step_s: int | None  # None: raw samples, not bucketed
+
+    @property
+    def resolution(self) -> str:
+        return {RAW_TABLE: "raw", "system_metrics_1m": "1m", "system_metrics_1h": "1h"}[self.table]
+
+
+def plan_history(start: dt.datetime, end: dt.datetime, step: str | None = None) -> HistoryPlan:
+    """Pick the table and step for a range; raises HistoryError for a bad request."""
+    if end <= start:
+        raise HistoryError("'to' must be after 'from'")
+    span = (end - start).total_seconds()
+    if span > MAX_RANGE_S:
+        raise HistoryError("range longer than two years")
+    step_s: int | None = None
+    if step not in (None, ""):
+        assert step is not None
+        if not step.isdigit() or not 0 < int(step) <= 86400 * 31:
+            raise HistoryError("'step' must be whole seconds between 1 and 2678400")
+        step_s = int(step)
+    if span <= RAW_MAX_RANGE_S and (step_s is None or step_s < 60):
+        table = RAW_TABLE
+    elif span <= MINUTE_MAX_RANGE_S and (step_s is None or step_s < 3600):
+        table = ROLLUPS[0][0]
+        step_s = max(step_s or 60, 60)
+    else:
+        table = ROLLUPS[1][0]
+        step_s = max(step_s or 3600, 3600)
+    if step_s is not None and span / step_s > MAX_POINTS:
+        step_s = int(span // MAX_POINTS) + 1
+    return HistoryPlan(start, end, table, step_s)
+
+
+def _literal(text: str) -> str:
+    """A ClickHouse string literal; the VM id is also checked upstream (parse_vm_id)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _time(value: dt.datetime) -> str:
+    return f"fromUnixTimestamp64Milli({int(value.timestamp() * 1000)}, 'UTC')"
+
+
+def raw_sql(vm_id: str, plan: HistoryPlan) -> str:
+    where = f"vm_id = {_literal(vm_id)} AND ts >= {_time(plan.start)} AND ts < {_time(plan.end)}"
+    if plan.step_s is None:
+        return (
+            "SELECT toUnixTimestamp64Milli(ts) AS t, cpu_usage_percent AS cpu_avg, "
+            "cpu_usage_percent AS cpu_max, memory_used_kb AS memory_used_kb_avg, "
+            "memory_used_kb AS memory_used_kb_max, memory_total_kb, 1 AS samples "
+            f"FROM {RAW_TABLE} WHERE {where} ORDER BY ts LIMIT {MAX_POINTS}"
+        )
+    # Fallback and fine steps: aggregate raw rows per bucket.
+    return (
+        f"SELECT toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(ts, INTERVAL "
+        f"{plan.step_s} SECOND), 3, 'UTC')) AS t, "
+        "avg(cpu_usage_percent) AS cpu_avg, max(cpu_usage_percent) AS cpu_max, "
+        "avg(memory_used_kb) AS memory_used_kb_avg, max(memory_used_kb) AS memory_used_kb_max, "
+        "max(memory_total_kb) AS memory_total_kb, count() AS samples "
+        f"FROM {RAW_TABLE} WHERE {where} GROUP BY t ORDER BY t LIMIT {MAX_POINTS}"
+    )
+
+
+def rollup_sql(vm_id: str, plan: HistoryPlan) -> str:
+    """Merge the rollup's -State columns per requested bucket (schema of issue 5)."""
+    where = f"vm_id = {_literal(vm_id)} AND ts >= {_time(plan.start)} AND ts < {_time(plan.end)}"
+    return (
+        f"SELECT toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(ts, INTERVAL "
+        f"{plan.step_s} SECOND), 3, 'UTC')) AS t, "
+        "avgMerge(cpu_avg) AS cpu_avg, maxMerge(cpu_max) AS cpu_max, "
+        "avgMerge(memory_used_kb_avg) AS memory_used_kb_avg, "
+        "maxMerge(memory_used_kb_max) AS memory_used_kb_max, "
+        "max(memory_total_kb) AS memory_total_kb, countMerge(samples) AS samples "
+        f"FROM {plan.table} WHERE {where} GROUP BY t ORDER BY t LIMIT {MAX_POINTS}"
+    )
+
+
+async def _table_exists(query: Query, table: str) -> bool:
+    result = await query(f"EXISTS TABLE {table}")
+    rows = result.get("rows") or []
+    return bool(rows and rows[0] and rows[0][0])
+
+
+async def fetch_history(query: Query, vm_id: str, plan: HistoryPlan) -> dict[str, Any]:
+    """Run the plan; ``source`` says which table actually answered."""
+    source = plan.table
+    sql = raw_sql(vm_id, plan)
+    if plan.table != RAW_TABLE:
+        if await _table_exists(query, plan.table):
+            try:
+                result = await query(rollup_sql(vm_id, plan))
+            except Exception as exc:
+                log.warning("rollup %s unusable, aggregating raw data: %s", plan.table, exc)
+                source = RAW_TABLE
+            else:
+                return _shape(vm_id, plan, plan.table, result)
+        else:
+            source = RAW_TABLE
+    result = await query(sql)
+    return _shape(vm_id, plan, source, result)
+
+
+def _shape(vm_id: str, plan: HistoryPlan, source: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "vmId": vm_id,
+        "from": plan.start.isoformat().replace("+00:00", "Z"),
+        "to": plan.end.isoformat().replace("+00:00", "Z"),
+        "resolution": plan.resolution,
+        "step": plan.step_s,
+        "source": source,
+        "columns": result.get("columns", []),
+        "rows": result.get("rows", []),
+    }

@@ -1,0 +1,139 @@
+"""Rate limiting, VM state tracking and history planning: pure logic with plain values."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from gateway.history import HistoryError, parse_time, plan_history, raw_sql
+from gateway.limits import RateLimiter
+from gateway.vmstate import VmStates
+from schemas.events import OutboundEvent
+
+UTC = dt.UTC
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limit_is_per_user_and_event_and_refills() -> None:
+    clock = Clock()
+    limiter = RateLimiter(60, clock=clock)
+    assert all(limiter.allow("alice", "subscribe") for _ in range(60))
+    assert not limiter.allow("alice", "subscribe")
+    assert limiter.allow("alice", "unsubscribe")
+    assert limiter.allow("bob", "subscribe")
+    clock.now = 1.0  # one second refills one event at 60 a minute
+    assert limiter.allow("alice", "subscribe")
+    assert not limiter.allow("alice", "subscribe")
+    limiter.forget("alice")
+    assert limiter.allow("alice", "subscribe")
+
+
+def test_vm_states_keep_the_latest_known_values() -> None:
+    states = VmStates()
+    known = {"vm-1": object()}
+
+    def vms(**data: object) -> OutboundEvent:
+        return OutboundEvent(resource="vms", action="update", data=data, timestamp="t")
+
+    states.observe(vms(vmId="vm-1", powerState="running"), known)
+    states.observe(vms(id="vm-1", agentState="online"), known)
+    states.observe(vms(vmId="vm-1", powerState=7), known)  # junk ignored
+    states.observe(vms(vmId="vm-2", powerState="running"), known)  # unknown VM ignored
+    states.observe(OutboundEvent(resource="alerts", action="create", data={"vmId": "vm-1"}), known)
+    got = states.get("vm-1")
+    assert (got.power_state, got.agent_state, got.updated_at) == ("running", "online", "t")
+    assert states.get("vm-2").power_state is None
+    states.forget("vm-1")
+    assert states.get("vm-1").power_state is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1767225600", dt.datetime(2026, 1, 1, tzinfo=UTC)),
+        ("1767225600.5", dt.datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)),
+        ("2026-01-01T00:00:00Z", dt.datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T02:00:00+02:00", dt.datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T00:00:00", dt.datetime(2026, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_times_are_iso_or_epoch_seconds(text: str, expected: dt.datetime) -> None:
+    assert parse_time(text, dt.datetime.now(UTC)) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "1e400", "2026-13-01", "--"])
+def test_bad_times_are_refused(text: str) -> None:
+    with pytest.raises(HistoryError):
+        parse_time(text, dt.datetime.now(UTC))
+
+
+def test_resolution_follows_the_range() -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    hours = dt.timedelta(hours=1)
+    assert plan_history(t0, t0 + hours).resolution == "raw"
+    assert plan_history(t0, t0 + hours).step_s is None
+    assert plan_history(t0, t0 + hours, "10").step_s == 10
+    assert plan_history(t0, t0 + hours, "300").resolution == "1m"
+    one_day = plan_history(t0, t0 + 24 * hours)
+    assert (one_day.resolution, one_day.step_s) == ("1m", 60)
+    month = plan_history(t0, t0 + 30 * 24 * hours)
+    assert (month.resolution, month.step_s) == ("1h", 3600)
+    # Never more than 10,000 points: the step grows instead.
+    long_range = plan_history(t0, t0 + 700 * 24 * hours)
+    assert long_range.step_s is not None and 700 * 24 * 3600 / long_range.step_s <= 10_000
+    for start, end, step in ((t0, t0, None), (t0, t0 + hours, "0"), (t0, t0 + hours, "x")):
+        with pytest.raises(HistoryError):
+            plan_history(start, end, step)
+
+
+def test_vm_id_is_quoted_in_sql() -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    sql = raw_sql("a'b\\c", plan_history(t0, t0 + dt.timedelta(hours=1)))
+    assert "vm_id = 'a\\'b\\\\c'" in sql
+
+
+class FakeStore:
+    """Answers like the store's ``query``: EXISTS from a table list, rollup SQL may fail."""
+
+    def __init__(self, tables: set[str], rollup_works: bool) -> None:
+        self.tables = tables
+        self.rollup_works = rollup_works
+        self.seen: list[str] = []
+
+    async def query(self, sql: str) -> dict[str, object]:
+        self.seen.append(sql)
+        if sql.startswith("EXISTS TABLE "):
+            return {"columns": ["result"], "rows": [[int(sql.split()[-1] in self.tables)]]}
+        if "Merge(" in sql and not self.rollup_works:
+            raise RuntimeError("Unknown identifier cpu_avg")
+        return {"columns": ["t"], "rows": [[1]]}
+
+
+@pytest.mark.parametrize(
+    ("tables", "rollup_works", "source"),
+    [
+        (set(), False, "system_metrics"),  # rollup not created yet: aggregate raw
+        ({"system_metrics_1m"}, False, "system_metrics"),  # other columns: aggregate raw
+        ({"system_metrics_1m"}, True, "system_metrics_1m"),
+    ],
+)
+async def test_history_falls_back_to_raw_aggregation(
+    tables: set[str], rollup_works: bool, source: str
+) -> None:
+    from gateway.history import fetch_history
+
+    store = FakeStore(tables, rollup_works)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    plan = plan_history(t0, t0 + dt.timedelta(days=1))
+    body = await fetch_history(store.query, "vm-1", plan)
+    assert body["source"] == source and body["resolution"] == "1m"
+    if source == "system_metrics":
+        assert "GROUP BY t" in store.seen[-1] and "FROM system_metrics " in store.seen[-1]

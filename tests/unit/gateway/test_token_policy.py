@@ -1,0 +1,106 @@
+"""Token policies with public keys, issuer and audience: every refusal, no server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gateway.auth import TokenPolicy, issue_token, verify_token
+from gateway.exceptions import TokenInvalid
+from vmpulse.config import Secret, Settings
+
+SECRET = Secret("unit-test-secret-" + "0123456789abcdef" * 4)
+
+
+def _pems(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> tuple[str, str]:
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+RSA_PRIVATE, RSA_PUBLIC = _pems(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+EC_PRIVATE, EC_PUBLIC = _pems(ec.generate_private_key(ec.SECP256R1()))
+
+
+def _hs256(secret: str, claims: dict[str, object]) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def test_mixed_policy_checks_each_family_with_its_own_key() -> None:
+    policy = TokenPolicy(SECRET, ("HS256", "RS256", "ES256"), public_key=RSA_PUBLIC)
+    assert verify_token(issue_token(SECRET, "a"), policy).user_id == "a"
+    rs = issue_token(RSA_PRIVATE, "b", algorithm="RS256")
+    assert verify_token(rs, policy).user_id == "b"
+    # HMAC keyed with the public key (algorithm confusion) is refused.
+    with pytest.raises(TokenInvalid):
+        verify_token(_hs256(RSA_PUBLIC, {"sub": "mallory"}), policy)
+    # An ES256 token cannot verify against the RSA key.
+    with pytest.raises(TokenInvalid):
+        verify_token(issue_token(EC_PRIVATE, "c", algorithm="ES256"), policy)
+
+
+def test_issuer_and_audience_are_required_when_configured() -> None:
+    policy = TokenPolicy(
+        SECRET, ("ES256",), public_key=EC_PUBLIC, issuer="idp", audience=("vmpulse")
+    )
+
+    def es(**kwargs: str) -> str:
+        return issue_token(EC_PRIVATE, "alice", algorithm="ES256", **kwargs)
+
+    assert verify_token(es(issuer="idp", audience="vmpulse"), policy).user_id == "alice"
+    for token in (
+        es(issuer="idp"),
+        es(audience="vmpulse"),
+        es(issuer="other", audience="vmpulse"),
+        es(issuer="idp", audience="other"),
+        issue_token(SECRET, "alice", issuer="idp", audience="vmpulse"),
+        jwt.encode({"sub": "alice", "iss": "idp", "aud": "vmpulse"}, None, algorithm="none"),
+    ):
+        with pytest.raises(TokenInvalid):
+            verify_token(token, policy)
+
+
+def test_policy_refuses_none_and_keyless_asymmetric() -> None:
+    with pytest.raises(ValueError):
+        TokenPolicy(SECRET, ("none",))
+    with pytest.raises(ValueError):
+        TokenPolicy(SECRET, ("RS256",))
+
+
+def test_policy_from_settings_reads_the_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "key.pem"
+    path.write_text(RSA_PUBLIC)
+    settings = Settings.from_env(
+        {
+            "VMPULSE_JWT_ALGORITHMS": "RS256, HS256",
+            "VMPULSE_JWT_PUBLIC_KEY": str(path),
+            "VMPULSE_JWT_ISSUER": "idp",
+            "VMPULSE_JWT_AUDIENCE": "vmpulse",
+            "VMPULSE_JWT_SECRET": SECRET.reveal(),
+        }
+    )
+    policy = TokenPolicy.from_settings(settings)
+    assert policy.algorithms == ("RS256", "HS256") and policy.public_key == RSA_PUBLIC
+    token = issue_token(RSA_PRIVATE, "z", algorithm="RS256", issuer="idp", audience="vmpulse")
+    assert verify_token(token, policy).user_id == "z"
+    assert "unit-test-secret" not in repr(policy)
