@@ -86,8 +86,11 @@ class _UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         socket = getattr(self.handler, "__self__", None)
-        if socket is not None and hasattr(socket, "queue"):
+        if socket is not None and hasattr(socket, "queue") and not socket.connected:
             # Only this socket's writer uses the cheaper wait (see _poll_without_task).
+            # Not on an upgrade from polling: the polling GET still in flight is ended
+            # by engine.io's NOOP through the original poll, and swapping the method
+            # under it stalled the upgrade for the full ping timeout.
             socket.poll = types.MethodType(_poll_without_task, socket)
         request = environ["aiohttp.request"]
         self._sock = web.WebSocketResponse(

@@ -332,7 +332,7 @@ async def test_both_dialects_are_stored_and_every_malformed_line_explained(
     assert {e["key"] for e in summary["latest"]} >= set(vm_ids)
 
     # the admin received live updates for the watched VMs, in the contract shape
-    assert all(set(u) == {"vmId", "metrics", "timestamp"} for u in updates)
+    assert all(set(u) == {"vmId", "metrics", "timestamp", "position"} for u in updates)
     sent = {
         (g.vm_id, m["metrics"]["cpu"]["usage_percent"])
         if m["type"] == "system_metrics"
