@@ -135,6 +135,10 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
             FleetService(settings.socket_dir, vm_ids, interval_s),
             Announcer(settings, gateway),
         ]
+        if settings.libvirt_uri:
+            from agents.hypervisor import HypervisorWatcher
+
+            services.append(HypervisorWatcher(settings))
         _run_worker(app, services, loop)
     finally:
         store.close()
