@@ -21,16 +21,18 @@ are queued or unacknowledged, so a slow broker stops the socket readers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from itertools import repeat
+from typing import Any, Final
 
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-__all__ = ["BatchSender", "Budget"]
+__all__ = ["RECORD_OVERHEAD", "BatchSender", "Budget"]
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,21 @@ Records sent with ``counted=False`` (control records) are left out of the count.
 ErrorCallback = Callable[[str, int, BaseException], None]
 
 
+_MAX_CACHED_KEYS: Final = 100_000
+
+RECORD_OVERHEAD: Final = 100
+"""Bytes a record costs beyond its value in the budget (key, headers, bookkeeping)."""
+
+
 class Budget:
     """Counts records queued or unacknowledged; ``acquire`` waits while over budget.
 
-    A single record is always admitted when nothing is pending, so one line
-    larger than the byte budget (up to the framing limit) still goes through.
+    Waiters are served first come, first served, and a release wakes only the
+    waiters that now fit: with 1,000 connections blocked on a slow broker, an
+    acknowledgement must not wake all 1,000 to find that one may go on.
+
+    A request is always admitted when nothing is pending, so one line larger
+    than the byte budget (up to the framing limit) still goes through.
     """
 
     def __init__(self, max_records: int, max_bytes: int) -> None:
@@ -55,26 +67,58 @@ class Budget:
         self.max_bytes = max_bytes
         self.records = 0
         self.bytes = 0
-        self._freed = asyncio.Event()
+        self._waiters: collections.deque[tuple[int, int, asyncio.Future[None]]] = (
+            collections.deque()
+        )
         self._empty = asyncio.Event()
         self._empty.set()
 
-    async def acquire(self, size: int) -> None:
-        while self.records and (
-            self.records >= self.max_records or self.bytes + size > self.max_bytes
-        ):
-            self._freed.clear()
-            await self._freed.wait()
-        self.records += 1
+    def _fits(self, records: int, size: int) -> bool:
+        return not self.records or (
+            self.records + records <= self.max_records and self.bytes + size <= self.max_bytes
+        )
+
+    def _take(self, records: int, size: int) -> None:
+        self.records += records
         self.bytes += size
         self._empty.clear()
+
+    async def acquire(self, size: int, records: int = 1) -> None:
+        if not self._waiters and self._fits(records, size):
+            self._take(records, size)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (records, size, fut)
+        self._waiters.append(entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(records, size)  # granted, then cancelled: give it back
+            else:
+                with contextlib.suppress(ValueError):  # _wake may have dropped it
+                    self._waiters.remove(entry)
+                self._wake()
+            raise
 
     def release(self, records: int, size: int) -> None:
         self.records -= records
         self.bytes -= size
-        self._freed.set()
+        self._wake()
         if self.records == 0:
             self._empty.set()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            records, size, fut = self._waiters[0]
+            if fut.done():
+                self._waiters.popleft()
+                continue
+            if not self._fits(records, size):
+                return
+            self._waiters.popleft()
+            self._take(records, size)
+            fut.set_result(None)
 
     async def wait_empty(self) -> None:
         await self._empty.wait()
@@ -105,6 +149,7 @@ class BatchSender:
         self.budget = Budget(max_records, max_bytes)
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._partitions: dict[str, list[int]] = {}
+        self._by_key: dict[tuple[str, bytes], _Lane] = {}
         self._partitioner = DefaultPartitioner()
         self._on_ack = on_ack
         self._on_error = on_error
@@ -115,31 +160,73 @@ class BatchSender:
         """Records queued or sent and not yet acknowledged."""
         return self.budget.records
 
-    async def _partition(self, topic: str, key: bytes) -> int:
+    async def prepare(self, topics: list[str], timeout_s: float = 10.0) -> None:
+        """Fetch the partitions of ``topics`` now, so the first records do not all wait
+        for metadata at once; best effort (a missing topic is found again on first use)."""
+        for topic in topics:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    found = await self._producer.partitions_for(topic)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("no partitions for %s yet: %r", topic, exc)
+                continue
+            self._partitions[topic] = sorted(found)
+
+    async def _lane_for(self, topic: str, key: bytes) -> _Lane:
+        """The lane of ``key``'s partition; cached per key (murmur2 in Python is slow)."""
+        lane = self._by_key.get((topic, key))
+        if lane is not None:
+            return lane
         parts = self._partitions.get(topic)
         if parts is None:
             found = await self._producer.partitions_for(topic)
             parts = self._partitions[topic] = sorted(found)
-        return int(self._partitioner(key, parts, parts))
-
-    async def send(
-        self, topic: str, key: bytes, value: bytes, headers: Headers, *, counted: bool = True
-    ) -> None:
-        """Queue one record (waiting while over budget); it is sent with its partition's batch."""
-        size = len(value) + len(key) + 64
-        await self.budget.acquire(size)
-        try:
-            partition = await self._partition(topic, key)
-        except BaseException:
-            self.budget.release(1, size)
-            raise
+        partition = int(self._partitioner(key, parts, parts))
         lane = self._lanes.get((topic, partition))
         if lane is None:
             lane = self._lanes[(topic, partition)] = _Lane()
             lane.task = asyncio.create_task(
                 self._run_lane(topic, partition, lane), name=f"lane-{topic}-{partition}"
             )
-        lane.records.append((key, value, headers, time.monotonic(), counted))
+        if len(self._by_key) >= _MAX_CACHED_KEYS:
+            self._by_key.clear()
+        self._by_key[(topic, key)] = lane
+        return lane
+
+    async def send(
+        self, topic: str, key: bytes, value: bytes, headers: Headers, *, counted: bool = True
+    ) -> None:
+        """Queue one record (waiting while over budget); it is sent with its partition's batch."""
+        await self.send_many(topic, key, [value], [headers], counted=counted)
+
+    async def send_many(
+        self,
+        topic: str,
+        key: bytes,
+        values: list[bytes],
+        headers: list[Headers],
+        *,
+        counted: bool = True,
+    ) -> None:
+        """Queue records of one key in order, admitted to the budget together (one chunk read).
+
+        ``headers[i]`` goes with ``values[i]``. Each record counts ``len(value) +``
+        :data:`RECORD_OVERHEAD` bytes against the budget.
+        """
+        if not values:
+            return
+        n = len(values)
+        size = sum(map(len, values)) + RECORD_OVERHEAD * n
+        await self.budget.acquire(size, n)
+        try:
+            lane = await self._lane_for(topic, key)
+        except BaseException:
+            self.budget.release(n, size)
+            raise
+        now = time.monotonic()
+        lane.records.extend(
+            zip(repeat(key), values, headers, repeat(now), repeat(counted), strict=False)
+        )
         lane.wake.set()
 
     async def _run_lane(self, topic: str, partition: int, lane: _Lane) -> None:
@@ -155,7 +242,7 @@ class BatchSender:
                 except Exception as exc:  # a bug here must not leave the budget held forever
                     log.exception("lane %s[%d] failed", topic, partition)
                     rest = records[start:]
-                    size = sum(len(r[1]) + len(r[0]) + 64 for r in rest)
+                    size = sum(len(r[1]) + RECORD_OVERHEAD for r in rest)
                     self._done(topic, len(rest), 0, size, rest[0][3], exc)
 
     async def _send_one_batch(
@@ -175,7 +262,7 @@ class BatchSender:
                 break
             end += 1
             counted += is_counted
-            size += len(value) + len(key) + 64
+            size += len(value) + RECORD_OVERHEAD
         count = end - start
         oldest = records[start][3]
         try:

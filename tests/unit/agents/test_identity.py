@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from agents.dialect2 import handshake_line
-from agents.identity import claimed_other_vm
+from agents.identity import all_claims_own, claimed_other_vm
 from agents.simulator import system_metrics_line
 
 A = "0b5c4a52-1f7e-4c3e-9d57-3f4c2a1b9e01"
@@ -37,3 +37,12 @@ def test_nested_fields_and_non_json_are_left_to_the_worker() -> None:
     assert claimed_other_vm(nested + b'"}', A) is None
     assert claimed_other_vm(b'{"vmId":"' + B.encode() + b'", broken', A) is None
     assert claimed_other_vm(b'{"vmId": null}', A) is None
+
+
+def test_block_check_passes_only_blocks_whose_every_claim_is_own() -> None:
+    own = [system_metrics_line(A, 1.78e9 + i, random.Random(i)) for i in range(5)]
+    assert all_claims_own(b"\n".join([*own, b'{"type":"keep_alive"}']), A)
+    forged = system_metrics_line(B, 1.78e9, random.Random(1))
+    assert not all_claims_own(b"\n".join([*own, forged]), A)
+    assert not all_claims_own(b'{"vmId": "' + A.encode() + b'"}', A)  # spaced: check per line
+    assert not all_claims_own(b'{"vm\\u0049d":"x"}', A)
