@@ -2,39 +2,44 @@
 
 The Faust agent only moves bytes between Kafka, this module and the store;
 everything that decides something lives here and is tested with plain lists.
+Each record of ``agent.raw`` ends up as exactly one of:
+
+- a connection event (a bridge control record: empty value, header
+  ``control`` = ``connected`` | ``disconnected``), for presence; never stored;
+- facts, turned into rows of the raw tables (:mod:`streams.rows`), plus one
+  :class:`~schemas.facts.Activity` for presence;
+- one DLQ record with its reason (:mod:`schemas.dlq`).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
-from schemas.agent import Rejection, SystemSample, normalize_line
+from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.events import OutboundEvent
+from schemas.facts import Activity, ConnectionEvent, SystemSample
+from schemas.limits import TS_TOLERANCE
+from schemas.normalize import normalize_line
+from streams.rows import TABLE_COLUMNS, Row, rows_for
 
 __all__ = [
     "SYSTEM_METRICS_COLUMNS",
+    "TABLE_COLUMNS",
     "BatchResult",
     "RawRecord",
+    "batch_token",
     "dlq_record",
     "live_event",
+    "live_metrics",
     "process_batch",
 ]
 
-SYSTEM_METRICS_COLUMNS = (
-    "vm_id",
-    "ts",
-    "received_at",
-    "cpu_usage_percent",
-    "memory_used_kb",
-    "memory_total_kb",
-    "kafka_partition",
-    "kafka_offset",
-)
+SYSTEM_METRICS_COLUMNS = TABLE_COLUMNS["system_metrics"]
 
 
 class RawRecord(msgspec.Struct, frozen=True):
@@ -49,12 +54,21 @@ class RawRecord(msgspec.Struct, frozen=True):
 
 
 class BatchResult(msgspec.Struct):
-    rows: dict[str, list[tuple[Any, ...]]]
-    rejects: list[tuple[str, bytes]]  # (vm id, DLQ record JSON)
+    """What one batch of records turned into.
+
+    ``rows``: table -> rows (every table of TABLE_COLUMNS is present);
+    ``rejects``: (VM id, DLQ record JSON); ``samples``: system samples for
+    live updates; ``connections``: bridge control records, in order;
+    ``activity``: one entry per accepted message (presence sees handshakes,
+    keep-alives and metrics); ``reject_reasons``: rejects counted by reason.
+    """
+
+    rows: dict[str, list[Row]]
+    rejects: list[tuple[str, bytes]]
     samples: list[SystemSample]
-
-
-_encoder = msgspec.json.Encoder()
+    connections: list[ConnectionEvent] = []
+    activity: list[Activity] = []
+    reject_reasons: dict[str, int] = {}
 
 
 def _received_at(record: RawRecord) -> dt.datetime:
@@ -63,89 +77,167 @@ def _received_at(record: RawRecord) -> dt.datetime:
         return (
             dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC) if raw else dt.datetime.now(dt.UTC)
         )
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, OSError):
         return dt.datetime.now(dt.UTC)
+
+
+def _header_text(record: RawRecord, name: str) -> str | None:
+    value = record.headers.get(name)
+    return value.decode("utf-8", errors="replace") if value is not None else None
+
+
+def _line_no(record: RawRecord) -> int | None:
+    value = record.headers.get("line_no")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def dlq_record(
     record: RawRecord, vm_id: str, rejection: Rejection, received_at: dt.datetime
 ) -> bytes:
     """The DLQ JSON for a rejected line: reason, detail, the raw line and where it came from."""
-    try:
-        raw: str = record.value.decode("utf-8")
-        encoding = "utf-8"
-    except UnicodeDecodeError:
-        raw = base64.b64encode(record.value).decode("ascii")
-        encoding = "base64"
-    return _encoder.encode(
-        {
-            "reason": rejection.reason,
-            "detail": rejection.detail,
-            "raw": raw,
-            "raw_encoding": encoding,
-            "origin": {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "vm_id": vm_id,
-                "transport": record.headers.get("transport", b"").decode(errors="replace"),
-                "received_at": received_at.isoformat(),
-            },
-        }
+    origin = DlqOrigin(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        vm_id=vm_id,
+        transport=_header_text(record, "transport") or "",
+        received_at=received_at.isoformat(),
+        conn_id=_header_text(record, "conn_id"),
+        line_no=_line_no(record),
+    )
+    return encode_dlq_record(make_dlq_record(record.value, rejection, origin))
+
+
+def _connection(record: RawRecord, vm_id: str, received_at: dt.datetime) -> ConnectionEvent | None:
+    state = record.headers.get("control")
+    if state not in (b"connected", b"disconnected"):
+        return None
+    return ConnectionEvent(
+        vm_id=vm_id,
+        state="connected" if state == b"connected" else "disconnected",
+        received_at=received_at,
+        conn_id=_header_text(record, "conn_id"),
+        transport=_header_text(record, "transport"),
+        partition=record.partition,
+        offset=record.offset,
     )
 
 
-def process_batch(records: Iterable[RawRecord]) -> BatchResult:
-    """Validate and normalize a batch; every record ends up as rows or as one reject."""
-    rows: list[tuple[Any, ...]] = []
+def process_batch(
+    records: Iterable[RawRecord], *, tolerance: dt.timedelta = TS_TOLERANCE
+) -> BatchResult:
+    """Validate and normalize a batch; every record ends up as rows, a connection event or one
+    reject, and a bad record never affects the one next to it."""
+    rows: dict[str, list[Row]] = {table: [] for table in TABLE_COLUMNS}
     rejects: list[tuple[str, bytes]] = []
     samples: list[SystemSample] = []
+    connections: list[ConnectionEvent] = []
+    activity: list[Activity] = []
+    reasons: Counter[str] = Counter()
     for record in records:
         received_at = _received_at(record)
         vm_id = record.key.decode("utf-8", errors="replace") if record.key else ""
-        if not vm_id:
-            rejects.append(
-                (
-                    vm_id,
-                    dlq_record(
-                        record, vm_id, Rejection("no_vm", "record has no VM key"), received_at
-                    ),
-                )
-            )
+        if "control" in record.headers:
+            event = _connection(record, vm_id, received_at)
+            if event is not None and vm_id:
+                connections.append(event)
             continue
-        result = normalize_line(record.value, vm_id, received_at)
+        if not vm_id:
+            result: Any = Rejection(Reason.NO_VM, "record has no VM key")
+        else:
+            result = normalize_line(record.value, vm_id, received_at, tolerance=tolerance)
         if isinstance(result, Rejection):
+            reasons[result.reason] += 1
             rejects.append((vm_id, dlq_record(record, vm_id, result, received_at)))
             continue
-        samples.append(result)
-        rows.append(
-            (
-                result.vm_id,
-                result.ts,
-                result.received_at,
-                result.cpu_usage_percent,
-                result.memory_used_kb,
-                result.memory_total_kb,
-                record.partition,
-                record.offset,
-            )
+        for fact in result:
+            rows_for(fact, record.partition, record.offset, rows)
+            if isinstance(fact, SystemSample):
+                samples.append(fact)
+        first = result[0]
+        activity.append(
+            Activity(vm_id=vm_id, kind=first.message_type, ts=first.ts, received_at=received_at)
         )
-    return BatchResult(rows={"system_metrics": rows}, rejects=rejects, samples=samples)
+    return BatchResult(
+        rows=rows,
+        rejects=rejects,
+        samples=samples,
+        connections=connections,
+        activity=activity,
+        reject_reasons=dict(reasons),
+    )
+
+
+def _iso(ts: dt.datetime) -> str:
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def live_metrics(sample: SystemSample) -> dict[str, Any]:
+    """The ``metrics`` object of a ``metricsUpdate``: everything the sample carries."""
+    return {
+        "cpu": {
+            "usage_percent": sample.cpu_usage_percent,
+            "cores_usage": sample.cpu_cores_usage,
+            "temperature": sample.cpu_temperature,
+        },
+        "memory": {
+            "total_kb": sample.memory_total_kb,
+            "used_kb": sample.memory_used_kb,
+            "available_kb": sample.memory_available_kb,
+            "swap_total_kb": sample.swap_total_kb,
+            "swap_used_kb": sample.swap_used_kb,
+        },
+        "disk": {
+            "usage_stats": [
+                {
+                    "mount_point": d.mount_point,
+                    "filesystem": d.filesystem,
+                    "total_gb": d.total_gb,
+                    "used_gb": d.used_gb,
+                    "available_gb": d.available_gb,
+                }
+                for d in sample.disks
+            ],
+            "io_stats": {
+                "read_bytes_per_sec": sample.disk_read_bytes_per_sec,
+                "write_bytes_per_sec": sample.disk_write_bytes_per_sec,
+                "read_ops_per_sec": sample.disk_read_ops_per_sec,
+                "write_ops_per_sec": sample.disk_write_ops_per_sec,
+            },
+        },
+        "network": {
+            "interfaces": [
+                {
+                    "name": n.name,
+                    "bytes_received": n.bytes_received,
+                    "bytes_sent": n.bytes_sent,
+                    "packets_received": n.packets_received,
+                    "packets_sent": n.packets_sent,
+                }
+                for n in sample.interfaces
+            ]
+        },
+        "system": {
+            "uptime_seconds": sample.uptime_seconds,
+            "load_average": {
+                "load_1min": sample.load_1min,
+                "load_5min": sample.load_5min,
+                "load_15min": sample.load_15min,
+            },
+        },
+        "ts_source": sample.ts_source,
+    }
 
 
 def live_event(sample: SystemSample) -> OutboundEvent:
     """The ``metricsUpdate`` event for a VM's watchers (room ``vm:<id>``)."""
-    ts = sample.ts.isoformat().replace("+00:00", "Z")
     return OutboundEvent(
         resource="metrics",
         action="update",
         data={
             "vmId": sample.vm_id,
-            "metrics": {
-                "cpu": {"usage_percent": sample.cpu_usage_percent},
-                "memory": {"used_kb": sample.memory_used_kb, "total_kb": sample.memory_total_kb},
-            },
-            "timestamp": ts,
+            "metrics": live_metrics(sample),
+            "timestamp": _iso(sample.ts),
         },
         rooms=[f"vm:{sample.vm_id}"],
     )

@@ -11,21 +11,46 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from infra.broker import LocalBroker
+from infra.broker import KAFKA_VERSION, LocalBroker
 from schemas.topics import Topics
 from streams.store import ClickHouseStore
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_topics
 
+_BROKER_USED: list[str] = []
+
 
 def pytest_report_header(config: pytest.Config) -> str:
-    where = (
-        os.environ.get("VMPULSE_KAFKA_BOOTSTRAP") or "a local Kafka broker started for this session"
-    )
+    where = os.environ.get("VMPULSE_KAFKA_BOOTSTRAP") or "a local Kafka broker (one per session)"
     return f"vmpulse integration tests run against: {where}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration and tests/e2e needs the real broker or chDB."""
+    for item in items:
+        parts = item.path.parts
+        if "integration" in parts or "e2e" in parts:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say plainly what the integration tests ran against and that none was skipped."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for outcome in counts:
+        for report in terminalreporter.stats.get(outcome, []):
+            if "integration" not in getattr(report, "keywords", {}):
+                continue
+            if report.when == "call" or outcome != "passed":
+                counts[outcome] += 1
+    broker = _BROKER_USED[0] if _BROKER_USED else "(none was needed)"
+    terminalreporter.write_line(
+        f"integration tests on the real Kafka broker {broker} and chDB: "
+        f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +58,13 @@ def kafka_bootstrap() -> Iterator[str]:
     """The bootstrap address of a real broker, started once for the whole session."""
     external = os.environ.get("VMPULSE_KAFKA_BOOTSTRAP")
     if external:
+        _BROKER_USED.append(f"{external} (VMPULSE_KAFKA_BOOTSTRAP)")
         yield external
         return
     work = Path(tempfile.mkdtemp(prefix="vmpulse-test-kafka-"))
     broker = LocalBroker(work)
     bootstrap = broker.start()
+    _BROKER_USED.append(f"{bootstrap} (Apache Kafka {KAFKA_VERSION}, KRaft, from infra/)")
     print(f"\nKafka broker for this session: {bootstrap} (log {broker.log_path})")
     try:
         yield bootstrap

@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="run read-only SQL against the metric store")
     q.add_argument("sql")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    dlq = sub.add_parser("dlq", help="show the latest rejected agent lines and counts by reason")
+    dlq.add_argument("-n", "--latest", type=int, default=20, help="rejects to show (default 20)")
+    dlq.add_argument(
+        "--scan", type=int, default=100_000, help="records read per partition (default 100000)"
+    )
+    dlq.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
 
@@ -232,6 +239,26 @@ def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
         store.close()
 
 
+def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from vmpulse.dlq_tool import locate_broker, read_dlq, render, summarize
+
+    bootstrap, prefix = locate_broker(
+        settings.kafka_bootstrap, settings.topic_prefix, settings.data_dir
+    )
+    if not bootstrap:
+        print(
+            "no broker: set VMPULSE_KAFKA_BOOTSTRAP or start `vmpulse up` (it writes up.json)",
+            file=sys.stderr,
+        )
+        return 2
+    entries = asyncio.run(read_dlq(bootstrap, prefix, max_per_partition=max(1, args.scan)))
+    summary = summarize(entries, args.latest)
+    print(json.dumps(dataclasses.asdict(summary)) if args.json else render(summary))
+    return 0
+
+
 _COMMANDS = {
     "up": _cmd_up,
     "worker": _cmd_worker,
@@ -241,6 +268,7 @@ _COMMANDS = {
     "simulate": _cmd_simulate,
     "token": _cmd_token,
     "query": _cmd_query,
+    "dlq": _cmd_dlq,
 }
 
 if __name__ == "__main__":

@@ -48,12 +48,21 @@ async def ensure_topics(
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: tuple[str, ...]) -> None:
-    """Topic creation is asynchronous in KRaft; wait until every topic is described."""
+    """Topic creation is asynchronous in KRaft: wait until every partition has a leader.
+
+    Producing before that works too, but each send is answered with
+    NotLeaderForPartition and retried, which fills the log with warnings.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while True:
         described = await admin.describe_topics(list(names))
-        if all(t.get("error_code", 0) == 0 and t.get("partitions") for t in described):
+        if all(
+            t.get("error_code", 0) == 0
+            and t.get("partitions")
+            and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+            for t in described
+        ):
             return
         if loop.time() > deadline:
             raise TimeoutError(f"topics not ready: {names}")

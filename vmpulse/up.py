@@ -105,6 +105,7 @@ def _run_worker(
     app: faust.App, services: list[mode.Service], loop: asyncio.AbstractEventLoop
 ) -> None:
     worker = faust.Worker(app, *services, loglevel="WARN", quiet=True, loop=loop)
+    worker.spinner = None  # its terminal escapes garble logs that are not a terminal
     try:
         worker.execute_from_commandline()
     except SystemExit:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,12 +26,10 @@ import socketio
 from aiokafka import AIOKafkaConsumer
 
 from gateway.auth import issue_token
-from infra.broker import free_port
+from tests.e2e.support import Up, run_up, until
 from vmpulse.config import DEV_JWT_SECRET
 
 pytestmark = pytest.mark.integration
-
-VMPULSE = str(Path(sys.executable).parent / "vmpulse")
 
 
 def _port_open(port: int) -> bool:
@@ -42,67 +38,9 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def _until(cond: object, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
-
-
-class Up:
-    def __init__(
-        self, proc: subprocess.Popen[bytes], data_dir: Path, env: dict[str, str], port: int
-    ):
-        self.proc = proc
-        self.data_dir = data_dir
-        self.env = env
-        self.port = port
-
-    @property
-    def info(self) -> dict[str, str]:
-        return dict(json.loads((self.data_dir / "up.json").read_text()))
-
-    def query(self, sql: str) -> list[list[object]]:
-        out = subprocess.run(
-            [VMPULSE, "query", "--json", sql],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        return list(json.loads(out.stdout)["rows"])
-
-    def output(self) -> str:
-        return (self.data_dir / "up.log").read_text(errors="replace")
-
-
 @pytest.fixture(scope="module")
 def up_process() -> Iterator[Up]:
-    data_dir = Path(os.path.realpath(__import__("tempfile").mkdtemp(prefix="vp-up-", dir="/tmp")))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
-    env.update({"VMPULSE_DATA_DIR": str(data_dir), "VMPULSE_GATEWAY_ADDR": f"127.0.0.1:{port}"})
-    log = (data_dir / "up.log").open("wb")
-    proc = subprocess.Popen(
-        [VMPULSE, "up", "--vms", "3", "--interval", "0.2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    up = Up(proc, data_dir, env, port)
-    deadline = time.monotonic() + 90
-    while not (data_dir / "up.json").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"vmpulse up did not come up:\n{up.output()[-5000:]}")
-        time.sleep(0.2)
-    yield up
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    yield from run_up(["--vms", "3", "--interval", "0.2"])
 
 
 async def test_admin_lists_vms_and_receives_live_metrics(up_process: Up) -> None:
@@ -126,7 +64,7 @@ async def test_admin_lists_vms_and_receives_live_metrics(up_process: Up) -> None
         assert hello["user"]["id"] == "admin"  # type: ignore[index]
         ack = await client.call("subscribe", {"vmId": vm_id}, timeout=10)
         assert ack["ok"] is True, ack
-        await _until(lambda: len(updates) >= 3, 20, "3 metricsUpdate events")
+        await until(lambda: len(updates) >= 3, 20, "3 metricsUpdate events")
     finally:
         await client.disconnect()
     assert {u["vmId"] for u in updates} == {vm_id}
@@ -135,7 +73,7 @@ async def test_admin_lists_vms_and_receives_live_metrics(up_process: Up) -> None
 
 async def test_row_count_grows(up_process: Up) -> None:
     first = up_process.query("SELECT count() FROM system_metrics")[0][0]
-    await _until(
+    await until(
         lambda: up_process.query("SELECT count() FROM system_metrics")[0][0] > first,  # type: ignore[operator]
         20,
         "system_metrics to grow",
@@ -167,7 +105,7 @@ async def test_malformed_line_goes_to_dlq_and_next_line_is_stored(up_process: Up
             "SELECT cpu_usage_percent FROM system_metrics "
             f"WHERE vm_id = '{vm_id}' ORDER BY cpu_usage_percent"
         )
-        await _until(lambda: len(up_process.query(sql)) == 2, 20, "both good lines stored")
+        await until(lambda: len(up_process.query(sql)) == 2, 20, "both good lines stored")
         assert up_process.query(sql) == [[11.0], [22.0]]
     finally:
         server.close()

@@ -14,10 +14,15 @@ from streams.store import ClickHouseStore, check_read_only, redact_url
 
 def _rows(vm: str, n: int, first_offset: int = 0) -> list[tuple[object, ...]]:
     t0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
-    return [
-        (vm, t0 + dt.timedelta(seconds=i), t0, float(i), 100 + i, 1000, 0, first_offset + i)
-        for i in range(n)
-    ]
+    base = dict.fromkeys(SYSTEM_METRICS_COLUMNS)
+    base.update(vm_id=vm, received_at=t0, ts_source="agent", dialect=1, cpu_cores_usage=[])
+    rows = []
+    for i in range(n):
+        row = dict(base, ts=t0 + dt.timedelta(seconds=i), cpu_usage_percent=float(i))
+        row.update(memory_used_kb=100 + i, memory_total_kb=1000, kafka_partition=0)
+        row["kafka_offset"] = first_offset + i
+        rows.append(tuple(row[c] for c in SYSTEM_METRICS_COLUMNS))
+    return rows
 
 
 async def test_insert_then_query_returns_the_values(chdb_store: ClickHouseStore) -> None:
@@ -72,3 +77,20 @@ async def test_query_rows_are_capped(chdb_store: ClickHouseStore) -> None:
 
 def test_password_is_redacted() -> None:
     assert redact_url("https://u:s3cret@h:8443/db") == "https://u:***@h:8443/db"
+
+
+async def test_every_table_has_the_columns_the_pipeline_fills(
+    chdb_store: ClickHouseStore,
+) -> None:
+    from streams.pipeline import TABLE_COLUMNS
+
+    for table, columns in TABLE_COLUMNS.items():
+        result = await chdb_store.query(
+            "SELECT name FROM system.columns "
+            f"WHERE database = currentDatabase() AND table = '{table}'"
+        )
+        assert {row[0] for row in result["rows"]} == set(columns), table
+        assert columns[:2] == ("vm_id", "ts") and columns[-2:] == (
+            "kafka_partition",
+            "kafka_offset",
+        )

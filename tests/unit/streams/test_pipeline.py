@@ -3,8 +3,15 @@ import json
 
 import msgspec
 
+from schemas import examples as ex
 from schemas.events import decode_outbound, encode_outbound
-from streams.pipeline import RawRecord, live_event, process_batch
+from streams.pipeline import (
+    SYSTEM_METRICS_COLUMNS,
+    TABLE_COLUMNS,
+    RawRecord,
+    live_event,
+    process_batch,
+)
 
 
 def _line(vm: str, cpu: float = 12.5, used: int = 1000, total: int = 4000) -> bytes:
@@ -12,7 +19,7 @@ def _line(vm: str, cpu: float = 12.5, used: int = 1000, total: int = 4000) -> by
         {
             "type": "system_metrics",
             "vmId": vm,
-            "timestamp": "2026-11-25T10:00:00Z",
+            "timestamp": "2025-11-25T10:00:00Z",
             "metrics": {
                 "cpu": {"usage_percent": cpu},
                 "memory": {"total_kb": total, "used_kb": used},
@@ -36,8 +43,14 @@ def test_valid_line_becomes_a_row_with_its_kafka_position() -> None:
     result = process_batch([_rec(_line("vm-a"), offset=7)])
     assert result.rejects == []
     (row,) = result.rows["system_metrics"]
-    assert row[0] == "vm-a"
-    assert row[3:] == (12.5, 1000, 4000, 1, 7)
+    stored = dict(zip(SYSTEM_METRICS_COLUMNS, row, strict=True))
+    assert stored["vm_id"] == "vm-a"
+    assert (stored["cpu_usage_percent"], stored["memory_used_kb"], stored["memory_total_kb"]) == (
+        12.5,
+        1000,
+        4000,
+    )
+    assert (stored["kafka_partition"], stored["kafka_offset"]) == (1, 7)
 
 
 def test_bad_line_goes_to_dlq_and_next_line_is_kept() -> None:
@@ -86,3 +99,118 @@ def test_live_event_targets_the_vm_room_with_the_contract_payload() -> None:
     assert event.data["vmId"] == "vm-a"
     assert event.data["metrics"]["cpu"]["usage_percent"] == 12.5
     assert msgspec.json.decode(encode_outbound(live_event(sample)))["resource"] == "metrics"
+
+
+# --- both dialects, control records, presence signals (issue 3) ---
+
+T = 1_764_064_800.0
+
+
+def _msg_rec(msg: dict[str, object], offset: int, key: bytes = b"vm-a") -> RawRecord:
+    return _rec(ex.line(msg), key=key, offset=offset)
+
+
+def _named(table: str, row: tuple[object, ...]) -> dict[str, object]:
+    return dict(zip(TABLE_COLUMNS[table], row, strict=True))
+
+
+def test_a_dialect2_metrics_message_fills_system_disk_network_process_and_port_rows() -> None:
+    result = process_batch([_msg_rec(ex.d2_metrics("vm-a", T, processes=3, ports=2), 5)])
+    assert result.rejects == []
+    counts = {table: len(rows) for table, rows in result.rows.items()}
+    assert counts == {
+        "system_metrics": 1,
+        "disk_usage": 1,
+        "network_interfaces": 1,
+        "process_snapshots": 3,
+        "port_usage": 2,
+        "application_usage": 0,
+        "agent_events": 0,
+    }
+    system = _named("system_metrics", result.rows["system_metrics"][0])
+    assert system["cpu_usage_percent"] == 23.25 and system["load_1min"] == 1.25
+    assert system["dialect"] == 2 and system["ts_source"] == "agent"
+    procs = [_named("process_snapshots", r) for r in result.rows["process_snapshots"]]
+    assert [p["pid"] for p in procs] == [1, 2, 3]
+    assert {p["kafka_offset"] for p in procs} == {5}
+    for table, rows in result.rows.items():
+        for row in rows:
+            named = _named(table, row)
+            assert named["vm_id"] == "vm-a" and named["ts"] is not None
+
+
+def test_events_hellos_results_and_completions_go_to_agent_events() -> None:
+    msgs = [
+        ex.d2_handshake("vm-a", T),
+        ex.d2_error(T),
+        ex.d2_error_report("vm-a", T),
+        ex.d2_agent_event(T),
+        ex.d2_response(),
+        ex.d2_script_completion(T),
+        ex.d2_request_pending_scripts("vm-a", T),
+        ex.d1_vm_identification("vm-a"),
+    ]
+    result = process_batch([_msg_rec(m, i) for i, m in enumerate(msgs)])
+    kinds = [_named("agent_events", r)["kind"] for r in result.rows["agent_events"]]
+    assert kinds == [
+        "hello",
+        "error",
+        "error_report",
+        "agent_event",
+        "command_result",
+        "script_completion",
+        "request_pending_scripts",
+        "hello",
+    ]
+
+
+def test_control_records_are_connection_events_not_rows_nor_rejects() -> None:
+    def control(state: bytes, offset: int) -> RawRecord:
+        return RawRecord(
+            topic="agent.raw",
+            partition=1,
+            offset=offset,
+            key=b"vm-a",
+            value=b"",
+            headers={"control": state, "received_at": b"1764064800000", "conn_id": b"c1"},
+        )
+
+    result = process_batch(
+        [control(b"connected", 1), _msg_rec(ex.d2_keep_alive(1, T), 2), control(b"disconnected", 3)]
+    )
+    assert result.rejects == []
+    assert [(c.vm_id, c.state, c.conn_id, c.offset) for c in result.connections] == [
+        ("vm-a", "connected", "c1", 1),
+        ("vm-a", "disconnected", "c1", 3),
+    ]
+    assert [(a.vm_id, a.kind) for a in result.activity] == [("vm-a", "keep_alive")]
+    assert all(not rows for rows in result.rows.values())
+
+
+def test_rejects_are_counted_by_reason_and_good_lines_around_them_stay() -> None:
+    result = process_batch(
+        [
+            _msg_rec(ex.d1_system_metrics("vm-a", T, cpu=1.0), 1),
+            _msg_rec(ex.d1_system_metrics("vm-b", T), 2),
+            _rec(b'{"type":"teleport"}', offset=3),
+            _msg_rec(ex.d1_system_metrics("vm-a", T, cpu=2.0), 4),
+        ]
+    )
+    cpus = [_named("system_metrics", r)["cpu_usage_percent"] for r in result.rows["system_metrics"]]
+    assert cpus == [1.0, 2.0]
+    assert result.reject_reasons == {"vm_mismatch": 1, "unknown_type": 1}
+    offsets = [json.loads(p)["origin"]["offset"] for _, p in result.rejects]
+    assert offsets == [2, 3]
+
+
+def test_live_event_carries_everything_the_sample_has() -> None:
+    (sample,) = process_batch([_msg_rec(ex.d2_metrics("vm-a", T), 1)]).samples
+    data = decode_outbound(encode_outbound(live_event(sample))).data
+    assert set(data) == {"vmId", "metrics", "timestamp"}
+    metrics = data["metrics"]
+    assert metrics["cpu"]["cores_usage"] == [23.25, 5.5]
+    assert metrics["memory"]["swap_total_kb"] == 4_194_304
+    assert metrics["disk"]["usage_stats"][0]["mount_point"] == "/"
+    assert metrics["network"]["interfaces"][0]["name"] == "ens3"
+    assert metrics["system"]["load_average"]["load_1min"] == 1.25
+    assert data["timestamp"] == "2025-11-25T10:00:00.000Z"

@@ -1,0 +1,268 @@
+"""Dialect 2: the InfiniService agent as it ships (PROTOCOL.md), as msgspec Structs.
+
+Field names are exactly what the agent's serde structs write (snake_case,
+except ``executionId`` in ``agent_event``). The agent serializes Rust
+``Option`` as ``null`` and its collector substitutes zeros and empty lists
+when a probe fails, so optional fields default to ``None`` here. Free-form
+fields (``data``, ``details``, ``context``, ``windows_services``) are kept as
+:class:`msgspec.Raw`: still checked to be JSON, never turned into Python
+objects; the stored ones (``data``, ``details``, ``context``) are bounded in
+size and nesting in :mod:`schemas.normalize`, ``windows_services`` is not
+stored and only bounded by the decoder's own recursion limit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from schemas.limits import (
+    CAPPED,
+    Blob,
+    Count,
+    Counter,
+    Gigabytes,
+    Load,
+    Name,
+    Percent,
+    Port,
+    ProcessPercent,
+    Seconds,
+    Temperature,
+    Text,
+    VmId,
+)
+from schemas.timestamps import Timestamp
+
+__all__ = [
+    "DIALECT2",
+    "NULL_RAW",
+    "D2AgentEvent",
+    "D2Cpu",
+    "D2Disk",
+    "D2DiskIo",
+    "D2DiskUsage",
+    "D2Error",
+    "D2ErrorReport",
+    "D2Handshake",
+    "D2Interface",
+    "D2KeepAlive",
+    "D2LoadAverage",
+    "D2Memory",
+    "D2Metrics",
+    "D2MetricsData",
+    "D2Network",
+    "D2Port",
+    "D2Process",
+    "D2RequestPendingScripts",
+    "D2Response",
+    "D2ScriptCompletion",
+    "D2System",
+    "D2SystemInfo",
+    "ExitCode",
+]
+
+NULL_RAW = msgspec.Raw(b"null")
+"""Default of a free-form field the agent left out (``Raw | None`` is not a msgspec type)."""
+
+
+def _null_raw() -> msgspec.Raw:
+    # a factory, not a default value: JSON Schema export cannot encode a Raw default
+    return NULL_RAW
+
+
+ExitCode = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**32 - 1)]
+"""Process exit codes: negative on Unix signals, up to u32 NTSTATUS values on Windows."""
+
+
+class _Msg(msgspec.Struct, tag_field="type", kw_only=True):
+    """Base of dialect 2 messages: the tag is ``type``."""
+
+
+class D2Handshake(_Msg, tag="handshake"):
+    timestamp: Timestamp | None = None
+    vm_id: VmId | None = None
+    version: Name | None = None
+    platform: Name | None = None
+    capabilities: Annotated[list[Name], CAPPED] | None = None
+
+
+class D2Cpu(msgspec.Struct, kw_only=True):
+    usage_percent: Percent | None = None
+    cores_usage: Annotated[list[Percent], CAPPED] | None = None
+    temperature: Temperature | None = None
+
+
+class D2Memory(msgspec.Struct, kw_only=True):
+    total_kb: Counter | None = None
+    used_kb: Counter | None = None
+    available_kb: Counter | None = None
+    swap_total_kb: Counter | None = None
+    swap_used_kb: Counter | None = None
+
+
+class D2DiskUsage(msgspec.Struct, kw_only=True):
+    mount_point: Name
+    total_gb: Gigabytes | None = None
+    used_gb: Gigabytes | None = None
+    available_gb: Gigabytes | None = None
+    filesystem: Name | None = None
+
+
+class D2DiskIo(msgspec.Struct, kw_only=True):
+    read_bytes_per_sec: Counter | None = None
+    write_bytes_per_sec: Counter | None = None
+    read_ops_per_sec: Counter | None = None
+    write_ops_per_sec: Counter | None = None
+
+
+class D2Disk(msgspec.Struct, kw_only=True):
+    usage_stats: Annotated[list[D2DiskUsage], CAPPED] | None = None
+    io_stats: D2DiskIo | None = None
+
+
+class D2Interface(msgspec.Struct, kw_only=True):
+    name: Name
+    bytes_received: Counter | None = None
+    bytes_sent: Counter | None = None
+    packets_received: Counter | None = None
+    packets_sent: Counter | None = None
+    errors_in: Counter | None = None
+    errors_out: Counter | None = None
+    ip_addresses: Annotated[list[Name], CAPPED] | None = None
+    is_up: bool | None = None
+
+
+class D2Network(msgspec.Struct, kw_only=True):
+    interfaces: Annotated[list[D2Interface], CAPPED] | None = None
+
+
+class D2LoadAverage(msgspec.Struct, kw_only=True):
+    load_1min: Load | None = None
+    load_5min: Load | None = None
+    load_15min: Load | None = None
+
+
+class D2SystemInfo(msgspec.Struct, kw_only=True):
+    uptime_seconds: Seconds | None = None
+    name: Name | None = None
+    os_version: Name | None = None
+    kernel_version: Name | None = None
+    hostname: Name | None = None
+    load_average: D2LoadAverage | None = None
+
+
+class D2Process(msgspec.Struct, kw_only=True):
+    id: Count
+    name: Name
+    parent_id: Count | None = None
+    executable_path: Text | None = None
+    command_line: Text | None = None
+    cpu_usage_percent: ProcessPercent | None = None
+    memory_usage_kb: Counter | None = None
+    status: Name | None = None
+    start_time: Timestamp | None = None
+
+
+class D2Port(msgspec.Struct, kw_only=True):
+    port: Port
+    protocol: Name
+    state: Name | None = None
+    process_id: Count | None = None
+    process_name: Name | None = None
+    is_listening: bool | None = None
+
+
+class D2System(msgspec.Struct, kw_only=True):
+    """``data.system`` of a metrics message: machine facts, processes and ports together."""
+
+    cpu: D2Cpu | None = None
+    memory: D2Memory | None = None
+    disk: D2Disk | None = None
+    network: D2Network | None = None
+    system: D2SystemInfo | None = None
+    processes: Annotated[list[D2Process], CAPPED] | None = None
+    ports: Annotated[list[D2Port], CAPPED] | None = None
+    windows_services: msgspec.Raw = msgspec.field(default_factory=_null_raw)
+
+
+class D2MetricsData(msgspec.Struct, kw_only=True):
+    system: D2System
+
+
+class D2Metrics(_Msg, tag="metrics"):
+    timestamp: Timestamp
+    data: D2MetricsData
+
+
+class D2KeepAlive(_Msg, tag="keep_alive"):
+    sequence_number: Count
+    timestamp: Timestamp
+
+
+class D2Response(_Msg, tag="response"):
+    id: Name
+    success: bool
+    exit_code: ExitCode | None = None
+    stdout: Blob | None = None
+    stderr: Blob | None = None
+    execution_time_ms: Counter | None = None
+    command_type: Name | None = None
+    data: msgspec.Raw = msgspec.field(default_factory=_null_raw)
+    timestamp: Timestamp | None = None
+
+
+class D2Error(_Msg, tag="error"):
+    error: Text
+    timestamp: Timestamp | None = None
+    details: msgspec.Raw = msgspec.field(default_factory=_null_raw)
+
+
+class D2ErrorReport(_Msg, tag="error_report"):
+    error_type: Name
+    severity: Literal["Temporary", "Recoverable", "Fatal", "Unknown"]
+    timestamp: Timestamp | None = None
+    windows_error_code: ExitCode | None = None
+    retry_attempt: Count | None = None
+    max_retries: Count | None = None
+    recovery_suggestion: Text | None = None
+    vm_id: VmId | None = None
+
+
+class D2AgentEvent(_Msg, tag="agent_event"):
+    severity: Literal["debug", "info", "warn", "error"]
+    message: Text
+    timestamp: Timestamp | None = None
+    source: Name | None = None
+    executionId: Name | None = None
+    context: msgspec.Raw = msgspec.field(default_factory=_null_raw)
+
+
+class D2ScriptCompletion(_Msg, tag="script_completion"):
+    execution_id: Name
+    timestamp: Timestamp | None = None
+    exit_code: ExitCode | None = None
+    stdout: Blob | None = None
+    stderr: Blob | None = None
+    log_file: Text | None = None
+
+
+class D2RequestPendingScripts(_Msg, tag="request_pending_scripts"):
+    timestamp: Timestamp | None = None
+    vm_id: VmId | None = None
+    request_timestamp: Timestamp | None = None
+
+
+DIALECT2 = (
+    D2Handshake,
+    D2Metrics,
+    D2KeepAlive,
+    D2Response,
+    D2Error,
+    D2ErrorReport,
+    D2AgentEvent,
+    D2ScriptCompletion,
+    D2RequestPendingScripts,
+)
+"""Every dialect 2 message type, in PROTOCOL.md order."""

@@ -1,0 +1,44 @@
+"""`vmpulse dlq` against the real broker: latest rejects and counts by reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schemas.topics import Topics
+from vmpulse.config import Settings
+from vmpulse.dlq_tool import read_dlq, render, summarize
+from vmpulse.kafka_io import make_producer
+
+pytestmark = pytest.mark.integration
+
+
+async def test_latest_rejects_and_counts_by_reason(
+    settings: Settings, topics_ready: Topics
+) -> None:
+    assert settings.kafka_bootstrap is not None
+    producer = make_producer(settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for i, reason in enumerate(["invalid_json"] * 3 + ["vm_mismatch"] * 2 + ["too_deep"]):
+            record = {"reason": reason, "detail": f"d{i}", "raw": f"line {i}", "origin": {}}
+            await producer.send_and_wait(
+                topics_ready.agent_dlq, json.dumps(record).encode(), key=f"vm-{i % 2}".encode()
+            )
+        await producer.send_and_wait(topics_ready.agent_dlq, b"not json", key=b"vm-x")
+    finally:
+        await producer.stop()
+    entries = await read_dlq(settings.kafka_bootstrap, settings.topic_prefix, max_per_partition=100)
+    summary = summarize(entries, latest=2)
+    assert summary.scanned == 7
+    assert summary.counts == {
+        "invalid_json": 3,
+        "vm_mismatch": 2,
+        "too_deep": 1,
+        "unreadable_dlq_record": 1,
+    }
+    assert len(summary.latest) == 2
+    text = render(summary)
+    assert "counts by reason (7 records scanned)" in text
+    assert ["invalid_json", "3"] in [line.split() for line in text.splitlines()]
