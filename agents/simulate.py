@@ -54,9 +54,11 @@ async def run_fleet(
         where = f"tcp to {tcp_addr[0]}:{tcp_addr[1]}"
     stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
     await fleet.start()
     print(f"simulating {len(vm_ids)} agents (dialect {dialect}) over {where}", file=out, flush=True)
     last_n, last_t = 0, time.monotonic()
@@ -70,4 +72,6 @@ async def run_fleet(
             last_n, last_t = n, now
     finally:
         await fleet.stop()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
     return 0
