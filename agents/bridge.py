@@ -51,7 +51,7 @@ from agents.socket_watcher import SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream
 from schemas.topics import Topics
 from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
+from vmpulse.kafka_io import ensure_topics, make_producer
 
 __all__ = ["Bridge"]
 
@@ -134,6 +134,13 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         if self._producer is None:
             if not self.settings.kafka_bootstrap:
                 raise ValueError("Bridge needs settings.kafka_bootstrap or a producer")
+            # Standalone (`vmpulse bridge`): the topics may not exist yet.
+            await ensure_topics(
+                self.settings.kafka_bootstrap,
+                self.topics,
+                partitions=self.settings.partitions,
+                replication_factor=self.settings.replication_factor,
+            )
             self._producer = make_producer(
                 self.settings.kafka_bootstrap,
                 client_id="vmpulse-bridge",

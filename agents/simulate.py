@@ -33,7 +33,8 @@ async def run_fleet(
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Serve (unix) or connect (tcp) ``vm_ids`` until ``stop`` is set or a signal arrives."""
+    """Serve (unix) or connect (tcp) ``vm_ids`` until ``stop`` is set; without ``stop``,
+    until SIGINT or SIGTERM."""
     fleet: Any
     if transport == "unix":
         fleet = FleetSimulator(socket_dir, vm_ids, interval_s, dialect=dialect, bad_rate=bad_rate)
@@ -52,13 +53,14 @@ async def run_fleet(
             bad_rate=bad_rate,
         )
         where = f"tcp to {tcp_addr[0]}:{tcp_addr[1]}"
-    stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
+    if stop is None:  # run as a command: SIGINT / SIGTERM stop it
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
     await fleet.start()
     print(f"simulating {len(vm_ids)} agents (dialect {dialect}) over {where}", file=out, flush=True)
     last_n, last_t = 0, time.monotonic()
