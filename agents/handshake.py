@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from typing import Final
 
-from agents.exceptions import AgentsError
+from agents.exceptions import HandshakeError
 
 __all__ = [
     "HANDSHAKE_MAX_BYTES",
@@ -43,18 +43,6 @@ DEFAULT_WINDOW_S: Final = 60.0
 
 _UUID_RE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _NONCE_RE: Final = re.compile(r"[0-9a-f]{16,64}")
-
-
-class HandshakeError(AgentsError):
-    """The hello is missing, malformed, stale, replayed or wrongly signed.
-
-    ``reason`` is a stable code for metrics; the message is for logs and never
-    contains key material.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def vm_key(master_secret: str, vm_id: str) -> bytes:

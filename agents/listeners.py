@@ -19,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from agents.exceptions import AgentsError
-from agents.handshake import HANDSHAKE_MAX_BYTES, HandshakeError, NonceCache, verify_hello
+from agents.exceptions import Refused
+from agents.handshake import HANDSHAKE_MAX_BYTES, NonceCache, verify_hello
 from agents.stream import READ_SIZE, ConnectionInfo, SocketStream, Stream
 
 __all__ = [
@@ -38,14 +38,6 @@ Identify = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Conn
 """Decides the VM of a fresh connection or raises :class:`Refused`."""
 
 HANDSHAKE_TIMEOUT_S: Final = 10.0
-
-
-class Refused(AgentsError):
-    """A connection is turned away; ``reason`` is a stable code for metrics."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class Listener:
@@ -176,16 +168,14 @@ def tcp_identify(
             raise Refused("handshake_malformed", "first line too long") from exc
         if len(line) > HANDSHAKE_MAX_BYTES:
             raise Refused("handshake_malformed", f"hello of {len(line)} bytes")
-        try:
-            vm_id = verify_hello(
-                line.rstrip(b"\r\n"),
-                master_secret,
-                now=time.time(),
-                nonces=cache,
-                window_s=window_s,
-            )
-        except HandshakeError as exc:
-            raise Refused(exc.reason, str(exc)) from exc
+        # A bad hello raises HandshakeError, itself a Refused.
+        vm_id = verify_hello(
+            line.rstrip(b"\r\n"),
+            master_secret,
+            now=time.time(),
+            nonces=cache,
+            window_s=window_s,
+        )
         peer = writer.get_extra_info("peername")
         peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         return ConnectionInfo(vm_id=vm_id, transport="tcp", peer=peer_text.encode())
