@@ -1,4 +1,5 @@
 # CI runs `make test` (see .ci/run); `make up` runs the pipeline. Both set themselves up.
+# The libvirt extra builds against libvirt-dev + pkg-config (apt-get; .ci/run installs them).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +11,7 @@ VMS    ?= 5
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,libvirt]"
 	touch $(STAMP)
 
 kafka-jars: $(STAMP)

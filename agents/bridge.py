@@ -4,13 +4,26 @@ One read / feed / drain / send loop per connection (:meth:`Bridge.serve`) around
 the pure :class:`~agents.framing.LineFramer`. The bridge does not parse JSON:
 it only decides *who* sent a line (from the transport) and hands the line on
 unchanged, so validation, and its dead letters, live in one place, the worker.
-The only input the bridge itself rejects is what framing cannot carry: a line
-over the size limit, or a line cut off by the end of the stream.
+The bridge itself rejects (to ``agent.dlq``) only what framing cannot carry (a
+line over the size limit, a line cut off by the end of the stream) and a line
+that claims another VM than its connection's (``vm_mismatch``, a cheap check in
+:mod:`agents.identity`; the worker checks again).
+
+Transports: the unix sockets of :class:`~agents.socket_watcher.SocketWatcher`
+always; a TCP listener (signed hello) when ``settings.agent_tcp_host`` is set;
+an AF_VSOCK listener when ``settings.vsock_port`` is set. All of them end in
+:meth:`Bridge.serve`.
+
+Presence: when a connection opens and when it closes the bridge produces a
+record with an empty value and a ``control`` header (``connected`` /
+``disconnected``) under the VM's key, so the worker sees it in order with the
+VM's lines.
 
 Back-pressure: at most ``max_in_flight`` records (and about ``max_in_flight_bytes``)
-wait for Kafka acknowledgements. When Kafka is slow the loop stops reading the
-socket, the kernel buffer fills and the guest's writes block, so bridge memory
-stays bounded instead of growing with the broker's lag.
+wait in :class:`~agents.producing.BatchSender` for Kafka acknowledgements. When
+Kafka is slow the loop stops reading the socket, the kernel buffer fills and the
+guest's writes block, so bridge memory stays bounded instead of growing with the
+broker's lag.
 
 The bridge is a ``mode.Service`` so it can run inside a ``faust.Worker`` beside
 the app (``vmpulse up``) or on its own (``vmpulse bridge``).
@@ -27,15 +40,18 @@ import time
 from typing import Any, Final
 
 import mode
-from aiokafka.errors import KafkaError
 
 from agents.exceptions import StreamError
-from agents.framing import DEFAULT_MAX_LINE, LineFramer, Oversize, Truncated
+from agents.framing import LineFramer, Oversize, Truncated
+from agents.identity import all_claims_own, claimed_other_vm
+from agents.listeners import Listener, tcp_identify, vsock_socket
+from agents.metrics import BridgeMetrics, serve_metrics
+from agents.producing import BatchSender
 from agents.socket_watcher import SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream
 from schemas.topics import Topics
 from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
+from vmpulse.kafka_io import ensure_topics, make_producer
 
 __all__ = ["Bridge"]
 
@@ -46,43 +62,16 @@ Headers = list[tuple[str, bytes]]
 _STOP_TIMEOUT_S: Final = 30.0
 
 
-class _InFlight:
-    """Counts records sent but not yet acknowledged; ``acquire`` waits while over budget.
-
-    A single record is always admitted when nothing is in flight, so one line
-    larger than the byte budget (up to the framing limit) still goes through.
-    """
-
-    def __init__(self, max_records: int, max_bytes: int) -> None:
-        self.max_records = max_records
-        self.max_bytes = max_bytes
-        self.records = 0
-        self.bytes = 0
-        self._freed = asyncio.Event()
-
-    async def acquire(self, size: int) -> None:
-        while self.records and (
-            self.records >= self.max_records or self.bytes + size > self.max_bytes
-        ):
-            self._freed.clear()
-            await self._freed.wait()
-        self.records += 1
-        self.bytes += size
-
-    def release(self, size: int) -> None:
-        self.records -= 1
-        self.bytes -= size
-        self._freed.set()
-
-
 class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type information
-    """Reads every VM's agent socket and produces its lines to ``agent.raw``.
+    """Reads every VM's agent connection and produces its lines to ``agent.raw``.
 
     Counters (plain attributes, read them for health and tests):
-    ``lines`` handed to the producer for agent.raw, ``bytes`` read from agents, ``connections``
-    opened in total, ``active_connections`` open now, ``rejects`` sent to the DLQ,
-    ``blank_lines`` skipped (empty lines carry no message), ``send_errors`` records
-    Kafka did not acknowledge.
+    ``lines`` acknowledged by Kafka on agent.raw, ``bytes`` read from agents,
+    ``connections`` opened in total, ``active_connections`` open now, ``rejects``
+    sent to the DLQ (``rejects_by_reason`` per reason), ``refused`` connections
+    turned away by a listener, ``blank_lines`` skipped (empty lines carry no
+    message), ``send_errors`` records Kafka did not acknowledge. The same figures
+    are Prometheus metrics in ``metrics.registry``.
     """
 
     def __init__(
@@ -92,31 +81,38 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         producer: Any = None,
         reconnect_base_s: float = 3.0,
         poll_interval_s: float = 0.25,
-        max_line: int = DEFAULT_MAX_LINE,
+        max_line: int | None = None,
         read_size: int = READ_SIZE,
-        max_in_flight: int = 1000,
+        max_in_flight: int = 50_000,
         max_in_flight_bytes: int = 64 * 1024 * 1024,
+        metrics: BridgeMetrics | None = None,
         **kwargs: Any,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._producer: Any = producer
         self._owns_producer = producer is None
-        self._max_line = max_line
+        self._max_line = settings.agent_max_line if max_line is None else max_line
         self._read_size = read_size
-        self._in_flight = _InFlight(max_in_flight, max_in_flight_bytes)
-        self._pending: set[asyncio.Future[Any]] = set()
+        self._max_in_flight = (max_in_flight, max_in_flight_bytes)
+        self._sender: BatchSender | None = None
+        self.metrics = metrics if metrics is not None else BridgeMetrics()
         self._watcher = SocketWatcher(
             settings.socket_dir,
             self.serve,
             poll_interval_s=poll_interval_s,
             reconnect_base_s=reconnect_base_s,
         )
+        self._listeners: list[Listener] = []
+        self._metrics_runner: Any = None
+        self._admitted = 0
         self.lines = 0
         self.bytes = 0
         self.connections = 0
         self.active_connections = 0
         self.rejects = 0
+        self.rejects_by_reason: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
         self.blank_lines = 0
         self.send_errors = 0
         super().__init__(**kwargs)
@@ -126,56 +122,139 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         return self._watcher
 
     @property
+    def listeners(self) -> list[Listener]:
+        return list(self._listeners)
+
+    @property
     def in_flight(self) -> int:
         """Records handed to the producer and not yet acknowledged."""
-        return self._in_flight.records
+        return 0 if self._sender is None else self._sender.pending
 
     async def on_start(self) -> None:
         if self._producer is None:
             if not self.settings.kafka_bootstrap:
                 raise ValueError("Bridge needs settings.kafka_bootstrap or a producer")
+            # Standalone (`vmpulse bridge`): the topics may not exist yet.
+            await ensure_topics(
+                self.settings.kafka_bootstrap,
+                self.topics,
+                partitions=self.settings.partitions,
+                replication_factor=self.settings.replication_factor,
+            )
             self._producer = make_producer(
-                self.settings.kafka_bootstrap, client_id="vmpulse-bridge"
+                self.settings.kafka_bootstrap,
+                client_id="vmpulse-bridge",
+                linger_ms=0,  # batches fill while the previous one is in flight
+                compression_type="zstd",  # aiokafka's lz4 is level 9: 4x the CPU
             )
             await self._producer.start()
-        self.settings.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._sender = BatchSender(
+            self._producer,
+            max_records=self._max_in_flight[0],
+            max_bytes=self._max_in_flight[1],
+            on_ack=self._on_ack,
+            on_error=self._on_send_error,
+        )
+        await self._sender.prepare([self.topics.agent_raw, self.topics.agent_dlq])
+        s = self.settings
+        if s.bridge_metrics_port is not None:
+            self._metrics_runner = await serve_metrics(
+                self.metrics, s.gateway_host, s.bridge_metrics_port
+            )
+        if s.agent_tcp_host is not None:
+            self._listeners.append(
+                self._listener(
+                    "tcp",
+                    tcp_identify(s.agent_secret.reveal()),
+                    host=s.agent_tcp_host,
+                    port=s.agent_tcp_port,
+                )
+            )
+        if s.vsock_port is not None:
+            from agents.vsock import LibvirtCidMap, vsock_identify
+
+            if s.libvirt_uri is None:
+                raise ValueError("a vsock listener needs VMPULSE_LIBVIRT_URI for the CID map")
+            cids = LibvirtCidMap.from_uri(s.libvirt_uri)
+            self._listeners.append(
+                self._listener(
+                    "vsock", vsock_identify(cids.lookup), sock=vsock_socket(s.vsock_port)
+                )
+            )
+        for listener in self._listeners:
+            await listener.start()
+        s.socket_dir.mkdir(parents=True, exist_ok=True)
         await self._watcher.start()
-        log.info("bridge watching %s -> %s", self.settings.socket_dir, self.topics.agent_raw)
+        log.info("bridge watching %s -> %s", s.socket_dir, self.topics.agent_raw)
+
+    def _listener(self, transport: str, identify: Any, **where: Any) -> Listener:
+        return Listener(
+            transport,
+            identify,
+            self.serve,
+            admit=self._admit,
+            release=self._release,
+            on_refused=self._on_refused,
+            idle_timeout_s=self.settings.agent_idle_timeout_s,
+            **where,
+        )
+
+    def _admit(self) -> bool:
+        if self._admitted >= self.settings.agent_max_connections:
+            return False
+        self._admitted += 1
+        return True
+
+    def _release(self) -> None:
+        self._admitted -= 1
+
+    def _on_refused(self, transport: str, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self.metrics.refused.labels(transport, reason).inc()
 
     async def on_stop(self) -> None:
         # Order matters for "graceful stop flushes everything read": the watcher
-        # closes the streams, each serve() loop sees EOF and hands its last
-        # lines to the producer, then we wait for every acknowledgement.
+        # and listeners close the streams, each serve() loop sees EOF and hands
+        # its last lines to the sender, then we wait for every acknowledgement.
+        for listener in self._listeners:
+            await listener.stop()
+        self._listeners.clear()
         await self._watcher.stop()
         await self.flush()
+        if self._sender is not None:
+            await self._sender.close()
+            self._sender = None
         if self._owns_producer and self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
 
     async def flush(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
         """Wait until every record handed to the producer is acknowledged (or failed)."""
-        if self._producer is None:
-            return
-        # Bounded, so a stop with the broker unreachable ends and says what it lost.
-        pending = list(self._pending)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._producer.flush(), timeout_s)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=1.0)
-            if late:
-                log.error("%d records not acknowledged after %.0fs", len(late), timeout_s)
+        if self._sender is not None:
+            await self._sender.flush(timeout_s)
 
     async def serve(self, stream: Stream, info: ConnectionInfo) -> None:
         """Read one connection to its end, producing every line; never raises on bad input.
 
-        Public so that other transports (vsock, TCP after its handshake) and
-        tests with fake streams use the same loop.
+        Public so that every transport (unix, TCP after its handshake, vsock)
+        and tests with fake streams use the same loop.
         """
         framer = LineFramer(self._max_line)
         line_no = 0
         self.connections += 1
         self.active_connections += 1
+        self.metrics.connections.labels(info.transport).inc()
+        self.metrics.active.inc()
         log.info("VM %s connected over %s (conn %s)", info.vm_id, info.transport, info.conn_id)
+        key = info.vm_id.encode()
+        topic = self.topics.agent_raw
+        transport_h = ("transport", info.transport.encode())
+        peer_h = ("peer", info.peer)
+        conn_h = ("conn_id", info.conn_id.encode("ascii"))
+        await self._control(info, key, b"connected", line_no)
         try:
             while True:
                 try:
@@ -184,92 +263,155 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                     log.warning("VM %s conn %s: %s", info.vm_id, info.conn_id, exc)
                     data = b""
                 received_at = time.time_ns() // 1_000_000
+                received_h = ("received_at", str(received_at).encode("ascii"))
                 if data:
                     self.bytes += len(data)
+                    self.metrics.bytes.inc(len(data))
                     framer.feed(data)
                 else:
                     framer.feed_eof()
-                while (frame := framer.next_frame()) is not None:
-                    line_no += 1
-                    if isinstance(frame, bytes):
-                        await self._produce_line(frame, info, line_no, received_at)
-                    else:
-                        await self._produce_reject(frame, info, line_no, received_at)
+                # The lines of one read go to the sender together (one budget wait);
+                # a reject in between first sends what precedes it, to keep order.
+                frames = framer.frames()
+                lines = [f for f in frames if type(f) is bytes]
+                trusted = all_claims_own(b"\n".join(lines), info.vm_id)
+                if trusted and len(lines) == len(frames) and all(lines):
+                    # The common case: whole, non-blank lines of the connection's own VM.
+                    headers = [
+                        [transport_h, peer_h, received_h, conn_h, ("line_no", b"%d" % n)]
+                        for n in range(line_no + 1, line_no + len(lines) + 1)
+                    ]
+                    line_no += len(lines)
+                    await self._send_lines(topic, key, lines, headers)
+                else:
+                    line_no = await self._serve_mixed(
+                        frames, trusted, info, key, line_no, received_at
+                    )
                 if not data:
                     return
         finally:
             self.active_connections -= 1
+            self.metrics.active.dec()
             log.info("VM %s conn %s closed after %d lines", info.vm_id, info.conn_id, line_no)
+            # Shielded: a cancelled connection (the file vanished) still says it went away.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._control(info, key, b"disconnected", line_no))
 
-    async def _produce_line(
-        self, line: bytes, info: ConnectionInfo, line_no: int, received_at: int
+    async def _send_lines(
+        self, topic: str, key: bytes, lines: list[bytes], headers: list[Headers]
     ) -> None:
-        if not line:
-            self.blank_lines += 1
+        if lines:
+            assert self._sender is not None
+            await self._sender.send_many(topic, key, lines, headers)
+
+    async def _serve_mixed(
+        self,
+        frames: list[bytes | Oversize | Truncated],
+        trusted: bool,
+        info: ConnectionInfo,
+        key: bytes,
+        line_no: int,
+        received_at: int,
+    ) -> int:
+        """Frames with blanks, rejects or foreign claims: one at a time, order kept.
+
+        Lines before a reject are handed to the sender before the reject, so a
+        VM's records stay in the order they were read. Returns the last line number.
+        """
+        topic = self.topics.agent_raw
+        base = _headers(info, 0, received_at)[:4]
+        lines: list[bytes] = []
+        headers: list[Headers] = []
+        for frame in frames:
+            line_no += 1
+            if isinstance(frame, bytes):
+                if not frame:
+                    self.blank_lines += 1
+                    continue
+                claimed = None if trusted else claimed_other_vm(frame, info.vm_id)
+                if claimed is None:
+                    lines.append(frame)
+                    headers.append([*base, ("line_no", b"%d" % line_no)])
+                    continue
+                detail = f"line claims VM {claimed[:64]!r} on a connection of VM {info.vm_id}"
+                reject = ("vm_mismatch", detail, frame, len(frame))
+            else:
+                reject = self._describe_reject(frame)
+            await self._send_lines(topic, key, lines, headers)
+            lines, headers = [], []
+            await self._reject(*reject[:3], info, line_no, received_at, reject[3])
+        await self._send_lines(topic, key, lines, headers)
+        return line_no
+
+    async def _control(self, info: ConnectionInfo, key: bytes, what: bytes, line_no: int) -> None:
+        if self._sender is None:
             return
-        headers = _headers(info, line_no, received_at)
-        if await self._send(self.topics.agent_raw, info.vm_id.encode(), line, headers):
-            self.lines += 1
+        headers = _headers(info, line_no, time.time_ns() // 1_000_000)
+        headers.append(("control", what))
+        await self._sender.send(self.topics.agent_raw, key, b"", headers, counted=False)
 
-    async def _produce_reject(
-        self, frame: Oversize | Truncated, info: ConnectionInfo, line_no: int, received_at: int
-    ) -> None:
+    def _describe_reject(self, frame: Oversize | Truncated) -> tuple[str, str, bytes, int]:
         if isinstance(frame, Oversize):
-            reason = "line_too_long"
             detail = f"line of {frame.length} bytes exceeds the limit of {self._max_line} bytes"
-        else:
-            reason = "truncated_line"
-            detail = f"stream ended {frame.length} bytes into a line without its newline"
+            return "line_too_long", detail, frame.head, frame.length
+        detail = f"stream ended {frame.length} bytes into a line without its newline"
+        return "truncated_line", detail, frame.head, frame.length
+
+    async def _reject(
+        self,
+        reason: str,
+        detail: str,
+        raw: bytes,
+        info: ConnectionInfo,
+        line_no: int,
+        received_at: int,
+        length: int,
+    ) -> None:
+        """Dead-letter one line (agent.dlq, the brief's DLQ record); counted by reason."""
         log.warning("VM %s conn %s line %d: %s", info.vm_id, info.conn_id, line_no, detail)
+        try:
+            raw_text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            raw_text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
         record = {
             "reason": reason,
             "detail": detail,
-            "raw": base64.b64encode(frame.head).decode("ascii"),
+            "raw": raw_text,
+            "raw_encoding": encoding,
             "origin": {
+                "topic": None,
+                "partition": None,
+                "offset": None,
                 "vm_id": info.vm_id,
                 "transport": info.transport,
                 "received_at": received_at,
                 "peer": info.peer.decode("utf-8", "replace"),
                 "conn_id": info.conn_id,
                 "line_no": line_no,
-                "length": frame.length,
+                "length": length,
             },
         }
         value = json.dumps(record, separators=(",", ":")).encode()
-        headers = _headers(info, line_no, received_at)
         self.rejects += 1
-        await self._send(self.topics.agent_dlq, info.vm_id.encode(), value, headers)
+        self.rejects_by_reason[reason] = self.rejects_by_reason.get(reason, 0) + 1
+        self.metrics.rejects.labels(reason).inc()
+        assert self._sender is not None
+        await self._sender.send(
+            self.topics.agent_dlq,
+            info.vm_id.encode(),
+            value,
+            _headers(info, line_no, received_at),
+        )
 
-    async def _send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> bool:
-        """Hand one record to the producer, waiting while too many are unacknowledged."""
-        size = len(value)
-        await self._in_flight.acquire(size)
-        try:
-            fut: asyncio.Future[Any] = await self._producer.send(
-                topic, value=value, key=key, headers=headers
-            )
-        except KafkaError as exc:
-            self._in_flight.release(size)
-            self.send_errors += 1
-            log.error("cannot produce to %s (key %r): %r", topic, key, exc)
-            return False
-        except BaseException:
-            self._in_flight.release(size)
-            raise
-        self._pending.add(fut)
-        fut.add_done_callback(lambda f: self._on_sent(f, size, topic))
-        return True
+    def _on_ack(self, topic: str, count: int, latency_s: float) -> None:
+        self.metrics.produce_latency.observe(latency_s)
+        if topic == self.topics.agent_raw:
+            self.lines += count
+            self.metrics.lines.inc(count)
 
-    def _on_sent(self, fut: asyncio.Future[Any], size: int, topic: str) -> None:
-        self._pending.discard(fut)
-        self._in_flight.release(size)
-        if fut.cancelled():
-            self.send_errors += 1
-            return
-        exc = fut.exception()
-        if exc is not None:
-            self.send_errors += 1
-            log.error("record to %s not acknowledged: %r", topic, exc)
+    def _on_send_error(self, topic: str, count: int, exc: BaseException) -> None:
+        self.send_errors += count
+        self.metrics.send_errors.inc(count)
 
 
 def _headers(info: ConnectionInfo, line_no: int, received_at: int) -> Headers:

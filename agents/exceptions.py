@@ -9,6 +9,8 @@ they cross into our code, so callers catch one hierarchy::
      |    +-- ConnectError   connecting to a peer failed (retry with back-off)
      |    +-- StreamError    reading or writing an open stream failed
      +-- IdentityError       a transport name does not identify a VM (e.g. not a UUID)
+     +-- Refused             a listener turns a connection away (``reason``: a stable code)
+          +-- HandshakeError the TCP hello is missing, malformed, stale, replayed or forged
 
 Malformed *input* is never an exception here: the framer reports it as a frame
 (:class:`agents.framing.Oversize`, :class:`agents.framing.Truncated`) so a bad
@@ -21,7 +23,9 @@ __all__ = [
     "AgentsError",
     "ConnectError",
     "FramingError",
+    "HandshakeError",
     "IdentityError",
+    "Refused",
     "StreamError",
     "TransportError",
 ]
@@ -49,3 +53,16 @@ class StreamError(TransportError):
 
 class IdentityError(AgentsError):
     """A transport-level name (socket file name, CID) does not identify a VM."""
+
+
+class Refused(AgentsError):
+    """A connection is turned away before it is served; ``reason`` is a stable code for
+    metrics, the message is for logs and never contains key material."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class HandshakeError(Refused):
+    """The TCP hello is missing, malformed, stale, replayed or wrongly signed."""

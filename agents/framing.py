@@ -151,6 +151,29 @@ class LineFramer:
                 self._start = self._scan_from = 0
         return frame
 
+    def frames(self) -> list[Frame]:
+        """Every frame available now, in order: the same as calling :meth:`next_frame`
+        until ``None``, but complete lines are cut with one ``bytes.split`` (the
+        bridge's hot path: ~60 lines per 64 KiB read)."""
+        out: list[Frame] = []
+        if not self._discarding:
+            buf = self._buf
+            last = buf.rfind(_LF, max(self._scan_from, self._start))
+            if last >= 0:
+                block = bytes(buf[self._start : last])
+                self._start = self._scan_from = last + 1
+                limit = self._max_line
+                for line in block.split(b"\n"):
+                    if line[-1:] == b"\r":
+                        line = line[:-1]
+                    if len(line) > limit:
+                        out.append(Oversize(len(line), line[:HEAD_SIZE]))
+                    else:
+                        out.append(line)
+        while (frame := self.next_frame()) is not None:
+            out.append(frame)
+        return out
+
     def _next_line(self) -> Frame | None:
         buf = self._buf
         end = buf.find(_LF, max(self._scan_from, self._start))

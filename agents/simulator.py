@@ -27,7 +27,10 @@ import zlib
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["FleetSimulator", "system_metrics_line"]
+from agents import dialect2
+from agents.handshake import make_hello
+
+__all__ = ["FleetSimulator", "TcpFleetSimulator", "next_lines", "system_metrics_line"]
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +156,36 @@ def system_metrics_line(vm_id: str, t: float, rng: random.Random) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
+def next_lines(
+    vm_id: str, now: float, rng: random.Random, *, dialect: int, bad_rate: float, seq: int
+) -> list[bytes]:
+    """What one agent writes per interval: dialect 1 ``system_metrics``, or dialect 2
+    ``metrics`` + ``keep_alive``; with probability ``bad_rate`` a line is replaced by
+    invalid JSON (for DLQ paths). Lines are without their newline."""
+    d1 = system_metrics_line(vm_id, now, rng)
+    if dialect == 2:
+        lines = [dialect2.metrics_line(d1, now, rng), dialect2.keep_alive_line(seq, now)]
+    else:
+        lines = [d1]
+    if bad_rate > 0:
+        lines = [
+            b'{"type":"system_metrics","vmId":"' + vm_id.encode() + b'", broken'
+            if rng.random() < bad_rate
+            else line
+            for line in lines
+        ]
+    return lines
+
+
 class _VmServer:
     """One VM's listening socket and its connected clients."""
 
-    def __init__(self, vm_id: str, path: Path, rng: random.Random) -> None:
+    def __init__(self, vm_id: str, path: Path, rng: random.Random, greeting: bytes = b"") -> None:
         self.vm_id = vm_id
         self.path = path
         self.rng = rng
+        self.greeting = greeting
+        self.seq = 0
         self.server: asyncio.Server | None = None
         self.clients: set[asyncio.StreamWriter] = set()
 
@@ -167,6 +193,8 @@ class _VmServer:
         self.server = await asyncio.start_unix_server(self._on_client, path=os.fspath(self.path))
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.greeting:
+            writer.write(self.greeting)
         self.clients.add(writer)
         try:
             # Guests ignore what the host writes for now; reading only tells us
@@ -222,7 +250,13 @@ class FleetSimulator:
         seed: int = 0,
         *,
         keep_sent: bool = False,
+        dialect: int = 1,
+        bad_rate: float = 0.0,
     ) -> None:
+        if dialect not in (1, 2):
+            raise ValueError(f"dialect must be 1 or 2, got {dialect}")
+        self.dialect = dialect
+        self.bad_rate = bad_rate
         self.socket_dir = socket_dir
         self.interval_s = interval_s
         self.seed = seed
@@ -266,7 +300,8 @@ class FleetSimulator:
         if vm in self._servers:
             return
         rng = random.Random(f"{self.seed}:{vm}")
-        server = _VmServer(vm, self.socket_path(vm), rng)
+        greeting = dialect2.handshake_line(vm, time.time()) + b"\n" if self.dialect == 2 else b""
+        server = _VmServer(vm, self.socket_path(vm), rng, greeting)
         await server.start()
         self._servers[vm] = server
 
@@ -292,11 +327,19 @@ class FleetSimulator:
         now = time.time()
         targets = [self._servers[vm]] if vm is not None else list(self._servers.values())
         for server in targets:
-            line = system_metrics_line(server.vm_id, now, server.rng)
-            sent = server.write(line + b"\n")
-            self._keep(server.vm_id, line, sent)
-            self.lines_sent += sent
-            self.lines_skipped += len(server.clients) - sent
+            server.seq += 1
+            for line in next_lines(
+                server.vm_id,
+                now,
+                server.rng,
+                dialect=self.dialect,
+                bad_rate=self.bad_rate,
+                seq=server.seq,
+            ):
+                sent = server.write(line + b"\n")
+                self._keep(server.vm_id, line, sent)
+                self.lines_sent += sent
+                self.lines_skipped += len(server.clients) - sent
 
     def _keep(self, vm: str, line: bytes, sent: int) -> None:
         if self.keep_sent and sent:
@@ -314,3 +357,83 @@ class FleetSimulator:
             # Keep the cadence without drift; after a stall, skip missed ticks.
             next_at = max(next_at, loop.time())
             await asyncio.sleep(next_at - loop.time())
+
+
+class TcpFleetSimulator:
+    """Agents that connect to the bridge over TCP (development transport).
+
+    Each VM opens a connection, sends its signed hello (:mod:`agents.handshake`,
+    under the per-VM key derived from ``agent_secret``), a dialect 2 handshake
+    if it speaks dialect 2, then its lines every interval; it reconnects after
+    ``reconnect_s`` when the connection breaks. ``lines_sent`` counts lines written.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        agent_secret: str,
+        vms: list[str],
+        interval_s: float = 1.0,
+        seed: int = 0,
+        *,
+        dialect: int = 1,
+        bad_rate: float = 0.0,
+        reconnect_s: float = 1.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._secret = agent_secret
+        self.vms = list(vms)
+        self.interval_s = interval_s
+        self.seed = seed
+        self.dialect = dialect
+        self.bad_rate = bad_rate
+        self.reconnect_s = reconnect_s
+        self.lines_sent = 0
+        self.connected: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._agent(vm), name=f"tcp-agent-{vm}") for vm in self.vms
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _agent(self, vm: str) -> None:
+        rng = random.Random(f"{self.seed}:{vm}")
+        seq = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(self.host, self.port)
+            except OSError:
+                await asyncio.sleep(self.reconnect_s)
+                continue
+            try:
+                writer.write(make_hello(self._secret, vm))
+                if self.dialect == 2:
+                    writer.write(dialect2.handshake_line(vm, time.time()) + b"\n")
+                self.connected.add(vm)
+                next_at = loop.time()
+                while not writer.transport.is_closing():
+                    seq += 1
+                    lines = next_lines(
+                        vm, time.time(), rng, dialect=self.dialect, bad_rate=self.bad_rate, seq=seq
+                    )
+                    writer.write(b"".join(line + b"\n" for line in lines))
+                    await writer.drain()
+                    self.lines_sent += len(lines)
+                    next_at = max(next_at + self.interval_s, loop.time())
+                    await asyncio.sleep(next_at - loop.time())
+            except OSError:
+                pass
+            finally:
+                self.connected.discard(vm)
+                writer.close()
+            await asyncio.sleep(self.reconnect_s)

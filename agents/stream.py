@@ -19,7 +19,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from agents.exceptions import ConnectError, StreamError
 
-__all__ = ["READ_SIZE", "ConnectionInfo", "Stream", "UnixStream"]
+__all__ = ["READ_SIZE", "ConnectionInfo", "SocketStream", "Stream", "UnixStream"]
 
 READ_SIZE: Final = 64 * 1024
 """Default read size; also the StreamReader limit, so one read never buffers more."""
@@ -52,28 +52,36 @@ class ConnectionInfo:
     conn_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
 
-class UnixStream:
-    """A connected unix stream socket (QEMU's virtio-serial chardev, or the simulator)."""
+class SocketStream:
+    """A connected asyncio stream socket: unix, TCP or vsock.
 
-    __slots__ = ("_closed", "_reader", "_writer")
+    ``idle_timeout_s`` bounds how long a read may wait for any byte: a peer that
+    holds a connection open and silent (or trickles nothing) is cut off, which
+    matters on listeners where anyone can open connections (TCP, vsock).
+    """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    __slots__ = ("_closed", "_idle_timeout_s", "_reader", "_writer")
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        idle_timeout_s: float | None = None,
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self._closed = False
-
-    @classmethod
-    async def connect(cls, path: Path, *, limit: int = READ_SIZE) -> UnixStream:
-        """Connect as the client; the hypervisor owns the listening socket."""
-        try:
-            reader, writer = await asyncio.open_unix_connection(os.fspath(path), limit=limit)
-        except OSError as exc:
-            raise ConnectError(f"cannot connect to {path}: {exc}") from exc
-        return cls(reader, writer)
+        self._idle_timeout_s = idle_timeout_s
 
     async def read(self, max_bytes: int) -> bytes:
         try:
-            return await self._reader.read(max_bytes)
+            if self._idle_timeout_s is None:
+                return await self._reader.read(max_bytes)
+            async with asyncio.timeout(self._idle_timeout_s):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise StreamError(f"idle for {self._idle_timeout_s}s") from exc
         except OSError as exc:
             raise StreamError(f"read failed: {exc}") from exc
 
@@ -94,3 +102,18 @@ class UnixStream:
         # The peer may already be gone; closing is best effort by contract.
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
+
+
+class UnixStream(SocketStream):
+    """A connected unix stream socket (QEMU's virtio-serial chardev, or the simulator)."""
+
+    __slots__ = ()
+
+    @classmethod
+    async def connect(cls, path: Path, *, limit: int = READ_SIZE) -> UnixStream:
+        """Connect as the client; the hypervisor owns the listening socket."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(os.fspath(path), limit=limit)
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {path}: {exc}") from exc
+        return cls(reader, writer)

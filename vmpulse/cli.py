@@ -33,11 +33,16 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("worker", help="run the stream worker")
     sub.add_parser("bridge", help="run the ingest bridge")
+    sub.add_parser("hypervisor", help="watch libvirt (VMPULSE_LIBVIRT_URI) for lifecycle events")
     sub.add_parser("gateway", help="run the Socket.IO gateway (no query endpoint on chDB)")
 
-    sim = sub.add_parser("simulate", help="serve simulated guest agents on unix sockets")
+    sim = sub.add_parser("simulate", help="simulated guest agents (unix sockets or TCP)")
     sim.add_argument("--vms", type=int, default=5)
     sim.add_argument("--interval", type=float, default=1.0)
+    sim.add_argument("--dialect", type=int, choices=(1, 2), default=1)
+    sim.add_argument("--transport", choices=("unix", "tcp"), default="unix")
+    sim.add_argument("--bad-rate", type=float, default=0.0, help="share of invalid lines")
+    sim.add_argument("--progress", type=float, default=2.0, help="seconds between rate lines")
 
     tok = sub.add_parser("token", help="print a development JWT for the configured key")
     tok.add_argument("--user", required=True)
@@ -111,6 +116,15 @@ def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
     return _run_services(settings, lambda s: Bridge(s))
 
 
+def _cmd_hypervisor(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.libvirt_uri:
+        print("vmpulse hypervisor needs VMPULSE_LIBVIRT_URI", file=sys.stderr)
+        return 2
+    from agents.hypervisor import HypervisorWatcher
+
+    return _run_services(settings, lambda s: HypervisorWatcher(s))
+
+
 def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
 
@@ -118,19 +132,26 @@ def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    import mode
-
+    from agents.simulate import run_fleet
     from vmpulse.demo import demo_vm_ids
-    from vmpulse.up import FleetService
 
-    settings.socket_dir.mkdir(parents=True, exist_ok=True)
-    fleet = FleetService(settings.socket_dir, demo_vm_ids(args.vms), args.interval)
-    print(f"serving {args.vms} simulated agents in {settings.socket_dir}", flush=True)
-    try:
-        mode.Worker(fleet, loglevel="WARN", quiet=True).execute_from_commandline()
-    except SystemExit:
-        pass
-    return 0
+    if args.vms < 0 or args.interval <= 0 or not 0 <= args.bad_rate <= 1:
+        print("--vms >= 0, --interval > 0 and 0 <= --bad-rate <= 1", file=sys.stderr)
+        return 2
+    tcp = settings.agent_tcp_host
+    return asyncio.run(
+        run_fleet(
+            demo_vm_ids(args.vms),
+            interval_s=args.interval,
+            dialect=args.dialect,
+            transport=args.transport,
+            bad_rate=args.bad_rate,
+            socket_dir=settings.socket_dir,
+            tcp_addr=(tcp, settings.agent_tcp_port) if tcp else None,
+            agent_secret=settings.agent_secret.reveal(),
+            progress_s=args.progress,
+        )
+    )
 
 
 def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -242,6 +263,7 @@ _COMMANDS = {
     "up": _cmd_up,
     "worker": _cmd_worker,
     "bridge": _cmd_bridge,
+    "hypervisor": _cmd_hypervisor,
     "gateway": _cmd_gateway,
     "simulate": _cmd_simulate,
     "token": _cmd_token,

@@ -82,6 +82,16 @@ class Settings:
     gateway_resume_window_s: float = 600.0
     gateway_resume_max_events: int = 100_000
     gateway_recent_samples: int = 1_000
+    agent_tcp_host: str | None = None
+    """Where the development TCP agent listener binds; None (the default) = no TCP."""
+    agent_tcp_port: int = 0
+    vsock_port: int | None = None
+    """AF_VSOCK port the bridge listens on; None = no vsock listener."""
+    agent_max_line: int = 4 * 1024 * 1024
+    agent_idle_timeout_s: float = 120.0
+    agent_max_connections: int = 10_000
+    bridge_metrics_port: int | None = None
+    """Port of the bridge's own Prometheus /metrics endpoint; None = not served."""
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -153,6 +163,24 @@ class Settings:
         window = _int(env, "VMPULSE_GATEWAY_RESUME_WINDOW_S", 600, errors, minimum=0)
         resume_max = _int(env, "VMPULSE_GATEWAY_RESUME_MAX_EVENTS", 100_000, errors, minimum=0)
         recent = _int(env, "VMPULSE_GATEWAY_RECENT_SAMPLES", 1_000, errors, minimum=1)
+        tcp_host: str | None = None
+        tcp_port = 0
+        tcp_addr = env.get("VMPULSE_AGENT_TCP_ADDR") or ""
+        if tcp_addr:
+            t_host, _, t_port = tcp_addr.rpartition(":")
+            if not t_host or not t_port.isdigit() or not 0 <= int(t_port) <= 65535:
+                errors.append(f"VMPULSE_AGENT_TCP_ADDR must be host:port, got {tcp_addr!r}")
+            else:
+                tcp_host, tcp_port = t_host.strip("[]"), int(t_port)
+        vsock_raw = env.get("VMPULSE_VSOCK_PORT") or ""
+        vsock_port = _int(env, "VMPULSE_VSOCK_PORT", 0, errors, minimum=1) if vsock_raw else None
+        max_line = _int(env, "VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, errors, minimum=1024)
+        idle_s = _int(env, "VMPULSE_AGENT_IDLE_TIMEOUT_S", 120, errors, minimum=1)
+        max_conns = _int(env, "VMPULSE_AGENT_MAX_CONNECTIONS", 10_000, errors, minimum=1)
+        metrics_raw = env.get("VMPULSE_BRIDGE_METRICS_PORT") or ""
+        metrics_port = (
+            _int(env, "VMPULSE_BRIDGE_METRICS_PORT", 0, errors, minimum=0) if metrics_raw else None
+        )
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -181,6 +209,13 @@ class Settings:
             gateway_resume_window_s=float(window),
             gateway_resume_max_events=resume_max,
             gateway_recent_samples=recent,
+            agent_tcp_host=tcp_host,
+            agent_tcp_port=tcp_port,
+            vsock_port=vsock_port,
+            agent_max_line=max_line,
+            agent_idle_timeout_s=float(idle_s),
+            agent_max_connections=max_conns,
+            bridge_metrics_port=metrics_port,
         )
 
     def replace(self, **changes: object) -> Settings:

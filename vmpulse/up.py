@@ -15,8 +15,10 @@ from typing import Any
 
 import faust
 import mode
+import prometheus_client
 
 from agents.bridge import Bridge
+from agents.metrics import BridgeMetrics
 from agents.simulator import FleetSimulator
 from gateway.service import GatewayService
 from infra.broker import LocalBroker
@@ -131,11 +133,17 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
         app = create_app(settings, store)
         gateway = GatewayService(settings, query=store.query)
         services: list[mode.Service] = [
-            Bridge(settings),
+            # The bridge's series go to the process-wide registry, which the
+            # gateway's /metrics (one per process) can expose.
+            Bridge(settings, metrics=BridgeMetrics(prometheus_client.REGISTRY)),
             gateway,
             FleetService(settings.socket_dir, vm_ids, interval_s),
             Announcer(settings, gateway),
         ]
+        if settings.libvirt_uri:
+            from agents.hypervisor import HypervisorWatcher
+
+            services.append(HypervisorWatcher(settings))
         _run_worker(app, services, loop)
     finally:
         store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import time
@@ -32,6 +31,7 @@ class Collector:
         self.consumer = consumer
         self.topics = topics
         self.raw: list[Any] = []
+        self.control: list[Any] = []
         self.dlq: list[Any] = []
 
     async def wait_for(self, what: str, cond: Callable[[], bool], within_s: float = 5.0) -> None:
@@ -43,7 +43,13 @@ class Collector:
                 )
             batches = await self.consumer.getmany(timeout_ms=100)
             for tp, records in batches.items():
-                (self.raw if tp.topic == self.topics.agent_raw else self.dlq).extend(records)
+                for r in records:
+                    if tp.topic != self.topics.agent_raw:
+                        self.dlq.append(r)
+                    elif any(k == "control" for k, _ in r.headers):
+                        self.control.append(r)
+                    else:
+                        self.raw.append(r)
 
     def for_vm(self, vm: str) -> list[Any]:
         return [r for r in self.raw if r.key == vm.encode()]
@@ -196,7 +202,8 @@ async def test_oversize_line_goes_to_the_dlq_and_the_stream_goes_on(
     assert dead.key == vm.encode()
     body = json.loads(dead.value)
     assert body["reason"] == "line_too_long"
-    assert base64.b64decode(body["raw"]) == huge[:1024]
+    assert body["raw_encoding"] == "utf-8" and body["raw"].encode() == huge[:1024]
+    assert body["origin"]["topic"] is None and body["origin"]["offset"] is None
     assert body["origin"]["vm_id"] == vm
     assert body["origin"]["transport"] == "unix"
     assert body["origin"]["length"] == len(huge)
@@ -225,24 +232,36 @@ async def test_stop_flushes_everything_read(
     assert len(collector.raw) == produced
 
 
+class _Batch:
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def append(self, *, timestamp: Any, key: bytes, value: bytes, headers: Any) -> object:
+        self.values.append(value)
+        return object()
+
+
 class LaggingProducer:
-    """Takes records but acknowledges only on request, like a broker that falls behind."""
+    """Takes batches but acknowledges only on request, like a broker that falls behind."""
 
     def __init__(self) -> None:
         self.values: list[bytes] = []
         self.acks: list[asyncio.Future[None]] = []
         self.lagging = True
 
-    async def send(self, topic: str, *, value: bytes, key: bytes, headers: Any) -> Any:
-        self.values.append(value)
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
+        self.values.extend(batch.values)
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.acks.append(ack)
         if not self.lagging:
             ack.set_result(None)
         return ack
-
-    async def flush(self) -> None:
-        return None
 
     def ack_all(self) -> None:
         """Acknowledge everything so far and from now on: the broker caught up."""
@@ -259,7 +278,7 @@ async def test_slow_kafka_stops_reading_instead_of_buffering(
     bridge = Bridge(settings, producer=producer, reconnect_base_s=0.05, max_in_flight=5)
     await bridge.start()
     try:
-        await wait_until("five records in flight", lambda: len(producer.values) == 5)
+        await wait_until("five records in flight", lambda: bridge.in_flight == 5)
         # Each of the three connections may read one more chunk before it blocks
         # on the budget; once the fleet has written on, every reader is blocked.
         sent = sim.lines_sent
@@ -274,4 +293,4 @@ async def test_slow_kafka_stops_reading_instead_of_buffering(
     finally:
         producer.ack_all()
         await bridge.stop()
-    assert bridge.in_flight <= 5
+    assert bridge.in_flight == 0

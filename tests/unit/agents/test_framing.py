@@ -181,3 +181,28 @@ def test_any_chunking_matches_splitting_on_newline(data: bytes, cuts: list[int])
 @settings(max_examples=500)
 def test_any_chunking_with_a_small_limit(data: bytes, cuts: list[int], max_line: int) -> None:
     assert frames_of(chunked(data, cuts), max_line=max_line) == expected_frames(data, max_line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from([b"a", b"bb", b"\n", b"\r", b"\r\n", b"x" * 40, b"{}", b"\n\n"]),
+        max_size=60,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    max_line=st.sampled_from([0, 1, 3, 16, 1 << 20]),
+)
+def test_bulk_frames_equal_one_at_a_time(
+    pieces: list[bytes], cuts: list[int], max_line: int
+) -> None:
+    data = b"".join(pieces)
+    bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
+    framer = LineFramer(max_line)
+    bulk: list[Frame] = []
+    for chunk in chunks:
+        framer.feed(chunk)
+        bulk.extend(framer.frames())
+    framer.feed_eof()
+    bulk.extend(framer.frames())
+    assert bulk == frames_of(chunks, max_line=max_line)

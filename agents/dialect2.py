@@ -1,0 +1,147 @@
+"""Dialect 2 messages (the InfiniService agent as it ships) for the simulator: pure.
+
+The numbers come from the dialect 1 generator (:func:`agents.simulator.system_metrics_line`),
+re-shaped into dialect 2's nesting (PROTOCOL.md): machine facts under
+``data.system.system``, processes and ports under ``data.system``. Processes
+churn: a few long-lived services plus short-lived jobs whose pids depend on
+the time window, so snapshots gain and lose processes like a real guest.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from typing import Any, Final
+
+__all__ = ["handshake_line", "keep_alive_line", "metrics_line"]
+
+_SERVICES: Final = (
+    ("systemd", "/usr/lib/systemd/systemd", 1),
+    ("sshd", "/usr/sbin/sshd", 612),
+    ("infiniservice", "/opt/infiniservice/infiniservice", 733),
+    ("postgres", "/usr/lib/postgresql/15/bin/postgres", 901),
+)
+_JOBS: Final = ("python3", "gcc", "rsync", "tar", "cc1", "node", "java")
+
+
+def _dumps(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def handshake_line(vm_id: str, t: float) -> bytes:
+    """The ``handshake`` an agent sends when it connects."""
+    return _dumps(
+        {
+            "type": "handshake",
+            "timestamp": int(t),
+            "vm_id": vm_id,
+            "version": "1.4.2",
+            "platform": "linux",
+            "capabilities": ["metrics", "commands", "scripts", "keep_alive"],
+        }
+    )
+
+
+def keep_alive_line(sequence: int, t: float) -> bytes:
+    """A ``keep_alive``: ``sequence_number`` wraps as a u32."""
+    return _dumps(
+        {"type": "keep_alive", "sequence_number": sequence & 0xFFFFFFFF, "timestamp": int(t)}
+    )
+
+
+def _processes(vm_id: str, t: float, rng: random.Random, boot: float) -> list[dict[str, Any]]:
+    procs = [
+        {
+            "id": pid,
+            "parent_id": 0 if pid == 1 else 1,
+            "name": name,
+            "executable_path": path,
+            "command_line": path,
+            "cpu_usage_percent": round(abs(rng.gauss(0.5, 0.5)), 2),
+            "memory_usage_kb": 4_000 + zlib.crc32(name.encode()) % 200_000,
+            "status": "running",
+            "start_time": int(boot),
+        }
+        for name, path, pid in _SERVICES
+    ]
+    window = int(t // 60)  # a job lives for about a minute
+    for k in range(zlib.crc32(f"{vm_id}:{window}".encode()) % 4):
+        h = zlib.crc32(f"{vm_id}:{window}:{k}".encode())
+        name = _JOBS[h % len(_JOBS)]
+        procs.append(
+            {
+                "id": 10_000 + h % 50_000,
+                "parent_id": 612,
+                "name": name,
+                "executable_path": f"/usr/bin/{name}",
+                "command_line": f"/usr/bin/{name} --job {h % 997}",
+                "cpu_usage_percent": round(rng.uniform(5, 95), 2),
+                "memory_usage_kb": 10_000 + h % 900_000,
+                "status": "running",
+                "start_time": window * 60,
+            }
+        )
+    return procs
+
+
+def metrics_line(d1_line: bytes, t: float, rng: random.Random) -> bytes:
+    """A dialect 2 ``metrics`` message carrying the same sample as dialect 1 ``d1_line``."""
+    d1 = json.loads(d1_line)
+    vm_id = d1["vmId"]
+    m = d1["metrics"]
+    sys1 = m["system"]
+    load = sys1["load_average"]
+    system = {
+        "cpu": m["cpu"],
+        "memory": m["memory"],
+        "disk": {
+            "usage_stats": [dict(u, filesystem="ext4") for u in m["disk"]["usage_stats"]],
+            "io_stats": dict(
+                m["disk"]["io_stats"],
+                read_ops_per_sec=m["disk"]["io_stats"]["read_bytes_per_sec"] // 4096,
+                write_ops_per_sec=m["disk"]["io_stats"]["write_bytes_per_sec"] // 4096,
+            ),
+        },
+        "network": {
+            "interfaces": [
+                {
+                    "name": s["interface"],
+                    "bytes_received": s["bytes_received"],
+                    "bytes_sent": s["bytes_sent"],
+                    "packets_received": s["packets_received"],
+                    "packets_sent": s["packets_sent"],
+                    "errors_in": 0,
+                    "errors_out": 0,
+                    "ip_addresses": ["127.0.0.1"] if s["interface"] == "lo" else ["10.0.0.12"],
+                    "is_up": True,
+                }
+                for s in m["network"]["stats"]
+            ]
+        },
+        "system": {
+            "uptime_seconds": sys1["uptime"],
+            "name": "Linux",
+            "os_version": "Debian 12",
+            "kernel_version": "6.1.0-18-amd64",
+            "hostname": f"vm-{vm_id[:8]}",
+            "load_average": {
+                "load_1min": load["load1min"],
+                "load_5min": load["load5min"],
+                "load_15min": load["load15min"],
+            },
+        },
+        "processes": _processes(vm_id, t, rng, t - sys1["uptime"]),
+        "ports": [
+            {
+                "port": 22,
+                "protocol": "tcp",
+                "state": "LISTEN",
+                "process_id": 612,
+                "process_name": "sshd",
+                "is_listening": True,
+            }
+        ],
+        "windows_services": [],
+    }
+    return _dumps({"type": "metrics", "timestamp": int(t), "data": {"system": system}})

@@ -1,0 +1,71 @@
+"""Prometheus metrics of the bridge, in a registry of their own.
+
+A registry per bridge (not the process-global default) lets tests run many
+bridges in one process and lets ``vmpulse up`` hand the registry to the
+gateway, whose ``/metrics`` then shows the bridge's series too.
+:func:`serve_metrics` is the bridge's own small endpoint for ``vmpulse bridge``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["BridgeMetrics", "serve_metrics"]
+
+
+class BridgeMetrics:
+    """Connections, lines, bytes, rejects by reason and produce latency."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.connections = Counter(
+            "vmpulse_bridge_connections", "Agent connections opened", ["transport"], registry=r
+        )
+        self.active = Gauge(
+            "vmpulse_bridge_active_connections", "Agent connections open now", registry=r
+        )
+        self.refused = Counter(
+            "vmpulse_bridge_refused_connections",
+            "Connections refused before serving (cap, unknown CID, handshake)",
+            ["transport", "reason"],
+            registry=r,
+        )
+        self.lines = Counter(
+            "vmpulse_bridge_lines", "Lines acknowledged by Kafka on agent.raw", registry=r
+        )
+        self.bytes = Counter("vmpulse_bridge_bytes", "Bytes read from agents", registry=r)
+        self.rejects = Counter(
+            "vmpulse_bridge_rejects", "Lines sent to the DLQ by the bridge", ["reason"], registry=r
+        )
+        self.send_errors = Counter(
+            "vmpulse_bridge_send_errors", "Records Kafka did not acknowledge", registry=r
+        )
+        self.produce_latency = Histogram(
+            "vmpulse_bridge_produce_latency_seconds",
+            "From a line's read to the acknowledgement of its batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def serve_metrics(metrics: BridgeMetrics, host: str, port: int) -> web.AppRunner:
+    """Serve ``GET /metrics`` on host:port; stop it with ``await runner.cleanup()``."""
+
+    async def handle(_: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner

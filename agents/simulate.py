@@ -1,0 +1,79 @@
+"""``vmpulse simulate``: run a simulated fleet until SIGINT/SIGTERM, printing its send rate.
+
+Kept out of the CLI module so tests and benchmarks can run the same loop, and
+out of :mod:`agents.simulator` so the simulator stays free of process concerns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from agents.simulator import FleetSimulator, TcpFleetSimulator
+
+__all__ = ["run_fleet"]
+
+
+async def run_fleet(
+    vm_ids: list[str],
+    *,
+    interval_s: float,
+    dialect: int,
+    transport: str,
+    bad_rate: float,
+    socket_dir: Path,
+    tcp_addr: tuple[str, int] | None,
+    agent_secret: str,
+    progress_s: float = 2.0,
+    out: TextIO = sys.stdout,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Serve (unix) or connect (tcp) ``vm_ids`` until ``stop`` is set; without ``stop``,
+    until SIGINT or SIGTERM."""
+    fleet: Any
+    if transport == "unix":
+        fleet = FleetSimulator(socket_dir, vm_ids, interval_s, dialect=dialect, bad_rate=bad_rate)
+        where = f"unix sockets in {socket_dir}"
+    else:
+        if tcp_addr is None:
+            print("--transport tcp needs VMPULSE_AGENT_TCP_ADDR (the bridge's)", file=sys.stderr)
+            return 2
+        fleet = TcpFleetSimulator(
+            tcp_addr[0],
+            tcp_addr[1],
+            agent_secret,
+            vm_ids,
+            interval_s,
+            dialect=dialect,
+            bad_rate=bad_rate,
+        )
+        where = f"tcp to {tcp_addr[0]}:{tcp_addr[1]}"
+    loop = asyncio.get_running_loop()
+    handled = []
+    if stop is None:  # run as a command: SIGINT / SIGTERM stop it
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+    await fleet.start()
+    print(f"simulating {len(vm_ids)} agents (dialect {dialect}) over {where}", file=out, flush=True)
+    last_n, last_t = 0, time.monotonic()
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), progress_s)
+            now, n = time.monotonic(), fleet.lines_sent
+            rate = (n - last_n) / max(now - last_t, 1e-9)
+            print(f"sent {n} lines, {rate:.0f} lines/s", file=out, flush=True)
+            last_n, last_t = n, now
+    finally:
+        await fleet.stop()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+    return 0

@@ -1,0 +1,165 @@
+"""Bridge throughput: 1,000 unix-socket VMs, ~1 KB lines, counted as acknowledged by Kafka.
+
+Printed beside kcat (librdkafka) producing the very same lines (same keys, same
+broker, zstd, acks=all, idempotence) as a ratio. Run with ``make bench`` or::
+
+    .venv/bin/python -m pytest -q -m bench -s tests/bench/test_bridge_throughput.py
+
+``BENCH_LINES_PER_VM`` (default 100) sets the load: 1,000 x 100 = 100,000 lines.
+The load generator is a separate process (tests/bench/bridge_load.py); the
+bridge runs in the pytest process and counts acknowledgements itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agents.bridge import Bridge
+from agents.simulator import system_metrics_line
+from schemas.topics import Topics
+from vmpulse.config import Settings
+from vmpulse.kafka_io import ensure_topics
+
+pytestmark = pytest.mark.bench
+
+VMS = 1000
+PARTITIONS = 12
+
+
+def _write_lines(path: Path, per_vm: int) -> tuple[int, int]:
+    rng = random.Random(5)
+    t0 = time.time()
+    total = size = 0
+    with open(path, "wb") as f:
+        for _ in range(VMS):
+            vm = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            for i in range(per_vm):
+                line = system_metrics_line(vm, t0 + i * 0.001, rng)
+                f.write(vm.encode() + b"\t" + line + b"\n")
+                total += 1
+                size += len(line)
+    return total, size
+
+
+def _kcat(bootstrap: str, topic: str, lines_file: Path) -> float:
+    start = time.monotonic()
+    subprocess.run(
+        [
+            "kcat", "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", os.fspath(lines_file),
+            "-z", "zstd", "-X", "enable.idempotence=true", "-X", "acks=all",
+            "-X", "linger.ms=5", "-X", "batch.size=1000000",
+        ],
+        check=True,
+    )  # fmt: skip
+    return time.monotonic() - start
+
+
+def _start_load(lines_file: Path, socket_dir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.bridge_load", lines_file, socket_dir],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+
+
+async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Path) -> None:
+    if shutil.which("kcat") is None:
+        pytest.fail("kcat not installed: apt-get install -y kcat")
+    per_vm = int(os.environ.get("BENCH_LINES_PER_VM", "100"))
+    lines_file = short_tmp / "lines.tsv"
+    total, size = _write_lines(lines_file, per_vm)
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    settings = Settings(
+        data_dir=short_tmp,
+        kafka_bootstrap=kafka_bootstrap,
+        socket_dir=short_tmp / "s",
+        topic_prefix=prefix,
+        partitions=PARTITIONS,
+    )
+    topics = Topics(prefix)
+    kcat_topics = Topics(prefix + "kcat.")
+    for t in (topics, kcat_topics):
+        await ensure_topics(kafka_bootstrap, t, partitions=PARTITIONS, replication_factor=1)
+
+    # Warm the broker first (a fresh broker loads its producer-id coordinator on the
+    # first idempotent producer), so neither side is charged for it.
+    warm = short_tmp / "warm.tsv"
+    warm.write_bytes(b"k\tv\n")
+    await asyncio.to_thread(_kcat, kafka_bootstrap, kcat_topics.agent_dlq, warm)
+    kcat_s = await asyncio.to_thread(_kcat, kafka_bootstrap, kcat_topics.agent_raw, lines_file)
+
+    # The bridge (and its producer) start first, as in production; the clock
+    # starts when the 1,000 sockets appear and stops at the last acknowledgement.
+    bridge = Bridge(settings)
+    await bridge.start()
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="disabled")
+        profiler.start()
+    load = _start_load(lines_file, settings.socket_dir)
+    try:
+        assert load.stdout is not None
+        assert load.stdin is not None
+        assert (await asyncio.to_thread(load.stdout.readline)).strip() == b"bound"
+        start = time.monotonic()
+        cpu_start = time.process_time()
+        load.stdin.write(b"go\n")
+        load.stdin.flush()
+        marks: dict[int, float] = {}
+        first = first_read = all_connected = 0.0
+        peak = 0
+        deadline = start + 600
+        while bridge.lines < total:
+            assert time.monotonic() < deadline, f"{bridge.lines}/{total} after 600 s"
+            peak = max(peak, bridge.in_flight)
+            if not all_connected and bridge.connections >= VMS:
+                all_connected = time.monotonic()
+            if not first_read and bridge.bytes:
+                first_read = time.monotonic()
+            if not first and bridge.lines:
+                first = time.monotonic()
+            for pct in (10, 90):
+                if pct not in marks and bridge.lines >= total * pct // 100:
+                    marks[pct] = time.monotonic()
+            await asyncio.sleep(0.01)
+        done = time.monotonic()
+        for pct in (10, 90):
+            marks.setdefault(pct, done)
+        first = first or done
+        all_connected = all_connected or done
+        cpu_s = time.process_time() - cpu_start
+        await bridge.stop()
+        if profiler is not None:
+            profiler.stop()
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
+    finally:
+        load.kill()
+        load.wait()
+    assert bridge.lines == total and bridge.send_errors == 0 and bridge.rejects == 0
+    bridge_rate = total / (done - start)
+    steady = total * 0.8 / max(marks[90] - marks[10], 1e-3)
+    kcat_rate = total / kcat_s
+    print(
+        f"\nbridge benchmark: {VMS} unix-socket VMs, {total} lines, {size / total:.0f} B/line avg\n"
+        f"  bridge: {bridge_rate:,.0f} lines/s acknowledged overall "
+        f"({done - start:.2f} s), {steady:,.0f} lines/s steady (10%-90%)\n"
+        f"  first read after {first_read - start:.2f} s, all {VMS} connected after "
+        f"{all_connected - start:.2f} s, first acknowledgement after "
+        f"{first - start:.2f} s, peak {peak} lines waiting for Kafka\n"
+        f"  bridge CPU: {cpu_s:.2f} s, {total / cpu_s:,.0f} lines per CPU second\n"
+        f"  kcat  : {kcat_rate:,.0f} lines/s ({kcat_s:.2f} s)\n"
+        f"  ratio bridge/kcat: {bridge_rate / kcat_rate:.2f} overall, "
+        f"{steady / kcat_rate:.2f} steady"
+    )

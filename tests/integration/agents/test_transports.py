@@ -1,0 +1,316 @@
+"""Transports, identity, framing limits and presence, with real sockets and the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.bridge import Bridge
+from agents.handshake import make_hello
+from agents.simulator import FleetSimulator
+from schemas.topics import Topics
+from tests.integration.agents.test_bridge import Collector, header, wait_until
+from vmpulse.config import Settings
+
+pytestmark = pytest.mark.integration
+
+A = str(uuid.uuid4())
+B = str(uuid.uuid4())
+
+
+@pytest.fixture
+async def collector(settings: Settings, topics_ready: Topics) -> AsyncIterator[Collector]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    tps = [
+        TopicPartition(topic, p)
+        for topic in (topics_ready.agent_raw, topics_ready.agent_dlq)
+        for p in range(settings.partitions)
+    ]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    yield Collector(consumer, topics_ready)
+    await consumer.stop()
+
+
+@pytest.fixture
+async def sim(settings: Settings) -> AsyncIterator[FleetSimulator]:
+    fleet = FleetSimulator(settings.socket_dir, [A], 0.05, seed=11, keep_sent=True)
+    await fleet.start()
+    yield fleet
+    await fleet.stop()
+
+
+async def _bridge(settings: Settings, **kw: Any) -> Bridge:
+    bridge = Bridge(settings, reconnect_base_s=0.05, poll_interval_s=0.05, **kw)
+    await bridge.start()
+    return bridge
+
+
+async def test_a_line_claiming_another_vm_produces_nothing_under_it(
+    settings: Settings, topics_ready: Topics, sim: FleetSimulator, collector: Collector
+) -> None:
+    bridge = await _bridge(settings)
+    try:
+        await wait_until("bridge connected", lambda: sim.clients(A) == 1)
+        forged = json.dumps({"type": "system_metrics", "vmId": B, "metrics": {}}).encode()
+        sim.inject(A, forged)
+        marker = json.dumps({"type": "system_metrics", "vmId": A, "marker": 1}).encode()
+        sim.inject(A, marker)
+        await collector.wait_for("the marker", lambda: marker in [r.value for r in collector.raw])
+        await collector.wait_for("the DLQ record", lambda: len(collector.dlq) == 1)
+    finally:
+        await bridge.stop()
+    assert collector.for_vm(B) == [] and forged not in [r.value for r in collector.raw]
+    dead = json.loads(collector.dlq[0].value)
+    assert collector.dlq[0].key == A.encode()
+    assert dead["reason"] == "vm_mismatch" and dead["raw"].encode() == forged
+    assert dead["origin"]["vm_id"] == A
+    assert bridge.rejects_by_reason == {"vm_mismatch": 1}
+
+
+async def test_a_5_mib_line_is_rejected_and_the_lines_after_it_are_stored(
+    settings: Settings, topics_ready: Topics, sim: FleetSimulator, collector: Collector
+) -> None:
+    assert settings.agent_max_line == 4 * 1024 * 1024
+    bridge = await _bridge(settings)
+    try:
+        await wait_until("bridge connected", lambda: sim.clients(A) == 1)
+        huge = b'{"type":"system_metrics","pad":"' + b"x" * (5 * 1024 * 1024) + b'"}'
+        assert sim.inject(A, huge) == 1
+        # The simulator skips a client with more than 1 MiB unsent, so the lines
+        # after it are written once the bridge has read (and rejected) the big one.
+        await wait_until("the big line read", lambda: bridge.rejects == 1, 10.0)
+        after = [json.dumps({"type": "x", "vmId": A, "n": i}).encode() for i in range(3)]
+        for line in after:
+            await wait_until("room to write", lambda ln=line: sim.inject(A, ln) == 1)
+        await collector.wait_for(
+            "the lines after it",
+            lambda: all(a in [r.value for r in collector.raw] for a in after),
+            10.0,
+        )
+        await collector.wait_for("the DLQ record", lambda: len(collector.dlq) == 1)
+    finally:
+        await bridge.stop()
+    dead = json.loads(collector.dlq[0].value)
+    assert dead["reason"] == "line_too_long" and dead["origin"]["length"] == len(huge)
+    assert len(dead["raw"]) == 1024
+    assert max(len(r.value) for r in collector.raw) < 100_000
+    assert bridge.connections == 1  # the connection survived
+
+
+async def test_presence_records_bracket_a_connection(
+    settings: Settings, topics_ready: Topics, sim: FleetSimulator, collector: Collector
+) -> None:
+    bridge = await _bridge(settings)
+    try:
+        await collector.wait_for("some lines", lambda: len(collector.for_vm(A)) >= 3)
+        await sim.remove(A)
+        await collector.wait_for("disconnected", lambda: len(collector.control) == 2)
+    finally:
+        await bridge.stop()
+    connected, disconnected = collector.control
+    assert [header(connected, "control"), header(disconnected, "control")] == [
+        b"connected",
+        b"disconnected",
+    ]
+    for rec in (connected, disconnected):
+        assert rec.key == A.encode() and rec.value == b""
+        assert header(rec, "transport") == b"unix"
+        assert header(rec, "conn_id") == header(collector.for_vm(A)[0], "conn_id")
+    # Same key, same partition: connected comes before the lines, disconnected after them.
+    lines = collector.for_vm(A)
+    assert connected.offset < lines[0].offset and disconnected.offset > lines[-1].offset
+
+
+async def test_tcp_needs_a_signed_hello(
+    settings: Settings, topics_ready: Topics, collector: Collector
+) -> None:
+    settings = settings.replace(agent_tcp_host="127.0.0.1", agent_tcp_port=0)
+    bridge = await _bridge(settings)
+    host, port = bridge.listeners[0].address[:2]
+    secret = settings.agent_secret.reveal()
+
+    async def session(first: bytes, line: bytes) -> bytes:
+        """Send the first line and one more; return what the bridge sends back before closing."""
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(first + line + b"\n")
+        await writer.drain()
+        try:
+            return await asyncio.wait_for(reader.read(100), 3.0)
+        finally:
+            writer.close()
+
+    try:
+        good = json.dumps({"type": "system_metrics", "vmId": A, "ok": 1}).encode()
+        _, writer = await asyncio.open_connection(host, port)
+        writer.write(make_hello(secret, A) + good + b"\n")
+        await collector.wait_for("the signed agent's line", lambda: len(collector.for_vm(A)) == 1)
+        rec = collector.for_vm(A)[0]
+        assert rec.value == good and header(rec, "transport") == b"tcp"
+
+        # A hello is good once; the same bytes again are a replay.
+        replay = make_hello(secret, A, nonce="cd" * 16)
+        first = json.dumps({"type": "system_metrics", "vmId": A, "first": 1}).encode()
+        _, w1 = await asyncio.open_connection(host, port)
+        w1.write(replay + first + b"\n")
+        await collector.wait_for("the first use", lambda: len(collector.for_vm(A)) == 2)
+        w1.close()
+        hellos = {
+            "wrong key": make_hello("not-the-secret", B),
+            "unsigned": json.dumps(
+                {"type": "hello", "vm_id": B, "ts": int(time.time()), "nonce": "ef" * 16}
+            ).encode()
+            + b"\n",
+            "no hello": b"",
+            "replay": replay,
+        }
+        for name, first in hellos.items():
+            line = json.dumps({"type": "system_metrics", "vmId": B, "bad": name}).encode()
+            if name == "replay":
+                line = json.dumps({"type": "system_metrics", "vmId": A, "bad": name}).encode()
+            assert await session(first, line) == b"", name  # closed by the bridge
+        writer.close()
+        await wait_until("refusals counted", lambda: sum(bridge.refused.values()) == 4)
+    finally:
+        await bridge.stop()
+    assert collector.for_vm(B) == [] and len(collector.for_vm(A)) == 2
+    assert bridge.refused == {
+        "handshake_bad_signature": 1,
+        "handshake_unsigned": 1,
+        "handshake_missing": 1,
+        "handshake_replay": 1,
+    }
+
+
+async def test_tcp_idle_timeout_and_connection_cap(
+    settings: Settings, topics_ready: Topics, collector: Collector
+) -> None:
+    settings = settings.replace(
+        agent_tcp_host="127.0.0.1",
+        agent_tcp_port=0,
+        agent_idle_timeout_s=1.0,
+        agent_max_connections=3,
+    )
+    bridge = await _bridge(settings)
+    host, port = bridge.listeners[0].address[:2]
+    secret = settings.agent_secret.reveal()
+    conns = []
+    try:
+        for _ in range(3):
+            r, w = await asyncio.open_connection(host, port)
+            w.write(make_hello(secret, A) + b'{"partial')
+            conns.append((r, w))
+        await wait_until("three served", lambda: bridge.active_connections == 3)
+        r4, w4 = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(r4.read(10), 3.0) == b""  # over the cap: closed
+        w4.close()
+        assert bridge.refused == {"connection_cap": 1}
+        start = time.monotonic()
+        for r, _ in conns:  # silent connections are cut after the idle timeout
+            assert await asyncio.wait_for(r.read(10), 5.0) == b""
+        idle = time.monotonic() - start
+        assert 0.5 < idle < 4.0, idle
+        await collector.wait_for("3 truncated lines", lambda: len(collector.dlq) == 3)
+        assert {json.loads(d.value)["reason"] for d in collector.dlq} == {"truncated_line"}
+    finally:
+        for _, w in conns:
+            w.close()
+        await bridge.stop()
+
+
+class _SlowServer:
+    """A guest that writes half a line and then nothing, forever."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._client, path=os.fspath(self.path))
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        writer.write(b'{"type":"system_metrics","vmId":"never-finished",')
+        await reader.read()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.close()
+
+
+async def test_1000_slow_connections_do_not_starve_a_normal_vm(
+    settings: Settings, topics_ready: Topics, sim: FleetSimulator, collector: Collector
+) -> None:
+    slow = [_SlowServer(settings.socket_dir / f"{uuid.uuid4()}.socket") for _ in range(1000)]
+    for s in slow:
+        await s.start()
+    bridge = await _bridge(settings)
+    try:
+        await wait_until("1001 connections", lambda: bridge.active_connections == 1001, 30.0)
+        await wait_until("the normal VM's server saw the bridge", lambda: sim.clients(A) == 1)
+        delays = []
+        for i in range(5):
+            marker = json.dumps({"type": "system_metrics", "vmId": A, "probe": i}).encode()
+            start = time.monotonic()
+            assert sim.inject(A, marker) == 1
+            await collector.wait_for(
+                f"probe {i}", lambda m=marker: m in [r.value for r in collector.raw], 5.0
+            )
+            delays.append(time.monotonic() - start)
+        print(f"probe latency with 1000 slow connections: {[f'{d:.3f}' for d in delays]}")
+        assert max(delays) < 1.0
+        assert bridge.rejects == 0  # half lines are held, not rejected, while open
+    finally:
+        await bridge.stop()
+        for s in slow:
+            await s.stop()
+
+
+async def test_metrics_endpoint_shows_lines_and_rejects(
+    settings: Settings, topics_ready: Topics, sim: FleetSimulator, collector: Collector
+) -> None:
+    import socket as _socket
+
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bridge = await _bridge(settings.replace(bridge_metrics_port=port))
+    try:
+        await wait_until("lines acknowledged", lambda: bridge.lines >= 3)
+        sim.inject(A, json.dumps({"vmId": B}).encode())
+        await wait_until("the reject", lambda: bridge.rejects == 1)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            text = await resp.text()
+    finally:
+        await bridge.stop()
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["vmpulse_bridge_lines_total"] >= 3
+    assert values['vmpulse_bridge_rejects_total{reason="vm_mismatch"}'] == 1
+    assert values['vmpulse_bridge_connections_total{transport="unix"}'] == 1
+    assert values["vmpulse_bridge_produce_latency_seconds_count"] >= 1

@@ -1,0 +1,48 @@
+"""The bridge's check that a line does not claim another VM."""
+
+from __future__ import annotations
+
+import random
+
+from agents.dialect2 import handshake_line
+from agents.identity import all_claims_own, claimed_other_vm
+from agents.simulator import system_metrics_line
+
+A = "0b5c4a52-1f7e-4c3e-9d57-3f4c2a1b9e01"
+B = "11111111-2222-4333-8444-555555555555"
+
+
+def test_own_lines_pass_in_both_dialects() -> None:
+    assert claimed_other_vm(system_metrics_line(A, 1.78e9, random.Random(1)), A) is None
+    assert claimed_other_vm(handshake_line(A, 1.78e9), A) is None
+    assert claimed_other_vm(b'{"type":"keep_alive","sequence_number":1}', A) is None
+    assert claimed_other_vm(A.upper().join([b'{"vmId":"'.decode(), '"}']).encode(), A) is None
+
+
+def test_a_claim_of_another_vm_is_found() -> None:
+    assert claimed_other_vm(system_metrics_line(B, 1.78e9, random.Random(1)), A) == B
+    assert claimed_other_vm(handshake_line(B, 1.78e9), A) == B
+    assert claimed_other_vm(b'{"type":"x","vm_id" : "' + B.encode() + b'"}', A) == B
+
+
+def test_escapes_cannot_hide_a_claim() -> None:
+    escaped_key = b'{"type":"system_metrics","vm\\u0049d":"' + B.encode() + b'"}'
+    assert claimed_other_vm(escaped_key, A) == B
+    escaped_id = b'{"vmId":"\\u0031' + B.encode()[1:] + b'"}'
+    assert claimed_other_vm(escaped_id, A) == B
+
+
+def test_nested_fields_and_non_json_are_left_to_the_worker() -> None:
+    nested = b'{"type":"response","data":{"vm_id":"' + B.encode() + b'"},"vm_id":"' + A.encode()
+    assert claimed_other_vm(nested + b'"}', A) is None
+    assert claimed_other_vm(b'{"vmId":"' + B.encode() + b'", broken', A) is None
+    assert claimed_other_vm(b'{"vmId": null}', A) is None
+
+
+def test_block_check_passes_only_blocks_whose_every_claim_is_own() -> None:
+    own = [system_metrics_line(A, 1.78e9 + i, random.Random(i)) for i in range(5)]
+    assert all_claims_own(b"\n".join([*own, b'{"type":"keep_alive"}']), A)
+    forged = system_metrics_line(B, 1.78e9, random.Random(1))
+    assert not all_claims_own(b"\n".join([*own, forged]), A)
+    assert not all_claims_own(b'{"vmId": "' + A.encode() + b'"}', A)  # spaced: check per line
+    assert not all_claims_own(b'{"vm\\u0049d":"x"}', A)
