@@ -32,9 +32,8 @@ the app (``vmpulse up``) or on its own (``vmpulse bridge``).
 from __future__ import annotations
 
 import asyncio
-import base64
+import datetime as dt
 import contextlib
-import json
 import logging
 import time
 from typing import Any, Final
@@ -49,6 +48,7 @@ from agents.metrics import BridgeMetrics, serve_metrics
 from agents.producing import BatchSender
 from agents.socket_watcher import SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream
+from schemas.dlq import DlqOrigin, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_topics, make_producer
@@ -369,29 +369,19 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
     ) -> None:
         """Dead-letter one line (agent.dlq, the brief's DLQ record); counted by reason."""
         log.warning("VM %s conn %s line %d: %s", info.vm_id, info.conn_id, line_no, detail)
-        try:
-            raw_text, encoding = raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            raw_text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
-        record = {
-            "reason": reason,
-            "detail": detail,
-            "raw": raw_text,
-            "raw_encoding": encoding,
-            "origin": {
-                "topic": None,
-                "partition": None,
-                "offset": None,
-                "vm_id": info.vm_id,
-                "transport": info.transport,
-                "received_at": received_at,
-                "peer": info.peer.decode("utf-8", "replace"),
-                "conn_id": info.conn_id,
-                "line_no": line_no,
-                "length": length,
-            },
-        }
-        value = json.dumps(record, separators=(",", ":")).encode()
+        origin = DlqOrigin(
+            topic=None,
+            partition=None,
+            offset=None,
+            vm_id=info.vm_id,
+            transport=info.transport,
+            received_at=_iso_ms(received_at),
+            peer=info.peer.decode("utf-8", "replace"),
+            conn_id=info.conn_id,
+            line_no=line_no,
+            length=length,
+        )
+        value = encode_dlq_record(make_dlq_record(raw, Rejection(reason, detail), origin))
         self.rejects += 1
         self.rejects_by_reason[reason] = self.rejects_by_reason.get(reason, 0) + 1
         self.metrics.rejects.labels(reason).inc()
@@ -422,3 +412,8 @@ def _headers(info: ConnectionInfo, line_no: int, received_at: int) -> Headers:
         ("conn_id", info.conn_id.encode("ascii")),
         ("line_no", str(line_no).encode("ascii")),
     ]
+
+
+def _iso_ms(epoch_ms: int) -> str:
+    """Receive time as the worker writes it in its DLQ records (ISO 8601, UTC)."""
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).isoformat()
