@@ -32,8 +32,8 @@ the app (``vmpulse up``) or on its own (``vmpulse bridge``).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import contextlib
+import datetime as dt
 import logging
 import time
 from typing import Any, Final
