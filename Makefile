@@ -1,5 +1,5 @@
 # CI runs `make test` (see .ci/run); `make up` runs the pipeline. Both set themselves up.
-# The libvirt extra builds against libvirt-dev + pkg-config (apt-get; .ci/run installs them).
+# System packages (Java, Maven, libvirt-dev, pkg-config) come from infra/sysdeps.sh.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,6 +9,7 @@ VMS    ?= 5
 .PHONY: up test unit integration lint typecheck check bench kafka-jars clean
 
 $(STAMP): pyproject.toml
+	bash infra/sysdeps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev,libvirt]"

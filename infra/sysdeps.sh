@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System packages vmpulse needs on a Debian machine: Java + Maven (the local Kafka broker)
+# and libvirt's headers + pkg-config (the libvirt-python build; its test driver runs
+# in-process, no daemon). Installs only what is missing; needs root (or sudo) to install.
+set -euo pipefail
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists libvirt 2>/dev/null || missing+=(libvirt-dev)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing system packages: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
