@@ -20,6 +20,7 @@ import faust
 
 from schemas.events import encode_outbound
 from schemas.topics import Topics
+from streams.event_agents import register_event_agents
 from streams.live import LiveThrottle
 from streams.pipeline import SYSTEM_METRICS_COLUMNS, RawRecord, live_event, process_batch
 from streams.store import Store
@@ -83,6 +84,9 @@ def create_app(
     throttle: LiveThrottle[bytes] = LiveThrottle(settings.live_interval_s)
     app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0}  # type: ignore[attr-defined]
     stats: dict[str, int] = app.vmpulse_stats  # type: ignore[attr-defined]
+    # routing, presence and alerts (issue 5); fed from the storage agent below
+    event_stages = register_event_agents(app, settings)
+    app.vmpulse_event_stages = event_stages  # type: ignore[attr-defined]
 
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def _revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
@@ -109,6 +113,7 @@ def create_app(
                 )
             if not records:
                 continue
+            await event_stages.observe_raw([(r.key, r.value, r.headers) for r in records])
             result = process_batch(records)
             # one insert per table and batch: the insert is atomic, so the
             # stored high-water mark is exact even when we crash in between
@@ -120,6 +125,7 @@ def create_app(
                 by_partition[rec.partition] = max(by_partition[rec.partition], rec.offset)
             for partition, top in by_partition.items():
                 watermarks.advance(partition, top)
+            await event_stages.observe_samples(result.samples)
             stats["stored"] += len(result.rows["system_metrics"])
             stats["rejected"] += len(result.rejects)
             for vm_id, payload in result.rejects:

@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="run read-only SQL against the metric store")
     q.add_argument("sql")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    from vmpulse.platform_cli import add_platform_commands
+
+    add_platform_commands(sub)
     return p
 
 
@@ -157,6 +161,12 @@ def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _platform(settings: Settings, args: argparse.Namespace) -> int:
+    from vmpulse.platform_cli import run_platform_command
+
+    return run_platform_command(settings, args)
+
+
 class QueryFailed(Exception):
     pass
 
@@ -219,7 +229,10 @@ _COMMANDS = {
     "simulate": _cmd_simulate,
     "token": _cmd_token,
     "query": _cmd_query,
+    "emit": _platform,
+    "directory": _platform,
 }
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -63,6 +63,16 @@ class Settings:
     replication_factor: int = 1
     live_interval_s: float = 1.0
     libvirt_uri: str | None = None
+    # presence and alerts (streams/presence.py, streams/alerts.py)
+    agent_interval_s: float = 30.0
+    alert_cpu_percent: float = 90.0
+    alert_cpu_for_s: float = 300.0
+    alert_memory_percent: float = 95.0
+    alert_memory_for_s: float = 300.0
+    alert_disk_percent: float = 90.0
+    # retention (streams/retention.py)
+    raw_ttl_days: int = 30
+    rollup_ttl_days: int = 365
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -102,6 +112,19 @@ class Settings:
         partitions = _int(env, "VMPULSE_PARTITIONS", 12, errors, minimum=1)
         replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 1, errors, minimum=1)
         live_ms = _int(env, "VMPULSE_LIVE_INTERVAL_MS", 1000, errors, minimum=0)
+        floats = {
+            name: _float(env, f"VMPULSE_{name.upper()}", default, errors, minimum=minimum)
+            for name, default, minimum in (
+                ("agent_interval_s", 30.0, 0.001),
+                ("alert_cpu_percent", 90.0, 0.0),
+                ("alert_cpu_for_s", 300.0, 0.0),
+                ("alert_memory_percent", 95.0, 0.0),
+                ("alert_memory_for_s", 300.0, 0.0),
+                ("alert_disk_percent", 90.0, 0.0),
+            )
+        }
+        raw_ttl = _int(env, "VMPULSE_RAW_TTL_DAYS", 30, errors, minimum=1)
+        rollup_ttl = _int(env, "VMPULSE_ROLLUP_TTL_DAYS", 365, errors, minimum=1)
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -118,6 +141,9 @@ class Settings:
             replication_factor=replication,
             live_interval_s=live_ms / 1000.0,
             libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,
+            raw_ttl_days=raw_ttl,
+            rollup_ttl_days=rollup_ttl,
+            **floats,  # type: ignore[arg-type]
         )
 
     def replace(self, **changes: object) -> Settings:
@@ -135,4 +161,20 @@ def _int(env: Mapping[str, str], name: str, default: int, errors: list[str], min
         return default
     if value < minimum:
         errors.append(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(
+    env: Mapping[str, str], name: str, default: float, errors: list[str], minimum: float
+) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        errors.append(f"{name} must be a number, got {raw!r}")
+        return default
+    if not value >= minimum or value == float("inf"):
+        errors.append(f"{name} must be a finite number >= {minimum}, got {raw!r}")
     return value
