@@ -126,6 +126,14 @@ class ClickHouseStore:
         except Exception as exc:
             raise StoreError(f"insert into {table} failed: {exc}") from exc
 
+    async def command(self, sql: str) -> None:
+        """Run one statement that changes things (DDL such as retention); never user input."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, self._client.command, sql)
+        except Exception as exc:
+            raise StoreError(str(exc).strip().splitlines()[0][:500]) from exc
+
     async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult:
         """Run one read-only statement with row and time limits; return columns and rows."""
         text = check_read_only(sql)

@@ -12,9 +12,10 @@ import faust
 import pytest
 
 from schemas.topics import Topics
-from streams.app import create_app
 from streams.store import ClickHouseStore
 from vmpulse.config import Settings
+
+from .browsers import running_worker
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +24,5 @@ pytestmark = pytest.mark.integration
 async def worker(
     settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
 ) -> AsyncIterator[faust.App]:
-    app = create_app(settings, chdb_store, batch_within_s=0.05)
-    await app.start()
-    try:
+    async with running_worker(settings, chdb_store) as app:
         yield app
-    finally:
-        await app.stop()

@@ -8,28 +8,23 @@ reach exactly the people it names, and the stranger nothing.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import datetime as dt
-import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import faust
 import pytest
-import socketio
 
-from gateway.auth import issue_token
 from gateway.service import GatewayService
 from schemas.directory import Department, User, Vm
 from schemas.topics import Topics
 from vmpulse.config import Settings
 from vmpulse.kafka_io import make_producer
-from vmpulse.publish import publish_event, put_record
+from vmpulse.publish import publish_event
+
+from .browsers import Browser, gateway_with, metrics_line, until
 
 pytestmark = pytest.mark.integration
 
-DEADLINE_S = 20.0
 PEOPLE = ("root", "alice", "dave", "trig", "stranger")
 DIRECTORY = [
     Department(id="eng"),
@@ -42,55 +37,10 @@ DIRECTORY = [
 ]
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-class Browser:
-    """A Socket.IO client that records every event, with the user's namespace stripped."""
-
-    def __init__(self, user: str) -> None:
-        self.user = user
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.namespace = ""
-        self.events: list[tuple[str, Any]] = []
-        self.sio.on("*", self._record)
-
-    async def _record(self, event: str, *args: Any) -> None:
-        payload = args[0] if args else None
-        if event == "connected":
-            self.namespace = payload["namespace"]
-        name = event.replace(self.namespace + ":", "ns:", 1) if self.namespace else event
-        self.events.append((name, payload))
-
-    def names(self) -> list[str]:
-        return [n for n, _ in self.events if n != "connected"]
-
-    def got(self, name: str, ident: str) -> bool:
-        return any(
-            n == name and isinstance(p, dict) and p.get("id") == ident for n, p in self.events
-        )
-
-
 @pytest.fixture
 async def gateway(settings: Settings, topics_ready: Topics) -> AsyncIterator[GatewayService]:
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
-    await producer.start()
-    try:
-        for record in DIRECTORY:
-            await put_record(producer, topics_ready, record)
-    finally:
-        await producer.stop()
-    service = GatewayService(settings)
-    await service.start()
-    await until(lambda: service.ready, "gateway ready")
-    yield service
-    await service.stop()
+    async with gateway_with(settings, topics_ready, DIRECTORY) as service:
+        yield service
 
 
 @pytest.fixture
@@ -98,30 +48,12 @@ async def browsers(
     settings: Settings, gateway: GatewayService
 ) -> AsyncIterator[dict[str, Browser]]:
     made = {user: Browser(user) for user in PEOPLE}
-    for user, browser in made.items():
-        await browser.sio.connect(
-            gateway.url,
-            auth={"token": issue_token(settings.jwt_secret, user)},
-            transports=["websocket"],
-            wait_timeout=10,
-        )
-    await until(lambda: all(b.namespace for b in made.values()), "greetings")
+    for browser in made.values():
+        await browser.connect(settings, gateway.url)
     yield made
     for browser in made.values():
         if browser.sio.connected:
             await browser.sio.disconnect()
-
-
-def metrics_line(vm_id: str, cpu: float) -> bytes:
-    ts = dt.datetime.now(dt.UTC).isoformat()
-    return json.dumps(
-        {
-            "type": "system_metrics",
-            "vmId": vm_id,
-            "timestamp": ts,
-            "metrics": {"cpu": {"usage_percent": cpu}, "memory": {"used_kb": 1, "total_kb": 2}},
-        }
-    ).encode()
 
 
 async def test_every_rule_reaches_exactly_the_people_it_names(
