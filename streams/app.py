@@ -23,6 +23,7 @@ from schemas.topics import Topics
 from streams.event_agents import register_event_agents
 from streams.live import LiveThrottle
 from streams.pipeline import SYSTEM_METRICS_COLUMNS, RawRecord, live_event, process_batch
+from streams.retention import register_retention
 from streams.store import Store
 from vmpulse.config import Settings
 
@@ -87,6 +88,7 @@ def create_app(
     # routing, presence and alerts (issue 5); fed from the storage agent below
     event_stages = register_event_agents(app, settings)
     app.vmpulse_event_stages = event_stages  # type: ignore[attr-defined]
+    register_retention(app, settings, store)  # TTLs from settings (issue 5)
 
     @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
     async def _revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
