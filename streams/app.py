@@ -77,6 +77,9 @@ def create_app(
         broker_commit_interval=0.5,
         stream_wait_empty=False,
         table_cleanup_interval=60.0,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
+        consumer_group_instance_id=settings.worker_instance_id,
     )
     raw_topic = app.topic(topics.agent_raw, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(topics.agent_dlq, key_serializer="raw", value_serializer="raw")

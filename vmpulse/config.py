@@ -70,6 +70,10 @@ class Settings:
     alert_memory_percent: float = 95.0
     alert_memory_for_s: float = 300.0
     alert_disk_percent: float = 90.0
+    # worker group membership: a dead worker's partitions move after the session
+    # timeout; a worker restarted with the same instance id takes them back at once
+    kafka_session_timeout_s: float = 10.0
+    worker_instance_id: str | None = None
     # retention (streams/retention.py)
     raw_ttl_days: int = 30
     rollup_ttl_days: int = 365
@@ -121,6 +125,7 @@ class Settings:
                 ("alert_memory_percent", 95.0, 0.0),
                 ("alert_memory_for_s", 300.0, 0.0),
                 ("alert_disk_percent", 90.0, 0.0),
+                ("kafka_session_timeout_s", 10.0, 6.0),
             )
         }
         raw_ttl = _int(env, "VMPULSE_RAW_TTL_DAYS", 30, errors, minimum=1)
@@ -141,6 +146,7 @@ class Settings:
             replication_factor=replication,
             live_interval_s=live_ms / 1000.0,
             libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,
+            worker_instance_id=env.get("VMPULSE_WORKER_ID") or None,
             raw_ttl_days=raw_ttl,
             rollup_ttl_days=rollup_ttl,
             **floats,  # type: ignore[arg-type]
