@@ -1,12 +1,14 @@
-"""The Faust app: thin agents that move records between Kafka, the pipeline and the store.
+"""The Faust app: thin tasks that move records between Kafka, the pipeline and the store.
 
 Built by :func:`create_app` from settings (no module-level app singleton), so
-tests and ``vmpulse up`` can build their own. The storage agent reads
-``agent.raw`` in batches; a batch's offsets are acknowledged only after the
-store acknowledged its rows (``take_events`` acks when the loop body returns),
-so Faust commits nothing that is not stored. Rows carry their Kafka position;
-after a crash, records at or below the stored high-water mark of their
-partition are skipped, so a replay stores nothing twice.
+tests and ``vmpulse up`` can build their own. ``agent.raw`` is read in large
+batches by :class:`streams.ingest.RawIngest` (straight aiokafka, its own
+consumer group: Faust's per-record machinery cost ten times the work itself);
+a batch's offsets are committed only after the store acknowledged its rows.
+Rows carry their Kafka position; after a crash, records at or below the
+stored high-water mark of their partition are skipped, so a replay stores
+nothing twice. The Faust app hosts the rest: control events, timers, the
+producer for outbound events and the DLQ.
 """
 
 from __future__ import annotations
@@ -14,20 +16,21 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import Any
 
 import faust
 
+from schemas.agent import SystemSample
 from schemas.events import encode_outbound
 from schemas.topics import Topics
 from streams.event_agents import register_event_agents
+from streams.ingest import RawIngest
 from streams.live import LiveThrottle
 from streams.pipeline import SYSTEM_METRICS_COLUMNS, RawRecord, live_event, process_batch
 from streams.retention import register_retention
 from streams.store import Store
 from vmpulse.config import Settings
 
-__all__ = ["Watermarks", "create_app"]
+__all__ = ["Watermarks", "create_app", "ingest_group_id"]
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +61,15 @@ class Watermarks:
         self._marks[partition] = max(self._marks.get(partition, -1), offset)
 
 
+def ingest_group_id(topic_prefix: str) -> str:
+    """The consumer group that stores agent.raw (apart from the Faust app's own group)."""
+    return f"{topic_prefix}vmpulse-worker.raw"
+
+
 def create_app(
-    settings: Settings, store: Store, *, batch_max: int = 2000, batch_within_s: float = 0.25
+    settings: Settings, store: Store, *, batch_max: int = 5000, batch_within_s: float = 0.25
 ) -> faust.App:
-    """A Faust app on the configured broker, with the storage and live agents."""
+    """A Faust app on the configured broker: storage, live updates, events (see module doc)."""
     assert settings.kafka_bootstrap is not None, "resolve the broker before creating the app"
     topics = Topics(settings.topic_prefix)
     app = faust.App(
@@ -74,6 +82,11 @@ def create_app(
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # batch outbound sends (live updates, events): one request per message costs
+        # more CPU than everything else the worker does per message
+        producer_linger=0.01,
+        producer_compression_type="lz4",
+        producer_max_batch_size=256 * 1024,
         broker_commit_interval=0.5,
         stream_wait_empty=False,
         table_cleanup_interval=60.0,
@@ -81,70 +94,78 @@ def create_app(
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         consumer_group_instance_id=settings.worker_instance_id,
     )
-    raw_topic = app.topic(topics.agent_raw, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(topics.agent_dlq, key_serializer="raw", value_serializer="raw")
     outbound = app.topic(topics.events_outbound, key_serializer="raw", value_serializer="raw")
     watermarks = Watermarks(store)
-    throttle: LiveThrottle[bytes] = LiveThrottle(settings.live_interval_s)
+    # samples, not encoded events: only the few that go out are encoded
+    throttle: LiveThrottle[SystemSample] = LiveThrottle(settings.live_interval_s)
     app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0}  # type: ignore[attr-defined]
     stats: dict[str, int] = app.vmpulse_stats  # type: ignore[attr-defined]
-    # routing, presence and alerts (issue 5); fed from the storage agent below
+    # routing, presence and alerts (issue 5); fed from the storage batches below
     event_stages = register_event_agents(app, settings)
     app.vmpulse_event_stages = event_stages  # type: ignore[attr-defined]
     register_retention(app, settings, store)  # TTLs from settings (issue 5)
 
-    @app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
-    async def _revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
-        watermarks.forget()
+    async def send_live(sample: SystemSample) -> None:
+        encoded = encode_outbound(live_event(sample))
+        await outbound.send(key=sample.vm_id.encode(), value=encoded)
 
-    @app.agent(raw_topic)  # type: ignore[untyped-decorator]
-    async def store_agent(stream: Any) -> None:
-        async for events in stream.take_events(batch_max, within=batch_within_s):
-            records = []
-            for event in events:
-                msg = event.message
-                if msg.offset <= await watermarks.get(msg.partition):
-                    stats["skipped_replay"] += 1
-                    continue
-                records.append(
-                    RawRecord(
-                        topic=msg.topic,
-                        partition=msg.partition,
-                        offset=msg.offset,
-                        key=msg.key,
-                        value=msg.value if msg.value is not None else b"",
-                        headers={k: bytes(v) for k, v in (msg.headers or ())},
-                    )
-                )
-            if not records:
+    async def store_batch(batch: list[RawRecord]) -> None:
+        """Store one batch of agent.raw; the ingest commits its offsets when this returns."""
+        records = []
+        for rec in batch:
+            if rec.offset <= await watermarks.get(rec.partition):
+                stats["skipped_replay"] += 1
                 continue
-            await event_stages.observe_raw([(r.key, r.value, r.headers) for r in records])
-            result = process_batch(records)
-            # one insert per table and batch: the insert is atomic, so the
-            # stored high-water mark is exact even when we crash in between
-            await store.insert(
-                "system_metrics", result.rows["system_metrics"], SYSTEM_METRICS_COLUMNS, token=None
-            )
-            by_partition: dict[int, int] = defaultdict(lambda: -1)
-            for rec in records:
-                by_partition[rec.partition] = max(by_partition[rec.partition], rec.offset)
-            for partition, top in by_partition.items():
-                watermarks.advance(partition, top)
-            await event_stages.observe_samples(result.samples)
-            stats["stored"] += len(result.rows["system_metrics"])
-            stats["rejected"] += len(result.rejects)
-            for vm_id, payload in result.rejects:
-                await dlq_topic.send(key=vm_id.encode(), value=payload)
-            now = time.monotonic()
-            for sample in result.samples:
-                encoded = encode_outbound(live_event(sample))
-                if throttle.offer(sample.vm_id, encoded, now) is not None:
-                    await outbound.send(key=sample.vm_id.encode(), value=encoded)
+            records.append(rec)
+        if not records:
+            return
+        await event_stages.observe_raw([(r.key, r.value, r.headers) for r in records])
+        result = process_batch(records)
+        # one insert per table and batch: the insert is atomic, so the
+        # stored high-water mark is exact even when we crash in between
+        await store.insert(
+            "system_metrics", result.rows["system_metrics"], SYSTEM_METRICS_COLUMNS, token=None
+        )
+        by_partition: dict[int, int] = defaultdict(lambda: -1)
+        for rec in records:
+            by_partition[rec.partition] = max(by_partition[rec.partition], rec.offset)
+        for partition, top in by_partition.items():
+            watermarks.advance(partition, top)
+        await event_stages.observe_samples(result.samples)
+        stats["stored"] += len(result.rows["system_metrics"])
+        stats["rejected"] += len(result.rejects)
+        for vm_id, payload in result.rejects:
+            await dlq_topic.send(key=vm_id.encode(), value=payload)
+        now = time.monotonic()
+        for sample in result.samples:
+            if throttle.offer(sample.vm_id, sample, now) is not None:
+                await send_live(sample)
+
+    ingest = RawIngest(
+        bootstrap=settings.kafka_bootstrap,
+        raw_topic=topics.agent_raw,
+        hypervisor_topic=topics.hypervisor_events,
+        group_id=ingest_group_id(settings.topic_prefix),
+        on_raw=store_batch,
+        on_hypervisor=event_stages.hypervisor_event,
+        on_revoked=watermarks.forget,
+        max_records=batch_max,
+        within_s=batch_within_s,
+        session_timeout_s=settings.kafka_session_timeout_s,
+        group_instance_id=settings.worker_instance_id,
+    )
+    app.vmpulse_ingest = ingest  # type: ignore[attr-defined]
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def store_task() -> None:
+        # an app task starts once the app (and its producer) runs, and is cancelled at stop
+        await ingest.run()
 
     @app.timer(interval=max(settings.live_interval_s / 2, 0.05))  # type: ignore[untyped-decorator]
     async def flush_live() -> None:
-        for vm_id, encoded in throttle.due(time.monotonic()):
-            await outbound.send(key=vm_id.encode(), value=encoded)
+        for _, sample in throttle.due(time.monotonic()):
+            await send_live(sample)
 
-    app.vmpulse_agents = (store_agent, flush_live)  # type: ignore[attr-defined]
+    app.vmpulse_agents = (store_task, flush_live)  # type: ignore[attr-defined]
     return app

@@ -4,10 +4,11 @@ Thin on purpose: every decision is in a pure module (router.py, presence.py,
 alerts.py); this module only moves records between Kafka and them.
 
 * ``control.events`` (the platform's resource events) -> route -> events.outbound
-* ``hypervisor.events`` -> presence (power state) -> route -> events.outbound
-* agent traffic (handed in by the storage agent through :meth:`EventStages.observe_raw`)
-  -> presence (agent state); accepted samples (:meth:`EventStages.observe_samples`)
-  -> alerts; both -> route -> events.outbound
+* from the worker's ingest (streams/ingest.py, same consumer as agent.raw):
+  ``hypervisor.events`` (:meth:`EventStages.hypervisor_event`) -> presence
+  (power state); agent traffic (:meth:`EventStages.observe_raw`) -> presence
+  (agent state); accepted samples (:meth:`EventStages.observe_samples`) ->
+  alerts; all -> route -> events.outbound
 * a timer turns silent agents offline.
 
 The directory comes from :class:`vmpulse.kafka_io.DirectoryTail`, not from a
@@ -19,8 +20,9 @@ into a second changelog topic and recover it through Faust's table machinery
 on every start, for nothing the tail does not already give.
 
 State (presence, alerts) lives in memory per worker. agent.raw and
-hypervisor.events share the key (VM id) and the partition count, so Faust's
-co-partitioning assignor hands both of a VM's partitions to one worker. After
+hypervisor.events share the key (VM id) and the partition count, and the
+ingest reads both in one group with the range assignor, so one worker holds
+both of a VM's partitions. After
 a restart presence starts unknown: the next line of each agent reports it
 online again, and an open alert whose VM keeps breaching is raised again.
 """
@@ -179,14 +181,13 @@ class EventStages:
 
 
 def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
-    """Add the directory, the control and hypervisor agents and the presence timer to ``app``."""
+    """Add the directory, the control-events agent and the presence timer to ``app``."""
     assert settings.kafka_bootstrap is not None
     topics = Topics(settings.topic_prefix)
     tail = DirectoryTail(settings.kafka_bootstrap, topics)
     app.add_dependency(DirectoryService(tail))
     outbound = app.topic(topics.events_outbound, key_serializer="raw", value_serializer="raw")
     control = app.topic(topics.control_events, key_serializer="raw", value_serializer="raw")
-    hypervisor = app.topic(topics.hypervisor_events, key_serializer="raw", value_serializer="raw")
     stages = EventStages(settings, tail, outbound)
 
     @app.agent(control)  # type: ignore[untyped-decorator]
@@ -194,16 +195,11 @@ def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
         async for value in stream:
             await stages.control_event(value)
 
-    @app.agent(hypervisor)  # type: ignore[untyped-decorator]
-    async def hypervisor_agent(stream: Any) -> None:
-        async for value in stream:
-            await stages.hypervisor_event(value)
-
     tick_s = min(max(settings.agent_interval_s / 4, 0.05), 5.0)
 
     @app.timer(interval=tick_s)  # type: ignore[untyped-decorator]
     async def presence_tick() -> None:
         await stages.tick()
 
-    app.vmpulse_event_agents = (control_agent, hypervisor_agent, presence_tick)  # type: ignore[attr-defined]
+    app.vmpulse_event_agents = (control_agent, presence_tick)  # type: ignore[attr-defined]
     return stages

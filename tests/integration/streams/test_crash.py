@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.topics import Topics
+from streams.app import ingest_group_id
 from vmpulse.config import Settings
 from vmpulse.kafka_io import make_producer
+
+from .worker_process import WorkerProcess, drained, metrics_line, read_store, topic_partitions
 
 pytestmark = pytest.mark.integration
 
@@ -37,62 +34,6 @@ RATE = 2000  # messages per second
 PRODUCE_S = 20.0
 KILLS = 3
 VMS = [f"crash-vm-{i:03d}" for i in range(50)]
-
-
-class WorkerProcess:
-    """`vmpulse worker` as a child process with the test's environment."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.env = {
-            **os.environ,
-            "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-            "VMPULSE_TOPIC_PREFIX": settings.topic_prefix,
-            "VMPULSE_DATA_DIR": str(settings.data_dir),
-            "VMPULSE_PARTITIONS": str(settings.partitions),
-            "VMPULSE_WORKER_ID": "crash-test-worker",
-            "VMPULSE_KAFKA_SESSION_TIMEOUT_S": "6",
-        }
-        self.exe = str(Path(sys.executable).with_name("vmpulse"))
-        self.log = log.open("ab")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.log.write(f"\n--- start {self.starts} ---\n".encode())
-        self.log.flush()
-        self.proc = subprocess.Popen(
-            [self.exe, "worker"], env=self.env, stdout=self.log, stderr=self.log
-        )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-def metrics_line(vm_id: str, seq: int, ts: dt.datetime) -> bytes:
-    return json.dumps(
-        {
-            "type": "system_metrics",
-            "vmId": vm_id,
-            "timestamp": ts.isoformat(),
-            "metrics": {
-                "cpu": {"usage_percent": seq % 100},
-                "memory": {"used_kb": seq, "total_kb": 8_000_000},
-            },
-        }
-    ).encode()
 
 
 async def produce(settings: Settings, topics: Topics, stop_at: float) -> int:
@@ -124,72 +65,6 @@ async def produce(settings: Settings, topics: Topics, stop_at: float) -> int:
     return sent
 
 
-async def drained(settings: Settings, topics: Topics, group: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.partitions)]
-        end = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group)
-        return all(tp in committed and committed[tp].offset >= end[tp] for tp in tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
-async def topic_partitions(settings: Settings, topics: Topics) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics.all()))
-        return {t["topic"]: len(t["partitions"]) for t in described if t.get("partitions")}
-    finally:
-        await admin.close()
-
-
-QUERY = """
-import asyncio, json, sys
-from streams.store import ClickHouseStore
-
-async def main():
-    store = ClickHouseStore(sys.argv[1])
-    await store.start()
-    out = {}
-    for name, sql in (
-        ("rows", "SELECT count() FROM system_metrics"),
-        ("positions", "SELECT uniqExact(kafka_partition, kafka_offset) FROM system_metrics"),
-        ("samples", "SELECT uniqExact(vm_id, ts) FROM system_metrics"),
-        ("rollup", "SELECT sum(samples) FROM system_metrics_1m"),
-        ("mismatched_minutes",
-         "SELECT count() FROM (SELECT vm_id, toStartOfMinute(ts) AS b, count() AS n "
-         "FROM system_metrics GROUP BY vm_id, b) r FULL OUTER JOIN "
-         "(SELECT vm_id, bucket AS b, sum(samples) AS n FROM system_metrics_1m "
-         "GROUP BY vm_id, b) m USING (vm_id, b) WHERE r.n != m.n"),
-    ):
-        out[name] = (await store.query(sql))["rows"][0][0]
-    store.close()
-    print(json.dumps(out))
-
-asyncio.run(main())
-"""
-
-
-def read_store(settings: Settings) -> dict[str, int]:
-    """Counts from the worker's chDB directory, read by a separate process."""
-    done = subprocess.run(
-        [sys.executable, "-c", QUERY, f"chdb://{settings.data_dir / 'clickhouse'}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=str(Path(__file__).resolve().parents[3]),
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 async def test_kill_9_three_times_loses_and_doubles_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -197,7 +72,7 @@ async def test_kill_9_three_times_loses_and_doubles_nothing(
     rng = random.Random(seed)
     print(f"crash test seed {seed}, {RATE} msg/s for {PRODUCE_S} s")
     topics = Topics(settings.topic_prefix)
-    group = f"{settings.topic_prefix}vmpulse-worker"
+    group = ingest_group_id(settings.topic_prefix)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
     try:

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from schemas.topics import Topics
-from streams.app import create_app
+from streams.app import create_app, ingest_group_id
 from streams.pipeline import SYSTEM_METRICS_COLUMNS
 from streams.retention import apply_retention
 from streams.store import ClickHouseStore
@@ -113,7 +113,7 @@ async def test_a_replay_from_offset_zero_adds_nothing(
 
     async with running_worker(settings, chdb_store) as app:
         await until(lambda: app.vmpulse_stats["stored"] == 300, "300 stored")
-        group = app.conf.id
+        group = ingest_group_id(settings.topic_prefix)
     # rewind the worker's committed offsets to the beginning: everything is delivered again
     rewind = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False

@@ -1,0 +1,144 @@
+"""Batch consumption of agent.raw (and hypervisor.events) straight from aiokafka.
+
+Why not a Faust agent: Faust turns every record into a Message, an Event and a
+stream step with its own acking, about 90 us of CPU per record on the
+reference machine, ten times what validating and storing it costs; a worker
+then tops out near 4,000 messages a second. Here one ``getmany`` hands over
+thousands of records at once, the handler stores them, and only then are the
+offsets committed, explicitly (docs/BENCHMARKS.md has the figures).
+
+Guarantees kept from the agent it replaces:
+
+* Offsets are committed only after the handler returned, i.e. after the store
+  acknowledged the batch. A failing handler commits nothing; the batch is read
+  again after a pause (and the store's high-water marks skip what was stored).
+* One group, with the range assignor, for both topics: they share key (VM id)
+  and partition count, so the same worker holds a VM's agent traffic and its
+  hypervisor events, and presence sees both.
+* ``on_revoked`` runs when partitions move, before another worker may store
+  them, so cached high-water marks are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import OffsetAndMetadata
+
+from streams.pipeline import RawRecord
+
+__all__ = ["RawIngest"]
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[RawRecord]], Awaitable[None]]
+RETRY_PAUSE_S = 1.0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoked: Callable[[], None]) -> None:
+        self._on_revoked = on_revoked
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._on_revoked()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._on_revoked()  # a new assignment may hold partitions others stored more of
+
+
+def _record(rec: Any) -> RawRecord:
+    return RawRecord(
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        key=rec.key,
+        value=rec.value if rec.value is not None else b"",
+        headers={k: bytes(v) for k, v in (rec.headers or ())},
+    )
+
+
+class RawIngest:
+    """The worker's consumer of agent.raw and hypervisor.events; ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        raw_topic: str,
+        hypervisor_topic: str,
+        group_id: str,
+        on_raw: BatchHandler,
+        on_hypervisor: Callable[[bytes | None], Awaitable[None]],
+        on_revoked: Callable[[], None],
+        max_records: int = 5000,
+        within_s: float = 0.25,
+        session_timeout_s: float = 10.0,
+        group_instance_id: str | None = None,
+    ) -> None:
+        self._raw_topic = raw_topic
+        self._hypervisor_topic = hypervisor_topic
+        self._on_raw = on_raw
+        self._on_hypervisor = on_hypervisor
+        self._listener = _Listener(on_revoked)
+        self._max_records = max_records
+        self._within_ms = int(within_s * 1000)
+        self._consumer_args: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group_id,
+            "group_instance_id": group_instance_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "partition_assignment_strategy": (RangePartitionAssignor,),
+            "session_timeout_ms": int(session_timeout_s * 1000),
+            "heartbeat_interval_ms": int(min(3.0, session_timeout_s / 3) * 1000),
+            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            "fetch_max_bytes": 32 * 1024 * 1024,
+        }
+        self.batches = 0
+        self.failures = 0
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(**self._consumer_args)
+        await consumer.start()
+        try:
+            consumer.subscribe([self._raw_topic, self._hypervisor_topic], listener=self._listener)
+            while True:
+                batches = await consumer.getmany(
+                    timeout_ms=self._within_ms, max_records=self._max_records
+                )
+                if not batches:
+                    continue
+                try:
+                    await self._handle(batches)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # nothing committed: read the batch again, the store skips what it has
+                    self.failures += 1
+                    log.exception("storing a batch failed; retrying in %s s", RETRY_PAUSE_S)
+                    for tp, records in batches.items():
+                        consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                    continue
+                await consumer.commit(
+                    {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()}
+                )
+                self.batches += 1
+        finally:
+            await consumer.stop()
+
+    async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        raw: list[RawRecord] = []
+        for tp, records in batches.items():
+            if tp.topic == self._raw_topic:
+                raw.extend(_record(rec) for rec in records)
+            else:
+                for rec in records:
+                    await self._on_hypervisor(rec.value)
+        if raw:
+            await self._on_raw(raw)
