@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from typing import Any
 
 import faust
 
@@ -25,6 +26,7 @@ from schemas.topics import Topics
 from streams.event_agents import register_event_agents
 from streams.ingest import RawIngest
 from streams.live import LiveThrottle
+from streams.outbox import TopicSender
 from streams.pipeline import SYSTEM_METRICS_COLUMNS, RawRecord, live_event, process_batch
 from streams.retention import register_retention
 from streams.store import Store
@@ -94,8 +96,8 @@ def create_app(
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         consumer_group_instance_id=settings.worker_instance_id,
     )
-    dlq_topic = app.topic(topics.agent_dlq, key_serializer="raw", value_serializer="raw")
-    outbound = app.topic(topics.events_outbound, key_serializer="raw", value_serializer="raw")
+    dlq_topic = TopicSender(app, topics.agent_dlq)
+    outbound = TopicSender(app, topics.events_outbound)
     watermarks = Watermarks(store)
     # samples, not encoded events: only the few that go out are encoded
     throttle: LiveThrottle[SystemSample] = LiveThrottle(settings.live_interval_s)
@@ -159,11 +161,18 @@ def create_app(
 
     @app.task  # type: ignore[untyped-decorator]
     async def store_task() -> None:
-        # an app task starts once the app (and its producer) runs, and is cancelled at stop
+        # an app task starts once the app (and its producer) runs
         await ingest.run()
+
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def _stop_ingest(app: faust.App, **kwargs: Any) -> None:
+        # before the producer stops: a batch in flight must not fail half-sent
+        await ingest.stop()
 
     @app.timer(interval=max(settings.live_interval_s / 2, 0.05))  # type: ignore[untyped-decorator]
     async def flush_live() -> None:
+        if app.should_stop:
+            return
         for _, sample in throttle.due(time.monotonic()):
             await send_live(sample)
 

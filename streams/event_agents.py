@@ -43,6 +43,7 @@ from schemas.events import ResourceEvent, encode_outbound
 from schemas.hypervisor import HypervisorEventError, decode_hypervisor_event
 from schemas.topics import Topics
 from streams.alerts import AlertEngine, AlertSample, Rule
+from streams.outbox import TopicSender
 from streams.presence import Presence
 from streams.router import route_event, routing_key
 from vmpulse.config import Settings
@@ -186,7 +187,7 @@ def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
     topics = Topics(settings.topic_prefix)
     tail = DirectoryTail(settings.kafka_bootstrap, topics)
     app.add_dependency(DirectoryService(tail))
-    outbound = app.topic(topics.events_outbound, key_serializer="raw", value_serializer="raw")
+    outbound = TopicSender(app, topics.events_outbound)
     control = app.topic(topics.control_events, key_serializer="raw", value_serializer="raw")
     stages = EventStages(settings, tail, outbound)
 
@@ -199,7 +200,8 @@ def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
 
     @app.timer(interval=tick_s)  # type: ignore[untyped-decorator]
     async def presence_tick() -> None:
-        await stages.tick()
+        if not app.should_stop:  # the producer may already be gone
+            await stages.tick()
 
     app.vmpulse_event_agents = (control_agent, presence_tick)  # type: ignore[attr-defined]
     return stages

@@ -101,8 +101,17 @@ class RawIngest:
         }
         self.batches = 0
         self.failures = 0
+        self._task: asyncio.Task[Any] | None = None
+
+    async def stop(self) -> None:
+        """Cancel a running :meth:`run` and wait until its consumer left the group."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         consumer = AIOKafkaConsumer(**self._consumer_args)
         await consumer.start()
         try:
