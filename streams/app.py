@@ -123,7 +123,8 @@ def create_app(
         if not records:
             return
         await event_stages.observe_raw([(r.key, r.value, r.headers) for r in records])
-        result = process_batch(records)
+        # connection records (empty value, header "control") are presence only
+        result = process_batch([r for r in records if "control" not in r.headers])
         # one insert per table and batch: the insert is atomic, so the
         # stored high-water mark is exact even when we crash in between
         await store.insert(

@@ -35,7 +35,8 @@ async def owner(
     async with gateway_with(fast, topics_ready, directory) as gw:
         browser = Browser("olga")
         await browser.connect(fast, gw.url)
-        async with running_worker(fast, chdb_store):
+        async with running_worker(fast, chdb_store) as app:
+            browser.worker_stats = app.vmpulse_stats  # type: ignore[attr-defined]
             yield browser
         await browser.sio.disconnect()
 
@@ -73,6 +74,9 @@ async def test_agent_goes_offline_when_silent_and_online_on_next_line(
         )
         await until(lambda: len(vm_updates(owner)) == 4, "offline on disconnect")
         assert vm_updates(owner)[-1] == ("update", "offline", None)
+        # a connection record is presence, never a rejected line
+        assert owner.worker_stats["rejected"] == 0  # type: ignore[attr-defined]
+        assert owner.worker_stats["stored"] == 2  # type: ignore[attr-defined]
     finally:
         await producer.stop()
 

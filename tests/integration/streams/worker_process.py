@@ -129,18 +129,18 @@ def metrics_line(vm_id: str, seq: int, ts: dt.datetime) -> bytes:
 
 
 async def committed_and_end(settings: Settings, topics: Topics, group: str) -> tuple[int, int]:
-    """Sum of the group's committed offsets and of the end offsets over agent.raw."""
+    """Sum of the group's committed offsets, then of the end offsets, over agent.raw."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     await consumer.start()
     try:
         tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.partitions)]
-        end = await consumer.end_offsets(tps)
         try:
             committed = await admin.list_consumer_group_offsets(group)
         except GroupCoordinatorNotAvailableError:
             committed = {}  # a fresh broker creates its offsets topic on first use
+        end = await consumer.end_offsets(tps)  # after: the lag is never negative
         done = sum(
             committed[tp].offset for tp in tps if tp in committed and committed[tp].offset > 0
         )
