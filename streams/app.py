@@ -5,9 +5,10 @@ tests and ``vmpulse up`` can build their own. ``agent.raw`` is read in large
 batches by :class:`streams.ingest.RawIngest` (straight aiokafka, its own
 consumer group: Faust's per-record machinery cost ten times the work itself);
 a batch's offsets are committed only after the store acknowledged its rows.
-Rows carry their Kafka position; after a crash, records at or below the
-stored high-water mark of their partition are skipped, so a replay stores
-nothing twice. The Faust app hosts the rest: control events, timers, the
+Rows carry their Kafka position and their insert block; after a crash the
+last block of each partition is inserted again with the same dedup token and
+everything before it is skipped (streams/blocks.py), so neither the raw rows
+nor the rollups count anything twice. The Faust app hosts the rest: control events, timers, the
 producer for outbound events and the DLQ.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from typing import Any
 
 import faust
@@ -23,6 +23,7 @@ import faust
 from schemas.agent import SystemSample
 from schemas.events import encode_outbound
 from schemas.topics import Topics
+from streams.blocks import NO_BLOCK, Block, BlockCutter, block_token
 from streams.event_agents import register_event_agents
 from streams.ingest import RawIngest
 from streams.live import LiveThrottle
@@ -36,31 +37,41 @@ __all__ = ["Watermarks", "create_app", "ingest_group_id"]
 
 log = logging.getLogger(__name__)
 
+_COLUMNS = (*SYSTEM_METRICS_COLUMNS, "kafka_block_start")
+_OFFSET = SYSTEM_METRICS_COLUMNS.index("kafka_offset")
+
 
 class Watermarks:
-    """Highest Kafka offset already stored, per partition of agent.raw."""
+    """The newest stored block of each partition of agent.raw: (first, last) offset.
+
+    Rows carry their block's first offset (``kafka_block_start``); rows stored
+    before that column existed read as a block that ends at the newest row.
+    """
 
     def __init__(self, store: Store, table: str = "system_metrics") -> None:
         self._store = store
         self._table = table
-        self._marks: dict[int, int] = {}
+        self._blocks: dict[int, tuple[int, int]] = {}
 
     def forget(self) -> None:
         """After a rebalance another worker may have stored more: reload lazily."""
-        self._marks.clear()
+        self._blocks.clear()
 
-    async def get(self, partition: int) -> int:
-        if partition not in self._marks:
+    async def get(self, partition: int) -> tuple[int, int]:
+        if partition not in self._blocks:
             result = await self._store.query(
-                f"SELECT max(kafka_offset), count() FROM {self._table} "
-                f"WHERE kafka_partition = {int(partition)}"
+                f"SELECT kafka_block_start, kafka_offset FROM {self._table} "
+                f"WHERE kafka_partition = {int(partition)} ORDER BY kafka_offset DESC LIMIT 1"
             )
-            top, count = result["rows"][0]
-            self._marks[partition] = int(top) if count else -1
-        return self._marks[partition]
+            if not result["rows"]:
+                self._blocks[partition] = NO_BLOCK
+            else:
+                start, end = (int(v) for v in result["rows"][0])
+                self._blocks[partition] = (min(start, end + 1), end)
+        return self._blocks[partition]
 
-    def advance(self, partition: int, offset: int) -> None:
-        self._marks[partition] = max(self._marks.get(partition, -1), offset)
+    def advance(self, partition: int, first: int, last: int) -> None:
+        self._blocks[partition] = (first, last)
 
 
 def ingest_group_id(topic_prefix: str) -> str:
@@ -99,6 +110,7 @@ def create_app(
     dlq_topic = TopicSender(app, topics.agent_dlq)
     outbound = TopicSender(app, topics.events_outbound)
     watermarks = Watermarks(store)
+    cutter = BlockCutter()
     # samples, not encoded events: only the few that go out are encoded
     throttle: LiveThrottle[SystemSample] = LiveThrottle(settings.live_interval_s)
     app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0}  # type: ignore[attr-defined]
@@ -114,29 +126,34 @@ def create_app(
 
     async def store_batch(batch: list[RawRecord]) -> None:
         """Store one batch of agent.raw; the ingest commits its offsets when this returns."""
-        records = []
-        for rec in batch:
-            if rec.offset <= await watermarks.get(rec.partition):
-                stats["skipped_replay"] += 1
-                continue
-            records.append(rec)
-        if not records:
-            return
+        marks = {p: await watermarks.get(p) for p in {rec.partition for rec in batch}}
+        blocks, skipped = cutter.cut(batch, marks)
+        stats["skipped_replay"] += skipped
+        for block in blocks:
+            await store_block(block)
+
+    async def store_block(block: Block) -> None:
+        records = block.records
         await event_stages.observe_raw([(r.key, r.value, r.headers) for r in records])
         # connection records (empty value, header "control") are presence only
         result = process_batch([r for r in records if "control" not in r.headers])
-        # one insert per table and batch: the insert is atomic, so the
-        # stored high-water mark is exact even when we crash in between
-        await store.insert(
-            "system_metrics", result.rows["system_metrics"], SYSTEM_METRICS_COLUMNS, token=None
-        )
-        by_partition: dict[int, int] = defaultdict(lambda: -1)
-        for rec in records:
-            by_partition[rec.partition] = max(by_partition[rec.partition], rec.offset)
-        for partition, top in by_partition.items():
-            watermarks.advance(partition, top)
+        rows = result.rows["system_metrics"]
+        if rows:
+            # one insert per partition and block, with a token a replay reproduces
+            # (streams/blocks.py): the raw rows and every rollup count once
+            last = int(rows[-1][_OFFSET])
+            token = block_token(
+                "system_metrics", topics.agent_raw, block.partition, block.first, last
+            )
+            await store.insert(
+                "system_metrics", [(*row, block.first) for row in rows], _COLUMNS, token=token
+            )
+            watermarks.advance(block.partition, block.first, last)
+        if block.repair:
+            stats["skipped_replay"] += len(records)
+        else:
+            stats["stored"] += len(rows)
         await event_stages.observe_samples(result.samples)
-        stats["stored"] += len(result.rows["system_metrics"])
         stats["rejected"] += len(result.rejects)
         for vm_id, payload in result.rejects:
             await dlq_topic.send(key=vm_id.encode(), value=payload)
@@ -145,6 +162,10 @@ def create_app(
             if throttle.offer(sample.vm_id, sample, now) is not None:
                 await send_live(sample)
 
+    def forget_partitions() -> None:
+        watermarks.forget()
+        cutter.forget()
+
     ingest = RawIngest(
         bootstrap=settings.kafka_bootstrap,
         raw_topic=topics.agent_raw,
@@ -152,7 +173,7 @@ def create_app(
         group_id=ingest_group_id(settings.topic_prefix),
         on_raw=store_batch,
         on_hypervisor=event_stages.hypervisor_event,
-        on_revoked=watermarks.forget,
+        on_revoked=forget_partitions,
         max_records=batch_max,
         within_s=batch_within_s,
         session_timeout_s=settings.kafka_session_timeout_s,

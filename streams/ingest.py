@@ -10,8 +10,9 @@ offsets committed, explicitly (docs/BENCHMARKS.md has the figures).
 Guarantees kept from the agent it replaces:
 
 * Offsets are committed only after the handler returned, i.e. after the store
-  acknowledged the batch. A failing handler commits nothing; the batch is read
-  again after a pause (and the store's high-water marks skip what was stored).
+  acknowledged the batch. A failing handler or commit leaves the batch
+  uncommitted; it is read again after a pause, before anything after it (the
+  store recognises what it already holds, streams/blocks.py).
 * One group, with the range assignor, for both topics: they share key (VM id)
   and partition count, so the same worker holds a VM's agent traffic and its
   hypervisor events, and presence sees both.
@@ -41,14 +42,14 @@ RETRY_PAUSE_S = 1.0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoked: Callable[[], None]) -> None:
-        self._on_revoked = on_revoked
+    def __init__(self, forget: Callable[[], None]) -> None:
+        self.forget = forget
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self._on_revoked()
+        self.forget()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._on_revoked()  # a new assignment may hold partitions others stored more of
+        self.forget()  # a new assignment may hold partitions others stored more of
 
 
 def _record(rec: Any) -> RawRecord:
@@ -124,19 +125,26 @@ class RawIngest:
                     continue
                 try:
                     await self._handle(batches)
+                    await consumer.commit(
+                        {
+                            tp: OffsetAndMetadata(recs[-1].offset + 1, "")
+                            for tp, recs in batches.items()
+                        }
+                    )
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # nothing committed: read the batch again, the store skips what it has
+                    # Not committed: read the batch again before anything after it, so a
+                    # partition never has two uncommitted blocks; the store recognises
+                    # what it holds (streams/blocks.py).
                     self.failures += 1
                     log.exception("storing a batch failed; retrying in %s s", RETRY_PAUSE_S)
+                    self._listener.forget()
                     for tp, records in batches.items():
-                        consumer.seek(tp, records[0].offset)
+                        if tp in consumer.assignment():
+                            consumer.seek(tp, records[0].offset)
                     await asyncio.sleep(RETRY_PAUSE_S)
                     continue
-                await consumer.commit(
-                    {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()}
-                )
                 self.batches += 1
         finally:
             await consumer.stop()

@@ -116,6 +116,8 @@ class ClickHouseStore:
         settings: dict[str, Any] = {"async_insert": 0}
         if token is not None:
             settings["insert_deduplication_token"] = token
+            # a retried block still reaches the views that missed it, and only those
+            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
         loop = asyncio.get_running_loop()
 
         def run() -> None:

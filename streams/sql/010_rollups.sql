@@ -69,3 +69,15 @@ SELECT
     sum(samples) AS samples
 FROM system_metrics_1m
 GROUP BY vm_id, bucket;
+
+-- The first offset of the insert block a row came in (streams/blocks.py): a
+-- replay re-inserts a partition's last block with the same dedup token. Rows
+-- from before this column read as complete (the all-ones default).
+ALTER TABLE system_metrics
+    ADD COLUMN IF NOT EXISTS kafka_block_start UInt64 DEFAULT 18446744073709551615 CODEC(Delta, ZSTD(1));
+
+-- Replayed blocks must still be inside the dedup windows after a restart, also with many
+-- workers inserting meanwhile (each block of each partition is one entry).
+ALTER TABLE system_metrics MODIFY SETTING non_replicated_deduplication_window = 100000;
+ALTER TABLE system_metrics_1m MODIFY SETTING non_replicated_deduplication_window = 100000;
+ALTER TABLE system_metrics_1h MODIFY SETTING non_replicated_deduplication_window = 100000;

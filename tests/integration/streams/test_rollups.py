@@ -95,46 +95,79 @@ async def test_retention_is_configurable(chdb_store: ClickHouseStore) -> None:
         await apply_retention(chdb_store, 30, 365)
 
 
-async def test_a_replay_from_offset_zero_adds_nothing(
-    settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
-) -> None:
-    vms = [f"vm-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+async def _produce(settings: Settings, topics: Topics, lines: list[tuple[int, str, int]]) -> None:
+    """(partition, vm, second) lines, each to the partition it names."""
     producer = make_producer(settings.kafka_bootstrap or "")
     await producer.start()
     try:
-        for i in range(300):
-            ts = T0 + dt.timedelta(seconds=7 * i)
+        for partition, vm, second in lines:
+            ts = T0 + dt.timedelta(seconds=second)
             await producer.send(
-                topics_ready.agent_raw, metrics_line(vms[i % 3], 10.0, ts), key=vms[i % 3].encode()
+                topics.agent_raw, metrics_line(vm, 10.0, ts), key=vm.encode(), partition=partition
             )
         await producer.flush()
     finally:
         await producer.stop()
 
-    async with running_worker(settings, chdb_store) as app:
-        await until(lambda: app.vmpulse_stats["stored"] == 300, "300 stored")
-        group = ingest_group_id(settings.topic_prefix)
-    # rewind the worker's committed offsets to the beginning: everything is delivered again
+
+async def _rewind(settings: Settings, topics: Topics) -> None:
+    """Move the worker's committed offsets back to the start: everything comes again."""
     rewind = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=ingest_group_id(settings.topic_prefix),
+        enable_auto_commit=False,
     )
     await rewind.start()
     try:
-        tps = [TopicPartition(topics_ready.agent_raw, p) for p in range(settings.partitions)]
+        tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.partitions)]
         rewind.assign(tps)
         await rewind.commit({tp: OffsetAndMetadata(0, "") for tp in tps})
     finally:
         await rewind.stop()
 
-    before = await counts(chdb_store, vms)
-    # the same store, not emptied (running_worker would): the second run must skip it all
-    app2 = create_app(settings, chdb_store, batch_within_s=0.05)
-    await app2.start()
+
+async def _run_until(settings: Settings, store: ClickHouseStore, stat: str, value: int) -> None:
+    """The worker on the store as it is (running_worker would empty it), until a stat is reached."""
+    app = create_app(settings, store, batch_within_s=0.05)
+    await app.start()
     try:
-        await until(lambda: app2.vmpulse_stats["skipped_replay"] == 300, "the replay skipped")
-        assert app2.vmpulse_stats["stored"] == 0
+        await until(lambda: app.vmpulse_stats[stat] == value, f"{stat} == {value}")
+        assert app.vmpulse_stats["stored"] == (value if stat == "stored" else 0)
     finally:
-        await app2.stop()
+        await app.stop()
+
+
+async def test_a_replay_adds_nothing_and_repairs_a_rollup_cut_off_by_a_crash(
+    settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
+) -> None:
+    vms = [f"vm-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    await _produce(settings, topics_ready, [(i % 3, vms[i % 3], 7 * i) for i in range(300)])
+    async with running_worker(settings, chdb_store) as app:
+        await until(lambda: app.vmpulse_stats["stored"] == 300, "300 stored")
+    stored = await counts(chdb_store, vms)
+    assert sum(stored[0].values()) == 300 and stored[1] == stored[0]
+
+    # A crash between the raw part and the rollup views: with the 1-minute view detached,
+    # one more block per partition reaches the raw table only.
+    await chdb_store.command("DETACH TABLE system_metrics_1m_mv")
+    try:
+        await _produce(settings, topics_ready, [(p, vms[p], 5000 + p) for p in range(3)])
+        await _run_until(settings, chdb_store, "stored", 3)
+    finally:
+        await chdb_store.command("ATTACH TABLE system_metrics_1m_mv")
     raw, one_min, _ = await counts(chdb_store, vms)
-    assert (raw, one_min) == before[:2]
-    assert sum(raw.values()) == 300 and one_min == raw
+    assert (sum(raw.values()), sum(one_min.values())) == (303, 300)
+
+    # The replay skips every complete block and inserts each partition's last block again
+    # with its token: the raw table drops it as a duplicate, the rollup gets what it missed.
+    await _rewind(settings, topics_ready)
+    await _run_until(settings, chdb_store, "skipped_replay", 303)
+    raw, one_min, one_hour = await counts(chdb_store, vms)
+    assert sum(raw.values()) == 303
+    assert one_min == raw
+    assert sum(one_hour.values()) == 303
+
+    # and once more: a second replay changes nothing
+    await _rewind(settings, topics_ready)
+    await _run_until(settings, chdb_store, "skipped_replay", 303)
+    assert await counts(chdb_store, vms) == (raw, one_min, one_hour)
