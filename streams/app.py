@@ -80,7 +80,11 @@ def ingest_group_id(topic_prefix: str) -> str:
 
 
 def create_app(
-    settings: Settings, store: Store, *, batch_max: int = 5000, batch_within_s: float = 0.25
+    settings: Settings,
+    store: Store,
+    *,
+    batch_max: int = 20_000,
+    batch_within_s: float | None = None,
 ) -> faust.App:
     """A Faust app on the configured broker: storage, live updates, events (see module doc)."""
     assert settings.kafka_bootstrap is not None, "resolve the broker before creating the app"
@@ -137,6 +141,11 @@ def create_app(
         await event_stages.observe_raw([(r.key, r.value, r.headers) for r in records])
         # connection records (empty value, header "control") are presence only
         result = process_batch([r for r in records if "control" not in r.headers])
+        # live first: a chart should not wait for the batch to be stored
+        now = time.monotonic()
+        for sample in result.samples:
+            if throttle.offer(sample.vm_id, sample, now) is not None:
+                await send_live(sample)
         rows = result.rows["system_metrics"]
         if rows:
             # one insert per partition and block, with a token a replay reproduces
@@ -157,10 +166,6 @@ def create_app(
         stats["rejected"] += len(result.rejects)
         for vm_id, payload in result.rejects:
             await dlq_topic.send(key=vm_id.encode(), value=payload)
-        now = time.monotonic()
-        for sample in result.samples:
-            if throttle.offer(sample.vm_id, sample, now) is not None:
-                await send_live(sample)
 
     def forget_partitions() -> None:
         watermarks.forget()
@@ -175,7 +180,7 @@ def create_app(
         on_hypervisor=event_stages.hypervisor_event,
         on_revoked=forget_partitions,
         max_records=batch_max,
-        within_s=batch_within_s,
+        within_s=settings.store_batch_s if batch_within_s is None else batch_within_s,
         session_timeout_s=settings.kafka_session_timeout_s,
         group_instance_id=settings.worker_instance_id,
     )

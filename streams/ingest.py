@@ -118,9 +118,7 @@ class RawIngest:
         try:
             consumer.subscribe([self._raw_topic, self._hypervisor_topic], listener=self._listener)
             while True:
-                batches = await consumer.getmany(
-                    timeout_ms=self._within_ms, max_records=self._max_records
-                )
+                batches = await self._collect(consumer)
                 if not batches:
                     continue
                 try:
@@ -148,6 +146,30 @@ class RawIngest:
                 self.batches += 1
         finally:
             await consumer.stop()
+
+    async def _collect(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """Records for up to ``within_s`` or ``max_records``: few large inserts, not many small.
+
+        ``getmany`` returns as soon as anything arrived; alone it would make an
+        insert per fetch. Records of partitions lost in a rebalance meanwhile are
+        dropped: their new owner reads them from the committed offset.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._within_ms / 1000
+        batches: dict[TopicPartition, list[Any]] = {}
+        count = 0
+        while count < self._max_records:
+            remaining_ms = int((deadline - loop.time()) * 1000)
+            if remaining_ms <= 0:
+                break
+            got = await consumer.getmany(
+                timeout_ms=remaining_ms, max_records=self._max_records - count
+            )
+            for tp, records in got.items():
+                batches.setdefault(tp, []).extend(records)
+                count += len(records)
+        assigned = consumer.assignment()
+        return {tp: recs for tp, recs in batches.items() if tp in assigned}
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         raw: list[RawRecord] = []

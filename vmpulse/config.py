@@ -73,6 +73,8 @@ class Settings:
     # worker group membership: a dead worker's partitions move after the session
     # timeout; a worker restarted with the same instance id takes them back at once
     kafka_session_timeout_s: float = 10.0
+    # how long the worker gathers agent.raw before one insert per partition
+    store_batch_s: float = 1.0
     worker_instance_id: str | None = None
     # retention (streams/retention.py)
     raw_ttl_days: int = 30
@@ -116,6 +118,7 @@ class Settings:
         partitions = _int(env, "VMPULSE_PARTITIONS", 12, errors, minimum=1)
         replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 1, errors, minimum=1)
         live_ms = _int(env, "VMPULSE_LIVE_INTERVAL_MS", 1000, errors, minimum=0)
+        batch_ms = _int(env, "VMPULSE_STORE_BATCH_MS", 1000, errors, minimum=10)
         floats = {
             name: _float(env, f"VMPULSE_{name.upper()}", default, errors, minimum=minimum)
             for name, default, minimum in (
@@ -145,6 +148,7 @@ class Settings:
             partitions=partitions,
             replication_factor=replication,
             live_interval_s=live_ms / 1000.0,
+            store_batch_s=batch_ms / 1000.0,
             libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,
             worker_instance_id=env.get("VMPULSE_WORKER_ID") or None,
             raw_ttl_days=raw_ttl,
