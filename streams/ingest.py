@@ -38,14 +38,20 @@ __all__ = ["RawIngest"]
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[RawRecord]], Awaitable[None]]
+_Batches = dict[TopicPartition, list[Any]]
+_Inflight = tuple["asyncio.Task[None]", _Batches]
 RETRY_PAUSE_S = 1.0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, forget: Callable[[], None]) -> None:
         self.forget = forget
+        self.drain: Callable[[], Awaitable[None]] | None = None
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        # the batch being stored finishes and commits before anyone else may take over
+        if self.drain is not None:
+            await self.drain()
         self.forget()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -103,6 +109,8 @@ class RawIngest:
         self.batches = 0
         self.failures = 0
         self._task: asyncio.Task[Any] | None = None
+        self._inflight: _Inflight | None = None
+        self._listener.drain = self.drain
 
     async def stop(self) -> None:
         """Cancel a running :meth:`run` and wait until its consumer left the group."""
@@ -112,47 +120,80 @@ class RawIngest:
             await asyncio.wait({task})
 
     async def run(self) -> None:
+        """Collect a batch while the previous one is being stored; store them in order.
+
+        Inserts stay strictly sequential (one at a time, each finished before the
+        next starts), so only a partition's newest block can be incomplete after a
+        crash, however many stored blocks are not committed yet.
+        """
         self._task = asyncio.current_task()
         consumer = AIOKafkaConsumer(**self._consumer_args)
         await consumer.start()
+        self._inflight = None
         try:
             consumer.subscribe([self._raw_topic, self._hypervisor_topic], listener=self._listener)
             while True:
                 batches = await self._collect(consumer)
-                if not batches:
-                    continue
-                try:
-                    await self._handle(batches)
-                    await consumer.commit(
-                        {
-                            tp: OffsetAndMetadata(recs[-1].offset + 1, "")
-                            for tp, recs in batches.items()
-                        }
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # Not committed: read the batch again before anything after it, so a
-                    # partition never has two uncommitted blocks; the store recognises
-                    # what it holds (streams/blocks.py).
-                    self.failures += 1
-                    log.exception("storing a batch failed; retrying in %s s", RETRY_PAUSE_S)
-                    self._listener.forget()
-                    for tp, records in batches.items():
-                        if tp in consumer.assignment():
-                            consumer.seek(tp, records[0].offset)
-                    await asyncio.sleep(RETRY_PAUSE_S)
-                    continue
-                self.batches += 1
+                if self._inflight is not None:
+                    previous = self._inflight
+                    if not await self._finish(consumer, previous):
+                        self._rewind(consumer, previous[1], batches)
+                        await asyncio.sleep(RETRY_PAUSE_S)
+                        continue
+                if batches:
+                    task = asyncio.create_task(self._store(consumer, batches))
+                    self._inflight = (task, batches)
         finally:
+            if self._inflight is not None:
+                self._inflight[0].cancel()
+                await asyncio.wait({self._inflight[0]})
             await consumer.stop()
+
+    async def _store(self, consumer: AIOKafkaConsumer, batches: _Batches) -> None:
+        await self._handle(batches)
+        await consumer.commit(
+            {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()}
+        )
+        self.batches += 1
+
+    async def _finish(self, consumer: AIOKafkaConsumer, inflight: _Inflight) -> bool:
+        """Wait for the batch being stored; False if it failed (nothing after it is stored)."""
+        self._inflight = None
+        task = inflight[0]
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is None:
+            return not task.cancelled()
+        self.failures += 1
+        log.error(
+            "storing a batch failed; retrying in %s s", RETRY_PAUSE_S, exc_info=task.exception()
+        )
+        return False
+
+    def _rewind(self, consumer: AIOKafkaConsumer, *batches: _Batches) -> None:
+        """Read the failed batch (and the one gathered after it) again, from its start."""
+        self._listener.forget()
+        first: dict[TopicPartition, int] = {}
+        for batch in batches:
+            for tp, records in batch.items():
+                first[tp] = min(first.get(tp, records[0].offset), records[0].offset)
+        assigned = consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
+
+    async def drain(self) -> None:
+        """Let the batch being stored finish (and commit): partitions are about to move."""
+        inflight = self._inflight
+        if inflight is not None:
+            await asyncio.wait({inflight[0]})
 
     async def _collect(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
         """Records for up to ``within_s`` or ``max_records``: few large inserts, not many small.
 
         ``getmany`` returns as soon as anything arrived; alone it would make an
-        insert per fetch. Records of partitions lost in a rebalance meanwhile are
-        dropped: their new owner reads them from the committed offset.
+        insert per fetch. A rebalance meanwhile moves positions back to the
+        committed offsets: records that come again replace the ones held, and
+        partitions that went to another worker are dropped.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._within_ms / 1000
@@ -166,10 +207,17 @@ class RawIngest:
                 timeout_ms=remaining_ms, max_records=self._max_records - count
             )
             for tp, records in got.items():
-                batches.setdefault(tp, []).extend(records)
+                held = batches.setdefault(tp, [])
+                if held and records[0].offset <= held[-1].offset:
+                    # a rebalance reset the position to the committed offset: what we
+                    # hold from there on comes again
+                    kept = [r for r in held if r.offset < records[0].offset]
+                    count -= len(held) - len(kept)
+                    held[:] = kept
+                held.extend(records)
                 count += len(records)
-        assigned = consumer.assignment()
-        return {tp: recs for tp, recs in batches.items() if tp in assigned}
+        assigned = consumer.assignment()  # partitions lost meanwhile belong to another worker
+        return {tp: recs for tp, recs in batches.items() if tp in assigned and recs}
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         raw: list[RawRecord] = []

@@ -116,8 +116,9 @@ async def test_sustained_rate_with_bounded_lag(settings: Settings, tmp_path: Pat
         f"max lag {max(lags)}; events.outbound records {outbound}"
     )
     assert total / elapsed >= 0.9 * offered, "worker fell behind the offered rate"
-    # bounded lag: never more than two seconds of traffic behind
-    assert max(lags) < 2 * RATE, lags
+    # bounded lag: the worker gathers up to 1 s (VMPULSE_STORE_BATCH_MS) before it stores
+    # and commits, so the committed offsets trail by up to ~2 s; never more than 3 s
+    assert max(lags) < 3 * RATE, lags
 
 
 async def _end_offsets_total(settings: Settings, topic: str) -> int:
