@@ -8,8 +8,8 @@ a batch's offsets are committed only after the store acknowledged its rows.
 Rows carry their Kafka position and their insert block; after a crash the
 last block of each partition is inserted again with the same dedup token and
 everything before it is skipped (streams/blocks.py), so neither the raw rows
-nor the rollups count anything twice. The Faust app hosts the rest: control events, timers, the
-producer for outbound events and the DLQ.
+nor the rollups count anything twice. The Faust app hosts the rest: control
+events, timers, and the producer for outbound events and the DLQ.
 """
 
 from __future__ import annotations
