@@ -152,6 +152,8 @@ class ClickHouseStore:
         settings: dict[str, Any] = {"async_insert": 0}
         if token is not None:
             settings["insert_deduplication_token"] = token
+            # a retried block still reaches the views that missed it, and only those
+            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
         loop = asyncio.get_running_loop()
 
         def run() -> None:
@@ -161,6 +163,14 @@ class ClickHouseStore:
             await loop.run_in_executor(self._pool, run)
         except Exception as exc:
             raise StoreError(f"insert into {table} failed: {exc}") from exc
+
+    async def command(self, sql: str) -> None:
+        """Run one statement that changes things (DDL such as retention); never user input."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, self._client.command, sql)
+        except Exception as exc:
+            raise StoreError(str(exc).strip().splitlines()[0][:500]) from exc
 
     async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult:
         """Run one read-only statement with row and time limits; return columns and rows."""

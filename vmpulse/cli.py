@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         "--scan", type=int, default=100_000, help="records read per partition (default 100000)"
     )
     dlq.add_argument("--json", action="store_true", help="print JSON instead of text")
+    from vmpulse.platform_cli import add_platform_commands
+
+    add_platform_commands(sub)
     return p
 
 
@@ -185,6 +188,12 @@ def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _platform(settings: Settings, args: argparse.Namespace) -> int:
+    from vmpulse.platform_cli import run_platform_command
+
+    return run_platform_command(settings, args)
+
+
 class QueryFailed(Exception):
     pass
 
@@ -269,7 +278,10 @@ _COMMANDS = {
     "token": _cmd_token,
     "query": _cmd_query,
     "dlq": _cmd_dlq,
+    "emit": _platform,
+    "directory": _platform,
 }
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -92,6 +92,22 @@ class Settings:
     agent_max_connections: int = 10_000
     bridge_metrics_port: int | None = None
     """Port of the bridge's own Prometheus /metrics endpoint; None = not served."""
+    # presence and alerts (streams/presence.py, streams/alerts.py)
+    agent_interval_s: float = 30.0
+    alert_cpu_percent: float = 90.0
+    alert_cpu_for_s: float = 300.0
+    alert_memory_percent: float = 95.0
+    alert_memory_for_s: float = 300.0
+    alert_disk_percent: float = 90.0
+    # worker group membership: a dead worker's partitions move after the session
+    # timeout; a worker restarted with the same instance id takes them back at once
+    kafka_session_timeout_s: float = 10.0
+    # how long the worker gathers agent.raw before one insert per partition
+    store_batch_s: float = 1.0
+    worker_instance_id: str | None = None
+    # retention (streams/retention.py)
+    raw_ttl_days: int = 30
+    rollup_ttl_days: int = 365
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -181,6 +197,21 @@ class Settings:
         metrics_port = (
             _int(env, "VMPULSE_BRIDGE_METRICS_PORT", 0, errors, minimum=0) if metrics_raw else None
         )
+        batch_ms = _int(env, "VMPULSE_STORE_BATCH_MS", 1000, errors, minimum=10)
+        floats = {
+            name: _float(env, f"VMPULSE_{name.upper()}", default, errors, minimum=minimum)
+            for name, default, minimum in (
+                ("agent_interval_s", 30.0, 0.001),
+                ("alert_cpu_percent", 90.0, 0.0),
+                ("alert_cpu_for_s", 300.0, 0.0),
+                ("alert_memory_percent", 95.0, 0.0),
+                ("alert_memory_for_s", 300.0, 0.0),
+                ("alert_disk_percent", 90.0, 0.0),
+                ("kafka_session_timeout_s", 10.0, 6.0),
+            )
+        }
+        raw_ttl = _int(env, "VMPULSE_RAW_TTL_DAYS", 30, errors, minimum=1)
+        rollup_ttl = _int(env, "VMPULSE_ROLLUP_TTL_DAYS", 365, errors, minimum=1)
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -196,6 +227,7 @@ class Settings:
             partitions=partitions,
             replication_factor=replication,
             live_interval_s=live_ms / 1000.0,
+            store_batch_s=batch_ms / 1000.0,
             libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,
             jwt_algorithms=algorithms,
             jwt_public_key=public_key,
@@ -216,6 +248,10 @@ class Settings:
             agent_idle_timeout_s=float(idle_s),
             agent_max_connections=max_conns,
             bridge_metrics_port=metrics_port,
+            worker_instance_id=env.get("VMPULSE_WORKER_ID") or None,
+            raw_ttl_days=raw_ttl,
+            rollup_ttl_days=rollup_ttl,
+            **floats,  # type: ignore[arg-type]
         )
 
     def replace(self, **changes: object) -> Settings:
@@ -233,4 +269,20 @@ def _int(env: Mapping[str, str], name: str, default: int, errors: list[str], min
         return default
     if value < minimum:
         errors.append(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(
+    env: Mapping[str, str], name: str, default: float, errors: list[str], minimum: float
+) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        errors.append(f"{name} must be a number, got {raw!r}")
+        return default
+    if not value >= minimum or value == float("inf"):
+        errors.append(f"{name} must be a finite number >= {minimum}, got {raw!r}")
     return value

@@ -267,31 +267,36 @@ async def test_both_dialects_are_stored_and_every_malformed_line_explained(
 
         a, b, c, d = (guests[k].vm_id for k in "abcd")
 
-        def per_vm(rows: list[list[Any]]) -> dict[str, int]:
-            return {str(vm): int(n) for vm, n in rows}
-
-        async def counts(table: str) -> dict[str, int]:
-            return per_vm(
-                await api.query(
-                    f"SELECT vm_id, count() FROM {table} WHERE vm_id IN ({in_list}) GROUP BY vm_id"
-                )
+        async def settled(table: str, expected: dict[str, int]) -> None:
+            """A block's tables are written one after another: wait for this one's rows."""
+            await _poll(
+                api,
+                f"SELECT vm_id, count() FROM {table} WHERE vm_id IN ({in_list}) "
+                "GROUP BY vm_id ORDER BY vm_id",
+                [[vm, n] for vm, n in sorted(expected.items())],
+                30,
+                f"the rows of {table}",
             )
 
-        assert await counts("process_snapshots") == {a: 5, b: 3, c: 12, d: 1004}
-        assert await counts("port_usage") == {a: 4, c: 6, d: 22}
-        assert await counts("disk_usage") == {a: 2, b: 2, c: 2, d: 2}
-        assert await counts("network_interfaces") == {a: 2, b: 2, c: 2, d: 2}
-        assert await counts("application_usage") == {a: 2}
-        kinds = await api.query(
-            "SELECT vm_id, groupArray(kind) FROM (SELECT vm_id, kind FROM agent_events "
-            f"WHERE vm_id IN ({in_list}) ORDER BY kind) GROUP BY vm_id"
-        )
-        assert {vm: sorted(k) for vm, k in kinds} == {
+        await settled("process_snapshots", {a: 5, b: 3, c: 12, d: 1004})
+        await settled("port_usage", {a: 4, c: 6, d: 22})
+        await settled("disk_usage", {a: 2, b: 2, c: 2, d: 2})
+        await settled("network_interfaces", {a: 2, b: 2, c: 2, d: 2})
+        await settled("application_usage", {a: 2})
+        expected_kinds = {
             a: ["hello"],
             b: ["hello"],
             c: ["agent_event", "command_result", "hello", "script_completion"],
             d: ["error_report", "hello"],
         }
+        await _poll(
+            api,
+            "SELECT vm_id, arraySort(groupArray(kind)) FROM agent_events "
+            f"WHERE vm_id IN ({in_list}) GROUP BY vm_id ORDER BY vm_id",
+            [[vm, k] for vm, k in sorted(expected_kinds.items())],
+            30,
+            "the agent_events rows",
+        )
         procs = await api.query(
             "SELECT name, executable_path, round(toFloat64(cpu_usage_percent), 2), "
             f"memory_usage_kb, status FROM process_snapshots WHERE vm_id = '{c}' AND pid = 2"

@@ -61,3 +61,33 @@ def test_gateway_settings_defaults_and_errors(tmp_path: Path) -> None:
     text = str(info.value)
     for name in ("VMPULSE_JWT_ALGORITHMS", "VMPULSE_JWT_PUBLIC_KEY", "MAX_CONNECTIONS"):
         assert name in text
+
+
+def test_presence_alert_and_retention_settings() -> None:
+    s = Settings.from_env(
+        {
+            "VMPULSE_AGENT_INTERVAL_S": "5",
+            "VMPULSE_ALERT_CPU_PERCENT": "80.5",
+            "VMPULSE_ALERT_CPU_FOR_S": "60",
+            "VMPULSE_RAW_TTL_DAYS": "7",
+            "VMPULSE_ROLLUP_TTL_DAYS": "90",
+        }
+    )
+    assert (s.agent_interval_s, s.alert_cpu_percent, s.alert_cpu_for_s) == (5.0, 80.5, 60.0)
+    assert (s.alert_memory_percent, s.alert_disk_percent) == (95.0, 90.0)
+    assert (s.raw_ttl_days, s.rollup_ttl_days) == (7, 90)
+
+
+def test_bad_presence_and_alert_settings_are_all_reported() -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(
+            {
+                "VMPULSE_AGENT_INTERVAL_S": "0",
+                "VMPULSE_ALERT_CPU_PERCENT": "nan",
+                "VMPULSE_RAW_TTL_DAYS": "x",
+            }
+        )
+    text = str(err.value)
+    assert "VMPULSE_AGENT_INTERVAL_S" in text
+    assert "VMPULSE_ALERT_CPU_PERCENT" in text
+    assert "VMPULSE_RAW_TTL_DAYS" in text

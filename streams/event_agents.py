@@ -1,0 +1,207 @@
+"""Wiring of the event stages into the Faust app: routing, presence and alerts.
+
+Thin on purpose: every decision is in a pure module (router.py, presence.py,
+alerts.py); this module only moves records between Kafka and them.
+
+* ``control.events`` (the platform's resource events) -> route -> events.outbound
+* from the worker's ingest (streams/ingest.py, same consumer as agent.raw):
+  ``hypervisor.events`` (:meth:`EventStages.hypervisor_event`) -> presence
+  (power state); agent traffic (:meth:`EventStages.observe_raw`) -> presence
+  (agent state); accepted samples (:meth:`EventStages.observe_samples`) ->
+  alerts; all -> route -> events.outbound
+* a timer turns silent agents offline.
+
+The directory comes from :class:`vmpulse.kafka_io.DirectoryTail`, not from a
+Faust GlobalTable: each worker needs the *whole* directory (routing a VM event
+needs the department's members, wherever their records live), the compacted
+``directory`` topic already is the durable source of truth, and the gateway
+folds the same topic with the same code. A GlobalTable would copy the topic
+into a second changelog topic and recover it through Faust's table machinery
+on every start, for nothing the tail does not already give.
+
+State (presence, alerts) lives in memory per worker. agent.raw and
+hypervisor.events share the key (VM id) and the partition count, and the
+ingest reads both in one group with the range assignor, so one worker holds
+both of a VM's partitions. After
+a restart presence starts unknown: the next line of each agent reports it
+online again, and an open alert whose VM keeps breaching is raised again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import faust
+import mode
+import msgspec
+
+from schemas.events import ResourceEvent, encode_outbound
+from schemas.hypervisor import HypervisorEventError, decode_hypervisor_event
+from schemas.topics import Topics
+from streams.alerts import AlertEngine, AlertSample, Rule
+from streams.outbox import TopicSender
+from streams.presence import Presence
+from streams.router import route_event, routing_key
+from vmpulse.config import Settings
+from vmpulse.kafka_io import DirectoryTail
+
+__all__ = [
+    "DirectoryService",
+    "EventStages",
+    "alert_rules",
+    "alert_sample",
+    "register_event_agents",
+]
+
+log = logging.getLogger(__name__)
+
+_resource_decoder = msgspec.json.Decoder(ResourceEvent)
+DIRECTORY_TIMEOUT_S = 30.0
+
+
+class DirectoryService(mode.Service):  # type: ignore[misc]
+    """The directory tail as a service that starts and stops with the app."""
+
+    def __init__(self, tail: DirectoryTail, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tail = tail
+
+    async def on_start(self) -> None:
+        await self.tail.start()
+
+    async def on_stop(self) -> None:
+        await self.tail.stop()
+
+
+def alert_rules(settings: Settings) -> list[Rule]:
+    return [
+        Rule("cpu_high", "cpu", settings.alert_cpu_percent, settings.alert_cpu_for_s),
+        Rule("memory_high", "memory", settings.alert_memory_percent, settings.alert_memory_for_s),
+        Rule("disk_full", "disk", settings.alert_disk_percent, 0.0),
+    ]
+
+
+def _disks(sample: Any) -> dict[str, float]:
+    """Disk use in percent per mount, from ``disks`` items with PROTOCOL.md's field names."""
+    found: dict[str, float] = {}
+    for disk in getattr(sample, "disks", None) or ():
+        mount = getattr(disk, "mount_point", None)
+        total = getattr(disk, "total_gb", None)
+        used = getattr(disk, "used_gb", None)
+        if isinstance(mount, str) and total and used is not None and total > 0:
+            found[mount] = 100.0 * float(used) / float(total)
+    return found
+
+
+def alert_sample(sample: Any) -> AlertSample:
+    """The figures alerts need, from a normalized system sample of the pipeline."""
+    total = getattr(sample, "memory_total_kb", 0) or 0
+    used = getattr(sample, "memory_used_kb", 0) or 0
+    return AlertSample(
+        vm_id=sample.vm_id,
+        ts=sample.ts,
+        cpu_percent=getattr(sample, "cpu_usage_percent", None),
+        memory_percent=100.0 * used / total if total > 0 else None,
+        disks=_disks(sample),
+    )
+
+
+class EventStages:
+    """Presence, alerts and routing of one worker; the storage agent feeds it."""
+
+    def __init__(self, settings: Settings, tail: DirectoryTail, outbound: Any) -> None:
+        self.presence = Presence(settings.agent_interval_s)
+        self.alerts = AlertEngine(alert_rules(settings))
+        self.tail = tail
+        self._outbound = outbound
+        self.stats = {"routed": 0, "bad_control": 0, "bad_hypervisor": 0}
+
+    async def emit(self, events: Iterable[ResourceEvent]) -> None:
+        """Route each event with the current directory and send it to events.outbound."""
+        for event in events:
+            if not self.tail.caught_up.is_set():
+                await self._wait_for_directory()
+            out = route_event(event, self.tail.directory)
+            await self._outbound.send(key=routing_key(event).encode(), value=encode_outbound(out))
+            self.stats["routed"] += 1
+
+    async def _wait_for_directory(self) -> None:
+        try:
+            await asyncio.wait_for(self.tail.caught_up.wait(), DIRECTORY_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("directory not caught up after %s s; routing anyway", DIRECTORY_TIMEOUT_S)
+
+    async def observe_raw(
+        self, records: Sequence[tuple[bytes | None, bytes | None, Mapping[str, bytes]]]
+    ) -> None:
+        """Agent traffic ``(key, value, headers)``: connection records and lines mean presence."""
+        now = time.time()
+        events: list[ResourceEvent] = []
+        for key, value, headers in records:
+            if not key:
+                continue
+            vm_id = key.decode("utf-8", errors="replace")
+            control = headers.get("control")
+            if control == b"disconnected":
+                events += self.presence.disconnected(vm_id, now)
+            elif control is None and value:
+                events += self.presence.activity(vm_id, now)
+        await self.emit(events)
+
+    async def observe_samples(self, samples: Iterable[Any]) -> None:
+        """Accepted metric samples: alert rules."""
+        events: list[ResourceEvent] = []
+        for sample in samples:
+            events += self.alerts.observe(alert_sample(sample))
+        await self.emit(events)
+
+    async def control_event(self, raw: bytes | None) -> None:
+        try:
+            event = _resource_decoder.decode(raw or b"")
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.stats["bad_control"] += 1
+            log.warning("skipping malformed control event: %s", exc)
+            return
+        await self.emit([event])
+
+    async def hypervisor_event(self, raw: bytes | None) -> None:
+        try:
+            event = decode_hypervisor_event(raw or b"")
+        except HypervisorEventError as exc:
+            self.stats["bad_hypervisor"] += 1
+            log.warning("skipping malformed hypervisor event: %s", exc)
+            return
+        await self.emit(self.presence.power(event.vm_id, event.state))
+
+    async def tick(self) -> None:
+        await self.emit(self.presence.tick(time.time()))
+
+
+def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
+    """Add the directory, the control-events agent and the presence timer to ``app``."""
+    assert settings.kafka_bootstrap is not None
+    topics = Topics(settings.topic_prefix)
+    tail = DirectoryTail(settings.kafka_bootstrap, topics)
+    app.add_dependency(DirectoryService(tail))
+    outbound = TopicSender(app, topics.events_outbound)
+    control = app.topic(topics.control_events, key_serializer="raw", value_serializer="raw")
+    stages = EventStages(settings, tail, outbound)
+
+    @app.agent(control)  # type: ignore[untyped-decorator]
+    async def control_agent(stream: Any) -> None:
+        async for value in stream:
+            await stages.control_event(value)
+
+    tick_s = min(max(settings.agent_interval_s / 4, 0.05), 5.0)
+
+    @app.timer(interval=tick_s)  # type: ignore[untyped-decorator]
+    async def presence_tick() -> None:
+        if not app.should_stop:  # the producer may already be gone
+            await stages.tick()
+
+    app.vmpulse_event_agents = (control_agent, presence_tick)  # type: ignore[attr-defined]
+    return stages

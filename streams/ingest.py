@@ -1,0 +1,231 @@
+"""Batch consumption of agent.raw (and hypervisor.events) straight from aiokafka.
+
+Why not a Faust agent: Faust turns every record into a Message, an Event and a
+stream step with its own acking, about 90 us of CPU per record on the
+reference machine, ten times what validating and storing it costs; a worker
+then tops out near 4,000 messages a second. Here one ``getmany`` hands over
+thousands of records at once, the handler stores them, and only then are the
+offsets committed, explicitly (docs/BENCHMARKS.md has the figures).
+
+Guarantees kept from the agent it replaces:
+
+* Offsets are committed only after the handler returned, i.e. after the store
+  acknowledged the batch. A failing handler or commit leaves the batch
+  uncommitted; it is read again after a pause, before anything after it (the
+  store recognises what it already holds, streams/blocks.py).
+* One group, with the range assignor, for both topics: they share key (VM id)
+  and partition count, so the same worker holds a VM's agent traffic and its
+  hypervisor events, and presence sees both.
+* ``on_revoked`` runs when partitions move, before another worker may store
+  them, so cached high-water marks are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import OffsetAndMetadata
+
+from streams.pipeline import RawRecord
+
+__all__ = ["RawIngest"]
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[RawRecord]], Awaitable[None]]
+_Batches = dict[TopicPartition, list[Any]]
+_Inflight = tuple["asyncio.Task[None]", _Batches]
+RETRY_PAUSE_S = 1.0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, forget: Callable[[], None]) -> None:
+        self.forget = forget
+        self.drain: Callable[[], Awaitable[None]] | None = None
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # the batch being stored finishes and commits before anyone else may take over
+        if self.drain is not None:
+            await self.drain()
+        self.forget()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.forget()  # a new assignment may hold partitions others stored more of
+
+
+def _record(rec: Any) -> RawRecord:
+    return RawRecord(
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        key=rec.key,
+        value=rec.value if rec.value is not None else b"",
+        headers={k: bytes(v) for k, v in (rec.headers or ())},
+    )
+
+
+class RawIngest:
+    """The worker's consumer of agent.raw and hypervisor.events; ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        raw_topic: str,
+        hypervisor_topic: str,
+        group_id: str,
+        on_raw: BatchHandler,
+        on_hypervisor: Callable[[bytes | None], Awaitable[None]],
+        on_revoked: Callable[[], None],
+        max_records: int = 5000,
+        within_s: float = 0.25,
+        session_timeout_s: float = 10.0,
+        group_instance_id: str | None = None,
+    ) -> None:
+        self._raw_topic = raw_topic
+        self._hypervisor_topic = hypervisor_topic
+        self._on_raw = on_raw
+        self._on_hypervisor = on_hypervisor
+        self._listener = _Listener(on_revoked)
+        self._max_records = max_records
+        self._within_ms = int(within_s * 1000)
+        self._consumer_args: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group_id,
+            "group_instance_id": group_instance_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "partition_assignment_strategy": (RangePartitionAssignor,),
+            "session_timeout_ms": int(session_timeout_s * 1000),
+            "heartbeat_interval_ms": int(min(3.0, session_timeout_s / 3) * 1000),
+            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            "fetch_max_bytes": 32 * 1024 * 1024,
+        }
+        self.batches = 0
+        self.failures = 0
+        self._task: asyncio.Task[Any] | None = None
+        self._inflight: _Inflight | None = None
+        self._listener.drain = self.drain
+
+    async def stop(self) -> None:
+        """Cancel a running :meth:`run` and wait until its consumer left the group."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
+    async def run(self) -> None:
+        """Collect a batch while the previous one is being stored; store them in order.
+
+        Inserts stay strictly sequential (one at a time, each finished before the
+        next starts), so only a partition's newest block can be incomplete after a
+        crash, however many stored blocks are not committed yet.
+        """
+        self._task = asyncio.current_task()
+        consumer = AIOKafkaConsumer(**self._consumer_args)
+        await consumer.start()
+        self._inflight = None
+        try:
+            consumer.subscribe([self._raw_topic, self._hypervisor_topic], listener=self._listener)
+            while True:
+                batches = await self._collect(consumer)
+                if self._inflight is not None:
+                    previous = self._inflight
+                    if not await self._finish(consumer, previous):
+                        self._rewind(consumer, previous[1], batches)
+                        await asyncio.sleep(RETRY_PAUSE_S)
+                        continue
+                if batches:
+                    task = asyncio.create_task(self._store(consumer, batches))
+                    self._inflight = (task, batches)
+        finally:
+            if self._inflight is not None:
+                self._inflight[0].cancel()
+                await asyncio.wait({self._inflight[0]})
+            await consumer.stop()
+
+    async def _store(self, consumer: AIOKafkaConsumer, batches: _Batches) -> None:
+        await self._handle(batches)
+        await consumer.commit(
+            {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()}
+        )
+        self.batches += 1
+
+    async def _finish(self, consumer: AIOKafkaConsumer, inflight: _Inflight) -> bool:
+        """Wait for the batch being stored; False if it failed (nothing after it is stored)."""
+        self._inflight = None
+        task = inflight[0]
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is None:
+            return not task.cancelled()
+        self.failures += 1
+        log.error(
+            "storing a batch failed; retrying in %s s", RETRY_PAUSE_S, exc_info=task.exception()
+        )
+        return False
+
+    def _rewind(self, consumer: AIOKafkaConsumer, *batches: _Batches) -> None:
+        """Read the failed batch (and the one gathered after it) again, from its start."""
+        self._listener.forget()
+        first: dict[TopicPartition, int] = {}
+        for batch in batches:
+            for tp, records in batch.items():
+                first[tp] = min(first.get(tp, records[0].offset), records[0].offset)
+        assigned = consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
+
+    async def drain(self) -> None:
+        """Let the batch being stored finish (and commit): partitions are about to move."""
+        inflight = self._inflight
+        if inflight is not None:
+            await asyncio.wait({inflight[0]})
+
+    async def _collect(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """Records for up to ``within_s`` or ``max_records``: few large inserts, not many small.
+
+        ``getmany`` returns as soon as anything arrived; alone it would make an
+        insert per fetch. A rebalance meanwhile moves positions back to the
+        committed offsets: records that come again replace the ones held, and
+        partitions that went to another worker are dropped.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._within_ms / 1000
+        batches: dict[TopicPartition, list[Any]] = {}
+        count = 0
+        while count < self._max_records:
+            remaining_ms = int((deadline - loop.time()) * 1000)
+            if remaining_ms <= 0:
+                break
+            got = await consumer.getmany(
+                timeout_ms=remaining_ms, max_records=self._max_records - count
+            )
+            for tp, records in got.items():
+                held = batches.setdefault(tp, [])
+                if held and records[0].offset <= held[-1].offset:
+                    # a rebalance reset the position to the committed offset: what we
+                    # hold from there on comes again
+                    kept = [r for r in held if r.offset < records[0].offset]
+                    count -= len(held) - len(kept)
+                    held[:] = kept
+                held.extend(records)
+                count += len(records)
+        assigned = consumer.assignment()  # partitions lost meanwhile belong to another worker
+        return {tp: recs for tp, recs in batches.items() if tp in assigned and recs}
+
+    async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        raw: list[RawRecord] = []
+        for tp, records in batches.items():
+            if tp.topic == self._raw_topic:
+                raw.extend(_record(rec) for rec in records)
+            else:
+                for rec in records:
+                    await self._on_hypervisor(rec.value)
+        if raw:
+            await self._on_raw(raw)

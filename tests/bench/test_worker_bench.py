@@ -1,0 +1,168 @@
+"""Worker benchmarks (`make bench`, not in the default run); figures go to docs/BENCHMARKS.md.
+
+1. Sustained: ~1 KB metrics lines produced at TARGET/s for 1,000 VMs while one
+   `vmpulse worker` process validates, stores (chDB) and live-emits them;
+   consumer lag sampled every second must stay bounded.
+2. Fleet size: the same work for 100, 1,000 and 10,000 VMs from a backlog;
+   worker CPU time per message and drain rate.
+
+Environment knobs: VMPULSE_BENCH_RATE (default 10000), VMPULSE_BENCH_SECONDS
+(default 30), VMPULSE_BENCH_BACKLOG (default 100000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from schemas.topics import Topics
+from streams.app import ingest_group_id
+from tests.integration.streams.worker_process import (
+    WorkerProcess,
+    committed_and_end,
+    metrics_line,
+    topic_partitions,
+)
+from vmpulse.config import Settings
+from vmpulse.kafka_io import ensure_topics, make_producer
+
+pytestmark = pytest.mark.bench
+
+RATE = int(os.environ.get("VMPULSE_BENCH_RATE", "10000"))
+SECONDS = float(os.environ.get("VMPULSE_BENCH_SECONDS", "30"))
+BACKLOG = int(os.environ.get("VMPULSE_BENCH_BACKLOG", "100000"))
+T0 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+
+
+def _settings(settings: Settings, partitions: int = 6) -> Settings:
+    return settings.replace(topic_prefix=f"b{uuid.uuid4().hex[:8]}.", partitions=partitions)
+
+
+async def _produce(
+    settings: Settings, topics: Topics, vms: list[str], count: int, rate: float | None
+) -> float:
+    """Produce ``count`` lines (at ``rate``/s, or as fast as possible); returns seconds taken."""
+    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=20)
+    await producer.start()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    keys = [vm.encode() for vm in vms]
+    sent = 0
+    try:
+        while sent < count:
+            due = count if rate is None else min(count, int((loop.time() - start) * rate) + 1)
+            while sent < due:
+                i = sent % len(vms)
+                ts = T0 + dt.timedelta(milliseconds=sent)
+                await producer.send(topics.agent_raw, metrics_line(vms[i], sent, ts), key=keys[i])
+                sent += 1
+            await asyncio.sleep(0.005 if rate else 0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return loop.time() - start
+
+
+async def _wait_topics(settings: Settings, topics: Topics) -> None:
+    deadline = time.monotonic() + 60
+    while len(await topic_partitions(settings, topics)) < len(topics.all()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+
+
+async def test_sustained_rate_with_bounded_lag(settings: Settings, tmp_path: Path) -> None:
+    s = _settings(settings)
+    topics = Topics(s.topic_prefix)
+    group = ingest_group_id(s.topic_prefix)
+    vms = [f"bench-vm-{i:05d}" for i in range(1000)]
+    worker = WorkerProcess(s, tmp_path / "worker.log", VMPULSE_LIVE_INTERVAL_MS="1000")
+    worker.start()
+    try:
+        await _wait_topics(s, topics)
+        await asyncio.sleep(3)  # let the worker join its group before the clock starts
+        total = int(RATE * SECONDS)
+        cpu0 = worker.cpu_seconds()
+        producing = asyncio.create_task(_produce(s, topics, vms, total, RATE))
+        lags: list[int] = []
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while not producing.done():
+            await asyncio.sleep(1.0)
+            done, end = await committed_and_end(s, topics, group)
+            lags.append(end - done)
+        produce_s = await producing
+        while True:
+            done, end = await committed_and_end(s, topics, group)
+            if done >= total:
+                break
+            lags.append(end - done)
+            await asyncio.sleep(0.5)
+        elapsed = loop.time() - start
+        cpu = worker.cpu_seconds() - cpu0
+    finally:
+        worker.stop()
+    outbound = await _end_offsets_total(s, topics.events_outbound)
+    offered = total / produce_s
+    print(
+        f"\nsustained: {total} msgs offered at {offered:,.0f}/s over {produce_s:.1f} s; "
+        f"all stored after {elapsed:.1f} s ({total / elapsed:,.0f}/s); worker CPU "
+        f"{cpu:.1f} s = {cpu / total * 1e6:.0f} us/msg; lag samples (msgs) {lags}; "
+        f"max lag {max(lags)}; events.outbound records {outbound}"
+    )
+    assert total / elapsed >= 0.9 * offered, "worker fell behind the offered rate"
+    # bounded lag: the worker gathers up to 1 s (VMPULSE_STORE_BATCH_MS) before it stores
+    # and commits, so the committed offsets trail by up to ~2 s; never more than 3 s
+    assert max(lags) < 3 * RATE, lags
+
+
+async def _end_offsets_total(settings: Settings, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("fleet", [100, 1000, 10_000])
+async def test_cost_per_message_by_fleet_size(
+    settings: Settings, tmp_path: Path, fleet: int
+) -> None:
+    s = _settings(settings)
+    topics = Topics(s.topic_prefix)
+    group = ingest_group_id(s.topic_prefix)
+    await ensure_topics(
+        s.kafka_bootstrap or "", topics, partitions=s.partitions, replication_factor=1
+    )
+    vms = [f"fleet-vm-{i:05d}" for i in range(fleet)]
+    await _produce(s, topics, vms, BACKLOG, None)
+    worker = WorkerProcess(s, tmp_path / "worker.log", VMPULSE_LIVE_INTERVAL_MS="1000")
+    worker.start()
+    try:
+        loop = asyncio.get_running_loop()
+        while True:  # clock starts at the first commit: start-up is not per-message cost
+            done, _ = await committed_and_end(s, topics, group)
+            if done > 0:
+                break
+            await asyncio.sleep(0.1)
+        first, cpu0, start = done, worker.cpu_seconds(), loop.time()
+        while done < BACKLOG:
+            await asyncio.sleep(0.25)
+            done, _ = await committed_and_end(s, topics, group)
+        elapsed, cpu = loop.time() - start, worker.cpu_seconds() - cpu0
+    finally:
+        worker.stop()
+    n = BACKLOG - first
+    print(
+        f"\nfleet {fleet:>6} VMs: {n} msgs in {elapsed:.1f} s = {n / elapsed:,.0f} msgs/s; "
+        f"worker CPU {cpu / n * 1e6:.0f} us/msg"
+    )
