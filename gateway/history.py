@@ -133,15 +133,23 @@ def raw_sql(vm_id: str, plan: HistoryPlan) -> str:
 
 
 def rollup_sql(vm_id: str, plan: HistoryPlan) -> str:
-    """Merge the rollup's -State columns per requested bucket (schema of issue 5)."""
-    where = f"vm_id = {_literal(vm_id)} AND ts >= {_time(plan.start)} AND ts < {_time(plan.end)}"
+    """Merge the rollup's aggregate states per requested bucket (streams/sql/010_rollups.sql).
+
+    The rollups keep avg and p95 as -State columns and max / sample counts as
+    SimpleAggregateFunction columns; they hold no memory total, so that column
+    is NULL here (the raw answer has it).
+    """
+    where = (
+        f"vm_id = {_literal(vm_id)} AND bucket >= {_time(plan.start)} "
+        f"AND bucket < {_time(plan.end)}"
+    )
     return (
-        f"SELECT toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(ts, INTERVAL "
+        f"SELECT toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(bucket, INTERVAL "
         f"{plan.step_s} SECOND), 3, 'UTC')) AS t, "
-        "avgMerge(cpu_avg) AS cpu_avg, maxMerge(cpu_max) AS cpu_max, "
-        "avgMerge(memory_used_kb_avg) AS memory_used_kb_avg, "
-        "maxMerge(memory_used_kb_max) AS memory_used_kb_max, "
-        "max(memory_total_kb) AS memory_total_kb, countMerge(samples) AS samples "
+        "avgMerge(cpu_avg) AS cpu_avg, max(cpu_max) AS cpu_max, "
+        "avgMerge(memory_avg) AS memory_used_kb_avg, "
+        "max(memory_max) AS memory_used_kb_max, "
+        "CAST(NULL AS Nullable(UInt64)) AS memory_total_kb, sum(samples) AS samples "
         f"FROM {plan.table} WHERE {where} GROUP BY t ORDER BY t LIMIT {MAX_POINTS}"
     )
 
@@ -158,15 +166,10 @@ async def fetch_history(query: Query, vm_id: str, plan: HistoryPlan) -> dict[str
     sql = raw_sql(vm_id, plan)
     if plan.table != RAW_TABLE:
         if await _table_exists(query, plan.table):
-            try:
-                result = await query(rollup_sql(vm_id, plan))
-            except Exception as exc:
-                log.warning("rollup %s unusable, aggregating raw data: %s", plan.table, exc)
-                source = RAW_TABLE
-            else:
-                return _shape(vm_id, plan, plan.table, result)
-        else:
-            source = RAW_TABLE
+            return _shape(vm_id, plan, plan.table, await query(rollup_sql(vm_id, plan)))
+        # a store without the rollups (a worker that has not migrated it yet)
+        log.warning("no rollup table %s: aggregating raw data", plan.table)
+        source = RAW_TABLE
     result = await query(sql)
     return _shape(vm_id, plan, source, result)
 

@@ -121,7 +121,6 @@ class FakeStore:
     ("tables", "rollup_works", "source"),
     [
         (set(), False, "system_metrics"),  # rollup not created yet: aggregate raw
-        ({"system_metrics_1m"}, False, "system_metrics"),  # other columns: aggregate raw
         ({"system_metrics_1m"}, True, "system_metrics_1m"),
     ],
 )
