@@ -32,7 +32,7 @@ from streams.outbox import TopicSender
 from streams.pipeline import RawRecord, live_event, process_batch
 from streams.retention import register_retention
 from streams.store import Store
-from streams.storing import Watermarks, write_block
+from streams.storing import Watermarks, record_blocks, write_block
 from vmpulse.config import Settings
 
 __all__ = ["create_app", "ingest_group_id"]
@@ -99,7 +99,15 @@ def create_app(
         marks = {p: await watermarks.get(p) for p in {rec.partition for rec in batch}}
         blocks, skipped = cutter.cut(batch, marks)
         stats["skipped_replay"] += skipped
+        # repair blocks are recorded already and must be whole before a newer block of
+        # their partition is recorded; the new blocks (one per partition) are then
+        # recorded in one insert rather than one each (streams/storing.py)
         for block in blocks:
+            if block.repair:
+                await store_block(block)
+        fresh = [block for block in blocks if not block.repair]
+        await record_blocks(store, topics.agent_raw, fresh)
+        for block in fresh:
             await store_block(block)
 
     async def store_block(block: Block) -> None:
@@ -112,9 +120,9 @@ def create_app(
         for sample in result.samples:
             if throttle.offer(sample.vm_id, sample, now) is not None:
                 await send_live(sample)
-        # the block is recorded, then each table gets one insert with a token a
+        # the block was recorded (store_batch); each table gets one insert with a token a
         # replay reproduces (streams/storing.py): every row and rollup counts once
-        written = await write_block(store, topics.agent_raw, block, result.rows)
+        written = await write_block(store, topics.agent_raw, block, result.rows, record=False)
         watermarks.advance(block.partition, block.first, block.last)
         if block.repair:
             stats["skipped_replay"] += len(records)

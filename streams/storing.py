@@ -36,7 +36,7 @@ from streams.pipeline import TABLE_COLUMNS
 from streams.rows import Row
 from streams.store import Store
 
-__all__ = ["INGEST_BLOCKS_COLUMNS", "Watermarks", "write_block"]
+__all__ = ["INGEST_BLOCKS_COLUMNS", "Watermarks", "record_blocks", "write_block"]
 
 INGEST_BLOCKS_COLUMNS = ("topic", "partition", "block_start", "block_end")
 
@@ -69,20 +69,31 @@ class Watermarks:
         self._blocks[partition] = (first, last)
 
 
+async def record_blocks(store: Store, topic: str, blocks: Sequence[Block]) -> None:
+    """Record several new blocks in one insert, before any of their rows.
+
+    Only new blocks of distinct partitions may be recorded together: a repair
+    block is recorded already, and it must be complete before a newer block of
+    its partition is recorded (the newest recorded block is the only one a
+    replay completes).
+    """
+    if blocks:
+        rows = [(topic, b.partition, b.first, b.last) for b in blocks]
+        await store.insert("ingest_blocks", rows, INGEST_BLOCKS_COLUMNS, token=None)
+
+
 async def write_block(
     store: Store,
     topic: str,
     block: Block,
     rows: Mapping[str, Sequence[Row]],
     tables: Mapping[str, Sequence[str]] = TABLE_COLUMNS,
+    *,
+    record: bool = True,
 ) -> int:
-    """Record the block, then insert its rows table by table; returns the rows written."""
-    await store.insert(
-        "ingest_blocks",
-        [(topic, block.partition, block.first, block.last)],
-        INGEST_BLOCKS_COLUMNS,
-        token=block_token("ingest_blocks", topic, block.partition, block.first, block.last),
-    )
+    """Record the block (unless it is), then insert its rows table by table; returns rows."""
+    if record:
+        await record_blocks(store, topic, [block])
     written = 0
     for table, columns in tables.items():
         table_rows = rows.get(table) or ()
