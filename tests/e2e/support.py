@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,11 @@ def run_up(args: Sequence[str]) -> Iterator[Up]:
         yield up
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            # as a user stops it; kill only if it does not stop in time
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         log.close()
