@@ -51,7 +51,7 @@ from agents.stream import READ_SIZE, ConnectionInfo, Stream
 from schemas.dlq import DlqOrigin, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
 from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_topics, make_producer
+from vmpulse.kafka_io import ensure_settings_topics, make_producer
 
 __all__ = ["Bridge"]
 
@@ -135,12 +135,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             if not self.settings.kafka_bootstrap:
                 raise ValueError("Bridge needs settings.kafka_bootstrap or a producer")
             # Standalone (`vmpulse bridge`): the topics may not exist yet.
-            await ensure_topics(
-                self.settings.kafka_bootstrap,
-                self.topics,
-                partitions=self.settings.partitions,
-                replication_factor=self.settings.replication_factor,
-            )
+            await ensure_settings_topics(self.settings)
             self._producer = make_producer(
                 self.settings.kafka_bootstrap,
                 client_id="vmpulse-bridge",

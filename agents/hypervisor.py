@@ -32,7 +32,7 @@ from agents.socket_watcher import Backoff
 from schemas.hypervisor import RECONCILE, HypervisorEvent, encode_event
 from schemas.topics import Topics
 from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_topics, make_producer
+from vmpulse.kafka_io import ensure_settings_topics, make_producer
 
 __all__ = ["HypervisorWatcher"]
 
@@ -93,12 +93,7 @@ class HypervisorWatcher(mode.Service):  # type: ignore[misc]  # mode ships no ty
             if not self.settings.kafka_bootstrap:
                 raise ValueError("HypervisorWatcher needs settings.kafka_bootstrap or a producer")
             # Standalone (`vmpulse hypervisor`): the topics may not exist yet.
-            await ensure_topics(
-                self.settings.kafka_bootstrap,
-                self.topics,
-                partitions=self.settings.partitions,
-                replication_factor=self.settings.replication_factor,
-            )
+            await ensure_settings_topics(self.settings)
             self._producer = make_producer(
                 self.settings.kafka_bootstrap, client_id="vmpulse-hypervisor"
             )

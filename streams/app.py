@@ -113,8 +113,8 @@ def create_app(
     async def store_block(block: Block) -> None:
         records = block.records
         await event_stages.observe_raw([(r.key, r.value, r.headers) for r in records])
-        # connection records (empty value, header "control") are presence only
-        result = process_batch([r for r in records if "control" not in r.headers])
+        # connection records (header "control") become result.connections, never rows
+        result = process_batch(records)
         # live first: a chart should not wait for the batch to be stored
         now = time.monotonic()
         for sample in result.samples:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -32,7 +32,6 @@ __all__ = [
     "TABLE_COLUMNS",
     "BatchResult",
     "RawRecord",
-    "batch_token",
     "dlq_record",
     "live_event",
     "live_metrics",
@@ -241,8 +240,3 @@ def live_event(sample: SystemSample) -> OutboundEvent:
         },
         rooms=[f"vm:{sample.vm_id}"],
     )
-
-
-def batch_token(topic: str, partition: int, offsets: Sequence[int], table: str) -> str:
-    """A dedup token a replay of the same records reproduces."""
-    return f"{table}:{topic}:{partition}:{min(offsets)}-{max(offsets)}:{len(offsets)}"

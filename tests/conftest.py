@@ -19,7 +19,7 @@ from infra.broker import KAFKA_VERSION, LocalBroker
 from schemas.topics import Topics
 from streams.store import ClickHouseStore
 from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_topics
+from vmpulse.kafka_io import ensure_settings_topics
 
 _BROKER_USED: list[str] = []
 
@@ -103,15 +103,7 @@ def settings(kafka_bootstrap: str, short_tmp: Path) -> Settings:
 @pytest.fixture
 async def topics_ready(settings: Settings) -> AsyncIterator[Topics]:
     """Create this test's topics on the real broker."""
-    assert settings.kafka_bootstrap is not None
-    topics = Topics(settings.topic_prefix)
-    await ensure_topics(
-        settings.kafka_bootstrap,
-        topics,
-        partitions=settings.partitions,
-        replication_factor=settings.replication_factor,
-    )
-    yield topics
+    yield await ensure_settings_topics(settings)
 
 
 @pytest.fixture(scope="session")

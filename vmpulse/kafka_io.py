@@ -17,8 +17,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.directory import Directory, DirectoryError
 from schemas.topics import Topics
+from vmpulse.config import Settings
 
-__all__ = ["DirectoryTail", "ensure_topics", "make_producer"]
+__all__ = ["DirectoryTail", "ensure_settings_topics", "ensure_topics", "make_producer"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,19 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: tuple[str, ...])
         if loop.time() > deadline:
             raise TimeoutError(f"topics not ready: {names}")
         await asyncio.sleep(0.1)
+
+
+async def ensure_settings_topics(settings: Settings) -> Topics:
+    """Create the topics of ``settings`` (prefix, partitions, replication); returns their names."""
+    assert settings.kafka_bootstrap is not None, "resolve the broker first"
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        topics,
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+    )
+    return topics
 
 
 def make_producer(

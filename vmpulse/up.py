@@ -8,9 +8,11 @@ all in order; the broker, which is a child process, is stopped last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,11 @@ from agents.metrics import BridgeMetrics
 from agents.simulator import FleetSimulator
 from gateway.service import GatewayService
 from infra.broker import LocalBroker
-from schemas.topics import Topics
 from streams.app import create_app
 from streams.store import ClickHouseStore, redact_url
 from vmpulse.config import Settings
 from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
-from vmpulse.kafka_io import ensure_topics, make_producer
+from vmpulse.kafka_io import ensure_settings_topics, make_producer
 
 __all__ = ["FleetService", "run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
 
@@ -101,15 +102,8 @@ def start_broker_if_needed(settings: Settings) -> tuple[Settings, LocalBroker | 
 
 
 async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
-    assert settings.kafka_bootstrap is not None
-    topics = Topics(settings.topic_prefix)
-    await ensure_topics(
-        settings.kafka_bootstrap,
-        topics,
-        partitions=settings.partitions,
-        replication_factor=settings.replication_factor,
-    )
-    if vm_ids:
+    topics = await ensure_settings_topics(settings)
+    if vm_ids and settings.kafka_bootstrap:
         producer = make_producer(settings.kafka_bootstrap)
         await producer.start()
         try:
@@ -130,6 +124,27 @@ def _run_worker(
         pass
 
 
+@contextlib.contextmanager
+def _runtime(
+    settings: Settings,
+) -> Iterator[tuple[Settings, ClickHouseStore, asyncio.AbstractEventLoop]]:
+    """The broker (if needed), the open store and the loop of a worker process.
+
+    On the way out the store closes before the broker stops, whatever happened.
+    """
+    settings, broker = start_broker_if_needed(settings)
+    store = ClickHouseStore(settings.clickhouse_url)
+    try:
+        store.open()
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        yield settings, store, loop
+    finally:
+        store.close()
+        if broker is not None:
+            broker.stop()
+
+
 def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
     """Run the whole pipeline in this process until SIGINT."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -138,49 +153,33 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
         print(
             "using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)", flush=True
         )
-    settings, broker = start_broker_if_needed(settings)
-    store = ClickHouseStore(settings.clickhouse_url)
     try:
-        store.open()
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        vm_ids = demo_vm_ids(vms)
-        loop.run_until_complete(_prepare(settings, vm_ids))
-        app = create_app(settings, store)
-        gateway = GatewayService(settings, query=store.query)
-        services: list[mode.Service] = [
-            # The bridge's series go to the process-wide registry, which the
-            # gateway's /metrics (one per process) can expose.
-            Bridge(settings, metrics=BridgeMetrics(prometheus_client.REGISTRY)),
-            gateway,
-            FleetService(settings.socket_dir, vm_ids, interval_s),
-            Announcer(settings, gateway),
-        ]
-        if settings.libvirt_uri:
-            from agents.hypervisor import HypervisorWatcher
+        with _runtime(settings) as (settings, store, loop):
+            vm_ids = demo_vm_ids(vms)
+            loop.run_until_complete(_prepare(settings, vm_ids))
+            app = create_app(settings, store)
+            gateway = GatewayService(settings, query=store.query)
+            services: list[mode.Service] = [
+                # The bridge's series go to the process-wide registry, which the
+                # gateway's /metrics (one per process) can expose.
+                Bridge(settings, metrics=BridgeMetrics(prometheus_client.REGISTRY)),
+                gateway,
+                FleetService(settings.socket_dir, vm_ids, interval_s),
+                Announcer(settings, gateway),
+            ]
+            if settings.libvirt_uri:
+                from agents.hypervisor import HypervisorWatcher
 
-            services.append(HypervisorWatcher(settings))
-        _run_worker(app, services, loop)
+                services.append(HypervisorWatcher(settings))
+            _run_worker(app, services, loop)
     finally:
-        store.close()
-        if broker is not None:
-            broker.stop()
         print("vmpulse stopped", flush=True)
     return 0
 
 
 def run_worker(settings: Settings) -> int:
     """Run only the stream worker (production: one per container, scaled by partitions)."""
-    settings, broker = start_broker_if_needed(settings)
-    store = ClickHouseStore(settings.clickhouse_url)
-    try:
-        store.open()
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
+    with _runtime(settings) as (settings, store, loop):
         loop.run_until_complete(_prepare(settings, []))
         _run_worker(create_app(settings, store), [], loop)
-    finally:
-        store.close()
-        if broker is not None:
-            broker.stop()
     return 0

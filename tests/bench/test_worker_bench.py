@@ -31,7 +31,7 @@ from tests.integration.streams.worker_process import (
     topic_partitions,
 )
 from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_topics, make_producer
+from vmpulse.kafka_io import ensure_settings_topics, make_producer
 
 pytestmark = pytest.mark.bench
 
@@ -148,11 +148,8 @@ async def test_cost_per_message_by_fleet_size(
     settings: Settings, tmp_path: Path, fleet: int
 ) -> None:
     s = _settings(settings)
-    topics = Topics(s.topic_prefix)
+    topics = await ensure_settings_topics(s)
     group = ingest_group_id(s.topic_prefix)
-    await ensure_topics(
-        s.kafka_bootstrap or "", topics, partitions=s.partitions, replication_factor=1
-    )
     vms = [f"fleet-vm-{i:05d}" for i in range(fleet)]
     await _produce(s, topics, vms, BACKLOG, None)
     worker = WorkerProcess(s, tmp_path / "worker.log", VMPULSE_LIVE_INTERVAL_MS="1000")
