@@ -7,7 +7,8 @@
    worker CPU time per message and drain rate.
 
 Environment knobs: VMPULSE_BENCH_RATE (default 10000), VMPULSE_BENCH_SECONDS
-(default 30), VMPULSE_BENCH_BACKLOG (default 100000).
+(default 30), VMPULSE_BENCH_BACKLOG (default 100000), VMPULSE_BENCH_PARTITIONS
+(default 6).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ pytestmark = pytest.mark.bench
 RATE = int(os.environ.get("VMPULSE_BENCH_RATE", "10000"))
 SECONDS = float(os.environ.get("VMPULSE_BENCH_SECONDS", "30"))
 BACKLOG = int(os.environ.get("VMPULSE_BENCH_BACKLOG", "100000"))
+PARTITIONS = int(os.environ.get("VMPULSE_BENCH_PARTITIONS", "6"))
 
 
-def _settings(settings: Settings, partitions: int = 6) -> Settings:
+def _settings(settings: Settings, partitions: int = PARTITIONS) -> Settings:
     return settings.replace(topic_prefix=f"b{uuid.uuid4().hex[:8]}.", partitions=partitions)
 
 
