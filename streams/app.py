@@ -5,10 +5,10 @@ tests and ``vmpulse up`` can build their own. ``agent.raw`` is read in large
 batches by :class:`streams.ingest.RawIngest` (straight aiokafka, its own
 consumer group: Faust's per-record machinery cost ten times the work itself);
 a batch's offsets are committed only after the store acknowledged its rows.
-Each partition's records are written as blocks recorded before their rows;
-after a crash the newest recorded block of each partition is inserted again
-with the same dedup tokens and everything before it is skipped
-(streams/storing.py), so no table and no rollup counts anything twice. The
+Each batch is written as one block recorded before its rows; after a crash
+the newest recorded block of each partition is read back from Kafka and
+inserted again with the same dedup tokens, and everything before it is
+skipped (streams/storing.py), so no table and no rollup counts anything twice. The
 Faust app hosts the rest: control events, timers, and the producer for
 outbound events and the DLQ.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -24,15 +25,16 @@ import faust
 from schemas.events import encode_outbound
 from schemas.facts import SystemSample
 from schemas.topics import Topics
-from streams.blocks import Block, BlockCutter
+from streams.blocks import Block, Span
 from streams.event_agents import register_event_agents
 from streams.ingest import RawIngest
 from streams.live import LiveThrottle
 from streams.outbox import TopicSender
 from streams.pipeline import RawRecord, live_event, process_batch
+from streams.readback import read_back
 from streams.retention import register_retention
 from streams.store import Store
-from streams.storing import Watermarks, record_blocks, write_block
+from streams.storing import BlockPlanner, write_block
 from vmpulse.config import Settings
 
 __all__ = ["create_app", "ingest_group_id"]
@@ -79,8 +81,13 @@ def create_app(
     )
     dlq_topic = TopicSender(app, topics.agent_dlq)
     outbound = TopicSender(app, topics.events_outbound)
-    watermarks = Watermarks(store, topics.agent_raw)
-    cutter = BlockCutter()
+    bootstrap = settings.kafka_bootstrap
+
+    async def read_raw(spans: Sequence[Span]) -> list[RawRecord]:
+        return await read_back(bootstrap, topics.agent_raw, spans)
+
+    # a recorded block may span partitions this worker does not own: repairs read it back
+    planner = BlockPlanner(store, topics.agent_raw, read_raw)
     # samples, not encoded events: only the few that go out are encoded
     throttle: LiveThrottle[SystemSample] = LiveThrottle(settings.live_interval_s)
     app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0}  # type: ignore[attr-defined]
@@ -95,20 +102,17 @@ def create_app(
         await outbound.send(key=sample.vm_id.encode(), value=encoded)
 
     async def store_batch(batch: list[RawRecord]) -> None:
-        """Store one batch of agent.raw; the ingest commits its offsets when this returns."""
-        marks = {p: await watermarks.get(p) for p in {rec.partition for rec in batch}}
-        blocks, skipped = cutter.cut(batch, marks)
+        """Store one batch of agent.raw; the ingest commits its offsets when this returns.
+
+        The whole batch is one block, one insert per table: inserts have a fixed
+        cost, so a block per partition would cost a worker half its throughput.
+        Blocks recorded before whose records come again are repaired first.
+        """
+        blocks, skipped = await planner.plan(batch)
         stats["skipped_replay"] += skipped
-        # repair blocks are recorded already and must be whole before a newer block of
-        # their partition is recorded; the new blocks (one per partition) are then
-        # recorded in one insert rather than one each (streams/storing.py)
         for block in blocks:
-            if block.repair:
-                await store_block(block)
-        fresh = [block for block in blocks if not block.repair]
-        await record_blocks(store, topics.agent_raw, fresh)
-        for block in fresh:
             await store_block(block)
+            planner.stored(block)
 
     async def store_block(block: Block) -> None:
         records = block.records
@@ -120,10 +124,9 @@ def create_app(
         for sample in result.samples:
             if throttle.offer(sample.vm_id, sample, now) is not None:
                 await send_live(sample)
-        # the block was recorded (store_batch); each table gets one insert with a token a
-        # replay reproduces (streams/storing.py): every row and rollup counts once
-        written = await write_block(store, topics.agent_raw, block, result.rows, record=False)
-        watermarks.advance(block.partition, block.first, block.last)
+        # recorded first (unless a repair), then one insert per table with a token a replay
+        # reproduces (streams/storing.py): every row and rollup counts once
+        written = await write_block(store, topics.agent_raw, block, result.rows)
         if block.repair:
             stats["skipped_replay"] += len(records)
         else:
@@ -134,10 +137,6 @@ def create_app(
         for vm_id, payload in result.rejects:
             await dlq_topic.send(key=vm_id.encode(), value=payload)
 
-    def forget_partitions() -> None:
-        watermarks.forget()
-        cutter.forget()
-
     ingest = RawIngest(
         bootstrap=settings.kafka_bootstrap,
         raw_topic=topics.agent_raw,
@@ -145,7 +144,7 @@ def create_app(
         group_id=ingest_group_id(settings.topic_prefix),
         on_raw=store_batch,
         on_hypervisor=event_stages.hypervisor_event,
-        on_revoked=forget_partitions,
+        on_revoked=planner.forget,
         max_records=batch_max,
         within_s=settings.store_batch_s if batch_within_s is None else batch_within_s,
         session_timeout_s=settings.kafka_session_timeout_s,

@@ -32,6 +32,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
 from streams.pipeline import RawRecord
+from streams.readback import to_raw_record
 
 __all__ = ["RawIngest"]
 
@@ -56,17 +57,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.forget()  # a new assignment may hold partitions others stored more of
-
-
-def _record(rec: Any) -> RawRecord:
-    return RawRecord(
-        topic=rec.topic,
-        partition=rec.partition,
-        offset=rec.offset,
-        key=rec.key,
-        value=rec.value if rec.value is not None else b"",
-        headers={k: bytes(v) for k, v in (rec.headers or ())},
-    )
 
 
 class RawIngest:
@@ -223,7 +213,7 @@ class RawIngest:
         raw: list[RawRecord] = []
         for tp, records in batches.items():
             if tp.topic == self._raw_topic:
-                raw.extend(_record(rec) for rec in records)
+                raw.extend(to_raw_record(rec) for rec in records)
             else:
                 for rec in records:
                     await self._on_hypervisor(rec.value)

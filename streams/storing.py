@@ -1,85 +1,155 @@
 """Writing one block of agent.raw into every table, so that a replay stores it exactly once.
 
-A block is one partition's records ``first..last`` (streams/blocks.py). One
-record may become rows in several tables (a dialect 2 ``metrics`` line fills
-system_metrics, disk_usage, network_interfaces, process_snapshots and
-port_usage) and ClickHouse has no transaction across tables, and an insert
-into system_metrics also feeds the rollup views after the raw part is written.
-So a worker killed mid-block can leave any subset of a block's inserts done.
+A block is the records of one worker's batch over its partitions, each
+partition's offsets ``first..last`` (streams/blocks.py). One record may become
+rows in several tables (a dialect 2 ``metrics`` line fills system_metrics,
+disk_usage, network_interfaces, process_snapshots and port_usage) and
+ClickHouse has no transaction across tables, and an insert into system_metrics
+also feeds the rollup views after the raw part is written. So a worker killed
+mid-block can leave any subset of a block's inserts done.
 
 The rule that makes every crash point safe:
 
 1. Before any row of a block is written, the block itself is recorded in
-   ``ingest_blocks`` (topic, partition, first, last): the intent.
+   ``ingest_blocks``: one row per partition (topic, partition, first, last)
+   that also names the whole block. This is the intent.
 2. Each table then gets one insert for the block, with the dedup token
-   ``<table>:<topic>:<partition>:<first>-<last>``.
-3. On replay, the partition's newest recorded block says exactly which
-   records it held. Records before it are stored completely and skipped; its
-   own records are cut into the same block again and re-inserted with the same
-   tokens: a table that has the block drops the insert as a duplicate, a table
-   (or a rollup view, with ``deduplicate_blocks_in_dependent_materialized_views``)
-   that missed it gets it once. Records after it are new.
+   ``<table>:<topic>:<block id>``.
+3. On replay, a partition's newest recorded block says exactly which records
+   it held, on every partition. That block is read again from Kafka by offset
+   and re-inserted with the same tokens: a table that has the block drops the
+   insert as a duplicate, a table (or a rollup view, with
+   ``deduplicate_blocks_in_dependent_materialized_views``) that missed it gets
+   it once. Records up to its end are skipped; records after it are new.
 
-Blocks are written one after another, so only the newest recorded block of a
-partition can be incomplete. A crash before the intent leaves nothing of the
-block stored, so the replay may cut it differently without harm. DLQ records,
-live updates and presence signals of a replayed block are sent again: at
-least once, carrying the origin offset that identifies them.
+Blocks are written one after another, and a worker repairs the newest block of
+each partition it is given before it records a new one there, so only the
+newest recorded block of a partition can be incomplete. A crash before the
+intent leaves nothing of the block stored, so the replay may cut it
+differently without harm. DLQ records, live updates and presence signals of a
+replayed block are sent again: at least once, carrying the origin offset that
+identifies them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
-from streams.blocks import NO_BLOCK, Block, block_token
-from streams.pipeline import TABLE_COLUMNS
+from streams.blocks import (
+    NO_MARK,
+    Block,
+    Mark,
+    Span,
+    block_token,
+    blocks_to_repair,
+    cut_fresh,
+    parse_block_id,
+    repair_block,
+)
+from streams.pipeline import TABLE_COLUMNS, RawRecord
 from streams.rows import Row
 from streams.store import Store
 
-__all__ = ["INGEST_BLOCKS_COLUMNS", "Watermarks", "record_blocks", "write_block"]
+__all__ = [
+    "INGEST_BLOCKS_COLUMNS",
+    "BlockPlanner",
+    "ReadBack",
+    "Watermarks",
+    "record_block",
+    "write_block",
+]
 
-INGEST_BLOCKS_COLUMNS = ("topic", "partition", "block_start", "block_end")
+ReadBack = Callable[[Sequence[Span]], Awaitable[list[RawRecord]]]
+"""Reads a block's spans back from the topic (streams/readback.py)."""
+
+INGEST_BLOCKS_COLUMNS = ("topic", "partition", "block_start", "block_end", "block")
 
 
 class Watermarks:
-    """The newest recorded block ``(first, last)`` of each partition of one topic."""
+    """The newest recorded block of each partition of one topic, loaded once per assignment."""
 
     def __init__(self, store: Store, topic: str) -> None:
         self._store = store
         self._topic = topic
-        self._blocks: dict[int, tuple[int, int]] = {}
+        self._marks: dict[int, Mark] = {}
 
     def forget(self) -> None:
         """After a rebalance another worker may have stored more: reload lazily."""
-        self._blocks.clear()
+        self._marks.clear()
 
-    async def get(self, partition: int) -> tuple[int, int]:
-        if partition not in self._blocks:
-            topic = self._topic.replace("\\", "\\\\").replace("'", "\\'")
-            result = await self._store.query(
-                "SELECT block_start, block_end FROM ingest_blocks "
-                f"WHERE topic = '{topic}' AND partition = {int(partition)} "
-                "ORDER BY block_end DESC LIMIT 1"
-            )
-            rows = result["rows"]
-            self._blocks[partition] = (int(rows[0][0]), int(rows[0][1])) if rows else NO_BLOCK
-        return self._blocks[partition]
+    async def load(self, partitions: Iterable[int]) -> dict[int, Mark]:
+        """The marks of partitions not loaded yet (one query), now cached; returns those."""
+        missing = sorted({int(p) for p in partitions} - self._marks.keys())
+        if not missing:
+            return {}
+        topic = self._topic.replace("\\", "\\\\").replace("'", "\\'")
+        result = await self._store.query(
+            "SELECT partition, argMax(block_start, block_end), max(block_end), "
+            "argMax(block, block_end) FROM ingest_blocks "
+            f"WHERE topic = '{topic}' AND partition IN ({', '.join(map(str, missing))}) "
+            "GROUP BY partition"
+        )
+        loaded = {p: NO_MARK for p in missing}
+        for partition, first, last, block in result["rows"]:
+            p, first, last = int(partition), int(first), int(last)
+            # rows from before blocks spanned partitions name no block: their own span is one
+            loaded[p] = Mark(first, last, str(block) or f"{p}:{first}-{last}")
+        self._marks.update(loaded)
+        return loaded
 
-    def advance(self, partition: int, first: int, last: int) -> None:
-        self._blocks[partition] = (first, last)
+    def get(self, partition: int) -> Mark:
+        return self._marks.get(partition, NO_MARK)
+
+    def advance(self, block: Block) -> None:
+        name = block.id
+        for span in block.spans:
+            self._marks[span.partition] = Mark(span.first, span.last, name)
 
 
-async def record_blocks(store: Store, topic: str, blocks: Sequence[Block]) -> None:
-    """Record several new blocks in one insert, before any of their rows.
+class BlockPlanner:
+    """Which blocks a batch becomes: repairs of recorded blocks first, then one new block.
 
-    Only new blocks of distinct partitions may be recorded together: a repair
-    block is recorded already, and it must be complete before a newer block of
-    its partition is recorded (the newest recorded block is the only one a
-    replay completes).
+    The caller writes each block (:func:`write_block` and its side outputs) and
+    reports it with :meth:`stored`; a block that failed is not reported, so the
+    batch, read again, repairs it.
     """
-    if blocks:
-        rows = [(topic, b.partition, b.first, b.last) for b in blocks]
-        await store.insert("ingest_blocks", rows, INGEST_BLOCKS_COLUMNS, token=None)
+
+    def __init__(self, store: Store, topic: str, read_back: ReadBack) -> None:
+        self.marks = Watermarks(store, topic)
+        self._read_back = read_back
+        self._repaired: set[str] = set()
+
+    def forget(self) -> None:
+        """Partitions moved (or a batch is read again): marks reload, blocks may need repair."""
+        self.marks.forget()
+        self._repaired.clear()
+
+    async def plan(self, batch: Sequence[RawRecord]) -> tuple[list[Block], int]:
+        """The blocks to write, in order, and how many records were skipped as stored."""
+        partitions = {rec.partition for rec in batch}
+        await self.marks.load(partitions)
+        marks = {p: self.marks.get(p) for p in partitions}
+        blocks = [
+            repair_block(name, await self._read_back(parse_block_id(name)))
+            for name in blocks_to_repair(batch, marks, self._repaired)
+        ]
+        fresh, skipped = cut_fresh(batch, marks)
+        if fresh is not None:
+            blocks.append(fresh)
+        return blocks, skipped
+
+    def stored(self, block: Block) -> None:
+        if block.repair:
+            self._repaired.add(block.id)
+        else:
+            self.marks.advance(block)
+
+
+async def record_block(store: Store, topic: str, block: Block) -> None:
+    """Record a new block (one row per partition), before any of its rows."""
+    name = block.id
+    rows = [(topic, s.partition, s.first, s.last, name) for s in block.spans]
+    await store.insert("ingest_blocks", rows, INGEST_BLOCKS_COLUMNS, token=None)
 
 
 async def write_block(
@@ -88,18 +158,19 @@ async def write_block(
     block: Block,
     rows: Mapping[str, Sequence[Row]],
     tables: Mapping[str, Sequence[str]] = TABLE_COLUMNS,
-    *,
-    record: bool = True,
 ) -> int:
-    """Record the block (unless it is), then insert its rows table by table; returns rows."""
-    if record:
-        await record_blocks(store, topic, [block])
+    """Record the block (unless it is a repair), then insert its rows table by table.
+
+    Returns how many rows were written.
+    """
+    if not block.repair:
+        await record_block(store, topic, block)
+    name = block.id
     written = 0
     for table, columns in tables.items():
         table_rows = rows.get(table) or ()
         if not table_rows:
             continue
-        token = block_token(table, topic, block.partition, block.first, block.last)
-        await store.insert(table, list(table_rows), columns, token=token)
+        await store.insert(table, list(table_rows), columns, token=block_token(table, topic, name))
         written += len(table_rows)
     return written

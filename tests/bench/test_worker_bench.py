@@ -1,14 +1,14 @@
 """Worker benchmarks (`make bench`, not in the default run); figures go to docs/BENCHMARKS.md.
 
-1. Sustained: ~1 KB metrics lines produced at TARGET/s for 1,000 VMs while one
-   `vmpulse worker` process validates, stores (chDB) and live-emits them;
-   consumer lag sampled every second must stay bounded.
+1. Sustained: ~1 KB metrics lines offered at VMPULSE_BENCH_RATE for 1,000 VMs while
+   one `vmpulse worker` process validates, stores (chDB) and live-emits them; the
+   stored rate must reach the 10,000/s target and consumer lag must stay bounded.
 2. Fleet size: the same work for 100, 1,000 and 10,000 VMs from a backlog;
    worker CPU time per message and drain rate.
 
-Environment knobs: VMPULSE_BENCH_RATE (default 10000), VMPULSE_BENCH_SECONDS
-(default 30), VMPULSE_BENCH_BACKLOG (default 100000), VMPULSE_BENCH_PARTITIONS
-(default 6).
+Environment knobs: VMPULSE_BENCH_RATE (default 10500, above the 10,000 target),
+VMPULSE_BENCH_SECONDS (default 30), VMPULSE_BENCH_BACKLOG (default 100000),
+VMPULSE_BENCH_PARTITIONS (default 6).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from vmpulse.kafka_io import ensure_settings_topics, make_producer
 
 pytestmark = pytest.mark.bench
 
-RATE = int(os.environ.get("VMPULSE_BENCH_RATE", "10000"))
+TARGET = 10_000  # issue 5: one worker sustains at least 10,000 ~1 KB messages a second
+RATE = int(os.environ.get("VMPULSE_BENCH_RATE", "10500"))
 SECONDS = float(os.environ.get("VMPULSE_BENCH_SECONDS", "30"))
 BACKLOG = int(os.environ.get("VMPULSE_BENCH_BACKLOG", "100000"))
 PARTITIONS = int(os.environ.get("VMPULSE_BENCH_PARTITIONS", "6"))
@@ -89,6 +90,12 @@ async def _wait_topics(settings: Settings, topics: Topics) -> None:
 
 
 async def test_sustained_rate_with_bounded_lag(settings: Settings, tmp_path: Path) -> None:
+    """The worker stores what is offered, second after second, and its lag does not grow.
+
+    The stored rate is the slope of the committed offsets while the load runs (the
+    worker commits once per stored batch), not total / (load + tail): the last
+    batch's window and store time say how fresh the data is, not how fast.
+    """
     s = _settings(settings)
     topics = Topics(s.topic_prefix)
     group = ingest_group_id(s.topic_prefix)
@@ -101,36 +108,50 @@ async def test_sustained_rate_with_bounded_lag(settings: Settings, tmp_path: Pat
         total = int(RATE * SECONDS)
         cpu0 = worker.cpu_seconds()
         producing = asyncio.create_task(_produce(s, topics, vms, total, RATE))
-        lags: list[int] = []
+        samples: list[tuple[float, int, int]] = []  # (time, committed, end)
         loop = asyncio.get_running_loop()
         start = loop.time()
         while not producing.done():
             await asyncio.sleep(1.0)
             done, end = await committed_and_end(s, topics, group)
-            lags.append(end - done)
+            samples.append((loop.time(), done, end))
         produce_s = await producing
+        last_sent = start + produce_s  # the producer's clock started with this one
         while True:
             done, end = await committed_and_end(s, topics, group)
             if done >= total:
                 break
-            lags.append(end - done)
-            await asyncio.sleep(0.5)
+            samples.append((loop.time(), done, end))
+            await asyncio.sleep(0.2)
+        tail_s = loop.time() - last_sent
         elapsed = loop.time() - start
         cpu = worker.cpu_seconds() - cpu0
     finally:
         worker.stop()
     outbound = await _end_offsets_total(s, topics.events_outbound)
     offered = total / produce_s
+    during = [x for x in samples if x[0] <= last_sent and x[1] > 0]
+    (t0, done0, _), (t1, done1, _) = during[0], during[-1]
+    stored = (done1 - done0) / (t1 - t0)
+    lags = [end - done for _, done, end in samples]
+    third = max(1, len(during) // 3)
+    early = sum(e - d for _, d, e in during[:third]) / third
+    late = sum(e - d for _, d, e in during[-third:]) / third
     print(
-        f"\nsustained: {total} msgs offered at {offered:,.0f}/s over {produce_s:.1f} s; "
-        f"all stored after {elapsed:.1f} s ({total / elapsed:,.0f}/s); worker CPU "
-        f"{cpu:.1f} s = {cpu / total * 1e6:.0f} us/msg; lag samples (msgs) {lags}; "
-        f"max lag {max(lags)}; events.outbound records {outbound}"
+        f"\nsustained: {total} msgs offered at {offered:,.0f}/s over {produce_s:.1f} s "
+        f"(target {TARGET:,}/s); stored {stored:,.0f}/s while offered; all stored "
+        f"{tail_s:.1f} s after the last send ({total / elapsed:,.0f}/s including that tail); "
+        f"worker CPU {cpu:.1f} s = {cpu / total * 1e6:.0f} us/msg; "
+        f"lag mean first third {early:,.0f}, last third {late:,.0f}, max {max(lags)}; "
+        f"lag samples (msgs) {lags}; events.outbound records {outbound}"
     )
-    assert total / elapsed >= 0.9 * offered, "worker fell behind the offered rate"
+    assert offered >= TARGET, "the load generator did not offer the target rate"
+    assert stored >= TARGET and stored >= 0.98 * offered, "worker fell behind the offered rate"
     # bounded lag: the worker gathers up to 1 s (VMPULSE_STORE_BATCH_MS) before it stores
-    # and commits, so the committed offsets trail by up to ~2 s; never more than 3 s
-    assert max(lags) < 3 * RATE, lags
+    # and commits, so the committed offsets trail by up to ~2 s; never more than 3 s, and
+    # not growing over the run
+    assert max(lags) < 3 * offered, lags
+    assert late <= early + offered, (early, late)
 
 
 async def _end_offsets_total(settings: Settings, topic: str) -> int:

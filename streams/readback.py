@@ -1,0 +1,99 @@
+"""Reading a recorded block of agent.raw back from Kafka by offset, to repair it.
+
+A block spans the partitions of one worker's batch (streams/blocks.py); after a
+crash or a rebalance the worker that must repair it may own only some of them,
+so its group consumer cannot deliver the whole block. A consumer outside any
+group, assigned to exactly the block's partitions and seeked to each span's
+first offset, can. Only happens after a crash or a failed insert: one short-lived
+consumer per repair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.blocks import Span, block_id
+from streams.pipeline import RawRecord
+
+__all__ = ["ReadBackError", "read_back", "to_raw_record"]
+
+log = logging.getLogger(__name__)
+
+
+class ReadBackError(RuntimeError):
+    """The block's records could not all be read within the deadline."""
+
+
+def to_raw_record(rec: Any) -> RawRecord:
+    """An aiokafka ConsumerRecord as the pipeline sees it."""
+    return RawRecord(
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        key=rec.key,
+        value=rec.value if rec.value is not None else b"",
+        headers={k: bytes(v) for k, v in (rec.headers or ())},
+    )
+
+
+async def read_back(
+    bootstrap: str, topic: str, spans: Sequence[Span], *, timeout_s: float = 30.0
+) -> list[RawRecord]:
+    """The records of ``spans`` of ``topic``, in fetch order.
+
+    Offsets the log no longer holds (retention deleted them, or they were never
+    written) are logged and left out: such a block is long stored, or it can
+    never be rebuilt by anyone.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        wanted = {TopicPartition(topic, s.partition): s for s in spans}
+        consumer.assign(list(wanted))
+        begins = await consumer.beginning_offsets(list(wanted))
+        ends = await consumer.end_offsets(list(wanted))
+        todo: dict[TopicPartition, int] = {}
+        for tp, span in wanted.items():
+            first, last = max(span.first, begins[tp]), min(span.last, ends[tp] - 1)
+            if (first, last) != (span.first, span.last):
+                log.warning(
+                    "%s[%d]: offsets %d-%d of a recorded block are not in the log (it holds "
+                    "%d-%d); repairing with what is left",
+                    topic, tp.partition, span.first, span.last, begins[tp], ends[tp] - 1,
+                )  # fmt: skip
+            if first <= last:
+                consumer.seek(tp, first)
+                todo[tp] = last
+        out: list[RawRecord] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while todo:
+            remaining_ms = int((deadline - loop.time()) * 1000)
+            if remaining_ms <= 0:
+                raise ReadBackError(f"reading back {topic} {block_id(spans)} timed out")
+            got = await consumer.getmany(*todo, timeout_ms=min(remaining_ms, 1000))
+            for tp, records in got.items():
+                last = todo.get(tp)
+                if last is None:
+                    continue
+                out.extend(to_raw_record(r) for r in records if r.offset <= last)
+                if records and records[-1].offset >= last:
+                    del todo[tp]
+            for tp in list(todo):  # a span may end on an offset without a record
+                if await consumer.position(tp) > todo[tp]:
+                    del todo[tp]
+        return out
+    finally:
+        await consumer.stop()
