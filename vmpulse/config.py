@@ -88,6 +88,8 @@ class Settings:
     vsock_port: int | None = None
     """AF_VSOCK port the bridge listens on; None = no vsock listener."""
     agent_max_line: int = 4 * 1024 * 1024
+    agent_max_buffer: int = 8 * 1024 * 1024
+    """A line running past this many bytes closes its connection (PROTOCOL.md)."""
     agent_idle_timeout_s: float = 120.0
     agent_max_connections: int = 10_000
     bridge_metrics_port: int | None = None
@@ -191,6 +193,12 @@ class Settings:
         vsock_raw = env.get("VMPULSE_VSOCK_PORT") or ""
         vsock_port = _int(env, "VMPULSE_VSOCK_PORT", 0, errors, minimum=1) if vsock_raw else None
         max_line = _int(env, "VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, errors, minimum=1024)
+        max_buffer = _int(env, "VMPULSE_AGENT_MAX_BUFFER", 8 * 1024 * 1024, errors, minimum=1024)
+        if max_buffer < max_line:
+            errors.append(
+                f"VMPULSE_AGENT_MAX_BUFFER must be >= VMPULSE_AGENT_MAX_LINE ({max_line}), "
+                f"got {max_buffer}"
+            )
         idle_s = _int(env, "VMPULSE_AGENT_IDLE_TIMEOUT_S", 120, errors, minimum=1)
         max_conns = _int(env, "VMPULSE_AGENT_MAX_CONNECTIONS", 10_000, errors, minimum=1)
         metrics_raw = env.get("VMPULSE_BRIDGE_METRICS_PORT") or ""
@@ -245,6 +253,7 @@ class Settings:
             agent_tcp_port=tcp_port,
             vsock_port=vsock_port,
             agent_max_line=max_line,
+            agent_max_buffer=max_buffer,
             agent_idle_timeout_s=float(idle_s),
             agent_max_connections=max_conns,
             bridge_metrics_port=metrics_port,
