@@ -13,10 +13,20 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["DEV_AGENT_SECRET", "DEV_JWT_SECRET", "ConfigError", "Secret", "Settings"]
+__all__ = [
+    "DEV_AGENT_SECRET",
+    "DEV_JWT_SECRET",
+    "MIN_JWT_SECRET_BYTES",
+    "ConfigError",
+    "Secret",
+    "Settings",
+]
 
 DEV_JWT_SECRET = "vmpulse-development-jwt-key-do-not-use-in-production"
 DEV_AGENT_SECRET = "vmpulse-development-agent-key-do-not-use-in-production"
+
+MIN_JWT_SECRET_BYTES = 32
+"""An HS256 key shorter than the hash output (32 bytes) is weak (RFC 7518, 3.2)."""
 
 
 # Signature algorithms the gateway accepts for browser tokens; "none" is never one.
@@ -160,6 +170,15 @@ class Settings:
                 "VMPULSE_JWT_ALGORITHMS must list algorithms among "
                 f"{', '.join(sorted(_JWT_ALGORITHMS))}, got {env.get('VMPULSE_JWT_ALGORITHMS')!r}"
             )
+        jwt_secret = env.get("VMPULSE_JWT_SECRET") or DEV_JWT_SECRET
+        # Unset means development: the default key, announced as such at start. A
+        # key someone chose is held to HS256's minimum; its value is never echoed.
+        secret_bytes = len(jwt_secret.encode("utf-8"))
+        if jwt_secret != DEV_JWT_SECRET and secret_bytes < MIN_JWT_SECRET_BYTES:
+            errors.append(
+                f"VMPULSE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes, got "
+                f"{secret_bytes} (e.g. python3 -c 'import secrets; print(secrets.token_hex(32))')"
+            )
         key_text = env.get("VMPULSE_JWT_PUBLIC_KEY") or ""
         public_key = Path(key_text).absolute() if key_text else None
         if public_key is not None and not public_key.is_file():
@@ -226,7 +245,7 @@ class Settings:
             data_dir=data_dir,
             kafka_bootstrap=env.get("VMPULSE_KAFKA_BOOTSTRAP") or None,
             clickhouse_url=ch_url,
-            jwt_secret=Secret(env.get("VMPULSE_JWT_SECRET") or DEV_JWT_SECRET),
+            jwt_secret=Secret(jwt_secret),
             agent_secret=Secret(env.get("VMPULSE_AGENT_SECRET") or DEV_AGENT_SECRET),
             socket_dir=socket_dir,
             gateway_host=host.strip("[]") if host else "127.0.0.1",
