@@ -14,39 +14,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.bridge import Bridge
 from agents.handshake import make_hello
 from agents.simulator import FleetSimulator
 from schemas.topics import Topics
-from tests.integration.agents.test_bridge import Collector, header, wait_until
+from tests.support.kafka import Collector, header, wait_until
 from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 
 A = str(uuid.uuid4())
 B = str(uuid.uuid4())
-
-
-@pytest.fixture
-async def collector(settings: Settings, topics_ready: Topics) -> AsyncIterator[Collector]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    tps = [
-        TopicPartition(topic, p)
-        for topic in (topics_ready.agent_raw, topics_ready.agent_dlq)
-        for p in range(settings.partitions)
-    ]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    yield Collector(consumer, topics_ready)
-    await consumer.stop()
 
 
 @pytest.fixture
