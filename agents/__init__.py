@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from agents.bridge import Bridge
 from agents.exceptions import AgentsError, ConnectError, FramingError, StreamError
-from agents.framing import LineFramer, Oversize, Truncated
+from agents.framing import LineFramer, Overflow, Oversize, Truncated
 from agents.simulator import FleetSimulator, system_metrics_line
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "FleetSimulator",
     "FramingError",
     "LineFramer",
+    "Overflow",
     "Oversize",
     "StreamError",
     "Truncated",

@@ -7,7 +7,11 @@ unchanged, so validation, and its dead letters, live in one place, the worker.
 The bridge itself rejects (to ``agent.dlq``) only what framing cannot carry (a
 line over the size limit, a line cut off by the end of the stream) and a line
 that claims another VM than its connection's (``vm_mismatch``, a cheap check in
-:mod:`agents.identity`; the worker checks again).
+:mod:`agents.identity`; the worker checks again). A line that runs past the
+receive-buffer limit (``settings.agent_max_buffer``, 8 MiB) is dead-lettered as
+``line_overflow`` and ends its connection (PROTOCOL.md): what was read before
+it, and after it in the same read, is still produced; the socket watcher
+reconnects a unix socket after its back-off, a TCP or vsock peer is cut off.
 
 Transports: the unix sockets of :class:`~agents.socket_watcher.SocketWatcher`
 always; a TCP listener (signed hello) when ``settings.agent_tcp_host`` is set;
@@ -41,14 +45,14 @@ from typing import Any, Final
 import mode
 
 from agents.exceptions import StreamError
-from agents.framing import LineFramer, Oversize, Truncated
+from agents.framing import Frame, LineFramer, Overflow, Oversize, Truncated
 from agents.identity import all_claims_own, claimed_other_vm
 from agents.listeners import Listener, tcp_identify, vsock_socket
 from agents.metrics import BridgeMetrics, serve_metrics
 from agents.producing import BatchSender
 from agents.socket_watcher import SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream
-from schemas.dlq import DlqOrigin, Rejection, encode_dlq_record, make_dlq_record
+from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_settings_topics, make_producer
@@ -82,6 +86,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         reconnect_base_s: float = 3.0,
         poll_interval_s: float = 0.25,
         max_line: int | None = None,
+        max_buffer: int | None = None,
         read_size: int = READ_SIZE,
         max_in_flight: int = 50_000,
         max_in_flight_bytes: int = 64 * 1024 * 1024,
@@ -93,6 +98,11 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         self._producer: Any = producer
         self._owns_producer = producer is None
         self._max_line = settings.agent_max_line if max_line is None else max_line
+        self._max_buffer = settings.agent_max_buffer if max_buffer is None else max_buffer
+        if self._max_buffer < self._max_line:
+            raise ValueError(
+                f"max_buffer ({self._max_buffer}) must be >= max_line ({self._max_line})"
+            )
         self._read_size = read_size
         self._max_in_flight = (max_in_flight, max_in_flight_bytes)
         self._sender: BatchSender | None = None
@@ -237,7 +247,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         Public so that every transport (unix, TCP after its handshake, vsock)
         and tests with fake streams use the same loop.
         """
-        framer = LineFramer(self._max_line)
+        framer = LineFramer(self._max_line, self._max_buffer)
         line_no = 0
         self.connections += 1
         self.active_connections += 1
@@ -284,6 +294,16 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                     )
                 if not data:
                     return
+                if framer.at_eof:
+                    # A line ran past the receive buffer (dead-lettered above):
+                    # stop reading; the transport closes the connection.
+                    log.warning(
+                        "VM %s conn %s: closing, a line ran past %d bytes",
+                        info.vm_id,
+                        info.conn_id,
+                        self._max_buffer,
+                    )
+                    return
         finally:
             self.active_connections -= 1
             self.metrics.active.dec()
@@ -301,7 +321,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
 
     async def _serve_mixed(
         self,
-        frames: list[bytes | Oversize | Truncated],
+        frames: list[Frame],
         trusted: bool,
         info: ConnectionInfo,
         key: bytes,
@@ -329,7 +349,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                     headers.append([*base, ("line_no", b"%d" % line_no)])
                     continue
                 detail = f"line claims VM {claimed[:64]!r} on a connection of VM {info.vm_id}"
-                reject = ("vm_mismatch", detail, frame, len(frame))
+                reject = (Reason.VM_MISMATCH, detail, frame, len(frame))
             else:
                 reject = self._describe_reject(frame)
             await self._send_lines(topic, key, lines, headers)
@@ -345,12 +365,20 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         headers.append(("control", what))
         await self._sender.send(self.topics.agent_raw, key, b"", headers, counted=False)
 
-    def _describe_reject(self, frame: Oversize | Truncated) -> tuple[str, str, bytes, int]:
+    def _describe_reject(
+        self, frame: Oversize | Overflow | Truncated
+    ) -> tuple[Reason, str, bytes, int]:
         if isinstance(frame, Oversize):
             detail = f"line of {frame.length} bytes exceeds the limit of {self._max_line} bytes"
-            return "line_too_long", detail, frame.head, frame.length
+            return Reason.LINE_TOO_LONG, detail, frame.head, frame.length
+        if isinstance(frame, Overflow):
+            detail = (
+                f"line ran past the receive-buffer limit of {self._max_buffer} bytes "
+                f"({frame.length} bytes read); connection closed"
+            )
+            return Reason.LINE_OVERFLOW, detail, frame.head, frame.length
         detail = f"stream ended {frame.length} bytes into a line without its newline"
-        return "truncated_line", detail, frame.head, frame.length
+        return Reason.TRUNCATED_LINE, detail, frame.head, frame.length
 
     async def _reject(
         self,

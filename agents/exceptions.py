@@ -13,8 +13,9 @@ they cross into our code, so callers catch one hierarchy::
           +-- HandshakeError the TCP hello is missing, malformed, stale, replayed or forged
 
 Malformed *input* is never an exception here: the framer reports it as a frame
-(:class:`agents.framing.Oversize`, :class:`agents.framing.Truncated`) so a bad
-line cannot kill a connection.
+(:class:`agents.framing.Oversize`, :class:`agents.framing.Overflow`,
+:class:`agents.framing.Truncated`) so a bad line cannot crash a connection; only
+an Overflow (a line past the receive buffer) makes the bridge close it, on purpose.
 """
 
 from __future__ import annotations

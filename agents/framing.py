@@ -13,6 +13,11 @@ Frames are:
 - ``bytes``: one line, without its ``\\n`` and without one trailing ``\\r``;
 - :class:`Oversize`: a line longer than ``max_line``; its bytes were skipped up to
   the next ``\\n`` and the stream goes on with the following line;
+- :class:`Overflow`: a line that ran past ``max_buffer`` (the receive-buffer limit,
+  PROTOCOL.md: "past that the connection is closed"). The framer then ends the
+  stream itself, as if :meth:`LineFramer.feed_eof` had been called: complete lines
+  already fed after it still follow, then a :class:`Truncated` for a partial one,
+  and feeding more is a caller bug. The caller closes the connection;
 - :class:`Truncated`: bytes after the last ``\\n`` when the stream ended.
 
 Memory is bounded: a partial line is kept only while it can still be a valid
@@ -29,10 +34,22 @@ from typing import Final
 
 from agents.exceptions import FramingError
 
-__all__ = ["DEFAULT_MAX_LINE", "HEAD_SIZE", "Frame", "LineFramer", "Oversize", "Truncated"]
+__all__ = [
+    "DEFAULT_MAX_BUFFER",
+    "DEFAULT_MAX_LINE",
+    "HEAD_SIZE",
+    "Frame",
+    "LineFramer",
+    "Overflow",
+    "Oversize",
+    "Truncated",
+]
 
 DEFAULT_MAX_LINE: Final = 4 * 1024 * 1024
 """PROTOCOL.md: one message at most 4 MiB."""
+
+DEFAULT_MAX_BUFFER: Final = 8 * 1024 * 1024
+"""PROTOCOL.md: the receive buffer at most 8 MiB; past that the connection is closed."""
 
 HEAD_SIZE: Final = 1024
 """How much of a rejected line is kept for the dead-letter record."""
@@ -54,6 +71,20 @@ class Oversize:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Overflow:
+    """A line that ran past the receive-buffer limit: the stream ends here.
+
+    ``length`` counts the line's bytes read so far: the whole line without its
+    terminator when its ``\\n`` came in the same read, otherwise every byte of
+    it fed until the limit was passed (the line may go on, unread). ``head`` is
+    its first :data:`HEAD_SIZE` bytes.
+    """
+
+    length: int
+    head: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Truncated:
     """Bytes after the last ``\\n`` at end of stream: a line the peer never finished.
 
@@ -64,7 +95,7 @@ class Truncated:
     head: bytes
 
 
-Frame = bytes | Oversize | Truncated
+Frame = bytes | Oversize | Overflow | Truncated
 """What :meth:`LineFramer.next_frame` returns when it has something."""
 
 
@@ -79,15 +110,21 @@ class LineFramer:
         "_discarding",
         "_drained",
         "_eof",
+        "_max_buffer",
         "_max_line",
         "_scan_from",
         "_start",
     )
 
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+    def __init__(
+        self, max_line: int = DEFAULT_MAX_LINE, max_buffer: int = DEFAULT_MAX_BUFFER
+    ) -> None:
         if max_line < 0:
             raise ValueError(f"max_line must be >= 0, got {max_line}")
+        if max_buffer < max_line:
+            raise ValueError(f"max_buffer must be >= max_line ({max_line}), got {max_buffer}")
         self._max_line = max_line
+        self._max_buffer = max_buffer
         self._buf = bytearray()
         # Consumed lines are skipped with an offset and compacted on the next
         # feed, so many short lines in one chunk cost linear time, not quadratic.
@@ -107,13 +144,17 @@ class LineFramer:
         return self._max_line
 
     @property
+    def max_buffer(self) -> int:
+        return self._max_buffer
+
+    @property
     def buffered(self) -> int:
         """Bytes held right now (for metrics and the bounded-memory tests)."""
         return len(self._buf) - self._start
 
     @property
     def at_eof(self) -> bool:
-        """True once :meth:`feed_eof` was called."""
+        """True once :meth:`feed_eof` was called or an :class:`Overflow` ended the stream."""
         return self._eof
 
     def feed(self, data: bytes) -> None:
@@ -121,10 +162,11 @@ class LineFramer:
 
         The caller must have drained the framer (``next_frame()`` returned
         ``None``) first; otherwise a peer could make us buffer without limit by
-        sending faster than we frame. Feeding after :meth:`feed_eof` is a bug too.
+        sending faster than we frame. Feeding after :meth:`feed_eof`, or after an
+        :class:`Overflow` ended the stream, is a bug too.
         """
         if self._eof:
-            raise FramingError("feed() after feed_eof()")
+            raise FramingError("feed() after the stream ended (feed_eof() or an Overflow)")
         if not self._drained:
             raise FramingError("feed() before next_frame() returned None")
         if not data:
@@ -166,10 +208,14 @@ class LineFramer:
                 for line in block.split(b"\n"):
                     if line[-1:] == b"\r":
                         line = line[:-1]
-                    if len(line) > limit:
+                    if len(line) <= limit:
+                        out.append(line)
+                    elif len(line) <= self._max_buffer:
                         out.append(Oversize(len(line), line[:HEAD_SIZE]))
                     else:
-                        out.append(line)
+                        # The lines after it were read already: they still follow.
+                        out.append(Overflow(len(line), line[:HEAD_SIZE]))
+                        self._eof = True
         while (frame := self.next_frame()) is not None:
             out.append(frame)
         return out
@@ -183,7 +229,11 @@ class LineFramer:
             self._start = self._scan_from = end + 1
             length = line_end - start
             if length > self._max_line:
-                return Oversize(length, bytes(buf[start : start + min(length, HEAD_SIZE)]))
+                head = bytes(buf[start : start + min(length, HEAD_SIZE)])
+                if length > self._max_buffer:
+                    self._eof = True
+                    return Overflow(length, head)
+                return Oversize(length, head)
             return bytes(buf[start:line_end])
         self._scan_from = len(buf)
         pending = len(buf) - self._start
@@ -202,6 +252,7 @@ class LineFramer:
             self._discard_last = buf[-1]
             buf.clear()
             self._start = self._scan_from = 0
+            return self._overflow_if_past()
         return None
 
     def _next_discarding(self) -> Frame | None:
@@ -218,6 +269,8 @@ class LineFramer:
                 self._discard_last = buf[-1]
             buf.clear()
             self._start = self._scan_from = 0
+            if (overflow := self._overflow_if_past()) is not None:
+                return overflow
             if self._eof and self._discarded:
                 return self._finish_discard(Truncated(self._discarded, self._discard_head))
             return None
@@ -226,7 +279,22 @@ class LineFramer:
             self._discard_last = buf[end - 1]
         length = self._discarded - (1 if self._discard_last == _CR else 0)
         self._start = self._scan_from = end + 1
+        if length > self._max_buffer:
+            self._eof = True
+            return self._finish_discard(Overflow(length, self._discard_head[:length]))
         return self._finish_discard(Oversize(length, self._discard_head[:length]))
+
+    def _overflow_if_past(self) -> Frame | None:
+        """An unfinished line past the receive-buffer limit ends the stream.
+
+        Past ``max_buffer + 1`` bytes it is too long even if its last byte is the
+        ``\\r`` of a ``\\r\\n``; waiting for its newline would let a peer hold the
+        connection with one endless line.
+        """
+        if self._discarded <= self._max_buffer + 1:
+            return None
+        self._eof = True
+        return self._finish_discard(Overflow(self._discarded, self._discard_head))
 
     def _finish_discard(self, frame: Frame) -> Frame:
         self._discarding = False

@@ -45,6 +45,7 @@ class Reason(enum.StrEnum):
     NO_VM = "no_vm"
     LINE_TOO_LONG = "line_too_long"
     TRUNCATED_LINE = "truncated_line"
+    LINE_OVERFLOW = "line_overflow"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -13,10 +13,20 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["DEV_AGENT_SECRET", "DEV_JWT_SECRET", "ConfigError", "Secret", "Settings"]
+__all__ = [
+    "DEV_AGENT_SECRET",
+    "DEV_JWT_SECRET",
+    "MIN_JWT_SECRET_BYTES",
+    "ConfigError",
+    "Secret",
+    "Settings",
+]
 
 DEV_JWT_SECRET = "vmpulse-development-jwt-key-do-not-use-in-production"
 DEV_AGENT_SECRET = "vmpulse-development-agent-key-do-not-use-in-production"
+
+MIN_JWT_SECRET_BYTES = 32
+"""An HS256 key shorter than the hash output (32 bytes) is weak (RFC 7518, 3.2)."""
 
 
 # Signature algorithms the gateway accepts for browser tokens; "none" is never one.
@@ -88,6 +98,8 @@ class Settings:
     vsock_port: int | None = None
     """AF_VSOCK port the bridge listens on; None = no vsock listener."""
     agent_max_line: int = 4 * 1024 * 1024
+    agent_max_buffer: int = 8 * 1024 * 1024
+    """A line running past this many bytes closes its connection (PROTOCOL.md)."""
     agent_idle_timeout_s: float = 120.0
     agent_max_connections: int = 10_000
     bridge_metrics_port: int | None = None
@@ -158,6 +170,15 @@ class Settings:
                 "VMPULSE_JWT_ALGORITHMS must list algorithms among "
                 f"{', '.join(sorted(_JWT_ALGORITHMS))}, got {env.get('VMPULSE_JWT_ALGORITHMS')!r}"
             )
+        jwt_secret = env.get("VMPULSE_JWT_SECRET") or DEV_JWT_SECRET
+        # Unset means development: the default key, announced as such at start. A
+        # key someone chose is held to HS256's minimum; its value is never echoed.
+        secret_bytes = len(jwt_secret.encode("utf-8"))
+        if jwt_secret != DEV_JWT_SECRET and secret_bytes < MIN_JWT_SECRET_BYTES:
+            errors.append(
+                f"VMPULSE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes, got "
+                f"{secret_bytes} (e.g. python3 -c 'import secrets; print(secrets.token_hex(32))')"
+            )
         key_text = env.get("VMPULSE_JWT_PUBLIC_KEY") or ""
         public_key = Path(key_text).absolute() if key_text else None
         if public_key is not None and not public_key.is_file():
@@ -191,6 +212,12 @@ class Settings:
         vsock_raw = env.get("VMPULSE_VSOCK_PORT") or ""
         vsock_port = _int(env, "VMPULSE_VSOCK_PORT", 0, errors, minimum=1) if vsock_raw else None
         max_line = _int(env, "VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, errors, minimum=1024)
+        max_buffer = _int(env, "VMPULSE_AGENT_MAX_BUFFER", 8 * 1024 * 1024, errors, minimum=1024)
+        if max_buffer < max_line:
+            errors.append(
+                f"VMPULSE_AGENT_MAX_BUFFER must be >= VMPULSE_AGENT_MAX_LINE ({max_line}), "
+                f"got {max_buffer}"
+            )
         idle_s = _int(env, "VMPULSE_AGENT_IDLE_TIMEOUT_S", 120, errors, minimum=1)
         max_conns = _int(env, "VMPULSE_AGENT_MAX_CONNECTIONS", 10_000, errors, minimum=1)
         metrics_raw = env.get("VMPULSE_BRIDGE_METRICS_PORT") or ""
@@ -218,7 +245,7 @@ class Settings:
             data_dir=data_dir,
             kafka_bootstrap=env.get("VMPULSE_KAFKA_BOOTSTRAP") or None,
             clickhouse_url=ch_url,
-            jwt_secret=Secret(env.get("VMPULSE_JWT_SECRET") or DEV_JWT_SECRET),
+            jwt_secret=Secret(jwt_secret),
             agent_secret=Secret(env.get("VMPULSE_AGENT_SECRET") or DEV_AGENT_SECRET),
             socket_dir=socket_dir,
             gateway_host=host.strip("[]") if host else "127.0.0.1",
@@ -245,6 +272,7 @@ class Settings:
             agent_tcp_port=tcp_port,
             vsock_port=vsock_port,
             agent_max_line=max_line,
+            agent_max_buffer=max_buffer,
             agent_idle_timeout_s=float(idle_s),
             agent_max_connections=max_conns,
             bridge_metrics_port=metrics_port,

@@ -7,62 +7,21 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.bridge import Bridge
 from agents.simulator import FleetSimulator
 from schemas.topics import Topics
+from tests.support.kafka import Collector, header, wait_until
 from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 
 VMS = [str(uuid.UUID(int=i, version=4)) for i in (1, 2, 3)]
 NOT_A_VM = "not-a-vm"  # served too, and must be ignored: no UUID, no identity
-
-
-class Collector:
-    """Reads the test's agent.raw and agent.dlq from the beginning; waits with deadlines."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, topics: Topics) -> None:
-        self.consumer = consumer
-        self.topics = topics
-        self.raw: list[Any] = []
-        self.control: list[Any] = []
-        self.dlq: list[Any] = []
-
-    async def wait_for(self, what: str, cond: Callable[[], bool], within_s: float = 5.0) -> None:
-        deadline = time.monotonic() + within_s
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out waiting for {what}: {len(self.raw)} raw, {len(self.dlq)} dlq"
-                )
-            batches = await self.consumer.getmany(timeout_ms=100)
-            for tp, records in batches.items():
-                for r in records:
-                    if tp.topic != self.topics.agent_raw:
-                        self.dlq.append(r)
-                    elif any(k == "control" for k, _ in r.headers):
-                        self.control.append(r)
-                    else:
-                        self.raw.append(r)
-
-    def for_vm(self, vm: str) -> list[Any]:
-        return [r for r in self.raw if r.key == vm.encode()]
-
-
-async def wait_until(what: str, cond: Callable[[], bool], within_s: float = 5.0) -> float:
-    """Poll a local condition; return how long it took."""
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > within_s:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 @pytest.fixture
@@ -82,32 +41,6 @@ async def bridge(
     await service.start()
     yield service
     await service.stop()
-
-
-@pytest.fixture
-async def collector(settings: Settings, topics_ready: Topics) -> AsyncIterator[Collector]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    tps = [
-        TopicPartition(topic, p)
-        for topic in (topics_ready.agent_raw, topics_ready.agent_dlq)
-        for p in range(settings.partitions)
-    ]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    yield Collector(consumer, topics_ready)
-    await consumer.stop()
-
-
-def header(record: Any, name: str) -> bytes:
-    values = [v for k, v in record.headers if k == name]
-    assert len(values) == 1, (name, record.headers)
-    return bytes(values[0])
 
 
 def assert_in_order(sent: list[bytes], got: list[bytes]) -> None:

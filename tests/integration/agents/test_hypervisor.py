@@ -15,11 +15,12 @@ from typing import Any
 
 import libvirt
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from agents.hypervisor import HypervisorWatcher
 from schemas.hypervisor import RECONCILE, HypervisorEvent, decode_event
 from schemas.topics import Topics
+from tests.support.kafka import reading_from_start
 from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -50,15 +51,8 @@ class Events:
 
 @pytest.fixture
 async def events(settings: Settings, topics_ready: Topics) -> AsyncIterator[Events]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    tps = [TopicPartition(topics_ready.hypervisor_events, p) for p in range(settings.partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    yield Events(consumer)
-    await consumer.stop()
+    async with reading_from_start(settings, (topics_ready.hypervisor_events,)) as consumer:
+        yield Events(consumer)
 
 
 async def test_lifecycle_events_and_reconcile_after_a_dropped_connection(

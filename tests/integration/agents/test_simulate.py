@@ -5,36 +5,17 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.bridge import Bridge
 from agents.simulate import run_fleet
 from schemas.topics import Topics
-from tests.integration.agents.test_bridge import Collector
+from tests.support.kafka import Collector
 from vmpulse.config import Settings
 from vmpulse.demo import demo_vm_ids
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def collector(settings: Settings, topics_ready: Topics) -> AsyncIterator[Collector]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    tps = [
-        TopicPartition(t, p)
-        for t in (topics_ready.agent_raw, topics_ready.agent_dlq)
-        for p in range(settings.partitions)
-    ]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    yield Collector(consumer, topics_ready)
-    await consumer.stop()
 
 
 async def test_tcp_dialect_2_fleet_with_bad_lines_reaches_agent_raw(

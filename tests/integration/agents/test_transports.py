@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 import uuid
@@ -13,39 +14,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.bridge import Bridge
 from agents.handshake import make_hello
 from agents.simulator import FleetSimulator
 from schemas.topics import Topics
-from tests.integration.agents.test_bridge import Collector, header, wait_until
+from tests.support.kafka import Collector, header, wait_until
 from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 
 A = str(uuid.uuid4())
 B = str(uuid.uuid4())
-
-
-@pytest.fixture
-async def collector(settings: Settings, topics_ready: Topics) -> AsyncIterator[Collector]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    tps = [
-        TopicPartition(topic, p)
-        for topic in (topics_ready.agent_raw, topics_ready.agent_dlq)
-        for p in range(settings.partitions)
-    ]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    yield Collector(consumer, topics_ready)
-    await consumer.stop()
 
 
 @pytest.fixture
@@ -112,6 +92,162 @@ async def test_a_5_mib_line_is_rejected_and_the_lines_after_it_are_stored(
     assert len(dead["raw"]) == 1024
     assert max(len(r.value) for r in collector.raw) < 100_000
     assert bridge.connections == 1  # the connection survived
+
+
+ENDLESS = b"<endless line>"
+
+
+class _ScriptedGuest:
+    """A VM's socket whose n-th connection writes ``scripts[n]``, chunk by chunk.
+
+    The chunk :data:`ENDLESS` writes the rest of an endless line, 1 MiB at a time
+    (at most ``ENDLESS_MAX`` bytes, so a bridge that never hangs up fails the test
+    instead of hanging it), until the bridge closes the connection.
+    """
+
+    ENDLESS_MAX = 64 * 1024 * 1024
+
+    def __init__(self, path: Path, scripts: list[list[bytes]]) -> None:
+        self.path = path
+        self.scripts = scripts
+        self.server: asyncio.Server | None = None
+        self.connections = 0
+        self.cut: list[int] = []  # connections the bridge hung up on while we wrote
+        self.endless_written = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_unix_server(self._client, path=os.fspath(self.path))
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = self.connections
+        self.connections += 1
+        script = self.scripts[n] if n < len(self.scripts) else []
+        try:
+            for chunk in script:
+                if chunk is ENDLESS:
+                    while self.endless_written < self.ENDLESS_MAX:
+                        writer.write(b"x" * (1024 * 1024))
+                        await writer.drain()
+                        self.endless_written += 1024 * 1024
+                else:
+                    writer.write(chunk)
+                    await writer.drain()
+            await reader.read()  # until the bridge goes away
+        except (ConnectionError, OSError):
+            self.cut.append(n)
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def test_a_line_past_the_receive_buffer_closes_only_its_connection(
+    settings: Settings,
+    topics_ready: Topics,
+    sim: FleetSimulator,
+    collector: Collector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """4-8 MiB: dead-lettered, connection kept; past 8 MiB: one DLQ record, connection closed,
+    the unix socket reconnected, and nothing else lost on it or on another VM's connection."""
+    assert (settings.agent_max_line, settings.agent_max_buffer) == (4 << 20, 8 << 20)
+    vm = str(uuid.uuid4())
+    good = [json.dumps({"type": "system_metrics", "vmId": vm, "n": i}).encode() for i in range(4)]
+    big = b'{"type":"system_metrics","pad":"' + b"y" * (6 << 20) + b'"}'
+    start = b'{"type":"system_metrics","vmId":"' + vm.encode() + b'","pad":"'
+
+    def values(of: str) -> list[bytes]:
+        return [r.value for r in collector.for_vm(of)]
+
+    def control(of: str) -> list[Any]:
+        return [r for r in collector.control if r.key == of.encode()]
+
+    guest = _ScriptedGuest(
+        settings.socket_dir / f"{vm}.socket",
+        [
+            [good[0] + b"\n", big + b"\n", good[1] + b"\n", start, ENDLESS],
+            [good[2] + b"\n" + good[3] + b"\n"],
+        ],
+    )
+    await guest.start()
+    bridge = await _bridge(settings)
+    try:
+        await collector.wait_for("the lines of both connections", lambda: values(vm) == good, 20.0)
+        await collector.wait_for("both DLQ records", lambda: len(collector.dlq) == 2)
+        marker = json.dumps({"type": "system_metrics", "vmId": A, "marker": 1}).encode()
+        assert sim.inject(A, marker) == 1
+        await collector.wait_for("the other VM's marker", lambda: marker in values(A))
+        await collector.wait_for("3 control records", lambda: len(control(vm)) == 3)
+    finally:
+        await bridge.stop()
+        await guest.stop()
+
+    assert guest.cut == [0] and guest.connections == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # a close, not a crash
+    assert guest.endless_written < 16 << 20  # hung up soon after 8 MiB, not at our cap
+    too_long, overflow = (json.loads(d.value) for d in collector.dlq)
+    assert [d.key for d in collector.dlq] == [vm.encode()] * 2
+    assert too_long["reason"] == "line_too_long"
+    assert too_long["origin"]["length"] == len(big)
+    assert overflow["reason"] == "line_overflow"
+    assert "connection closed" in overflow["detail"]
+    assert overflow["raw"].encode() == (start + b"x" * 1024)[:1024]
+    assert overflow["origin"]["length"] > 8 << 20 and overflow["origin"]["transport"] == "unix"
+    assert bridge.rejects_by_reason == {"line_too_long": 1, "line_overflow": 1}
+
+    records = collector.for_vm(vm)
+    first, second = header(records[0], "conn_id"), header(records[2], "conn_id")
+    assert first != second
+    assert [header(r, "conn_id") for r in records] == [first, first, second, second]
+    assert [(header(r, "conn_id"), header(r, "control")) for r in control(vm)] == [
+        (first, b"connected"),
+        (first, b"disconnected"),
+        (second, b"connected"),
+    ]
+    # The other VM's connection lost nothing: every line written to it, up to the
+    # marker, arrived in order, on the one connection it had.
+    got = values(A)
+    assert got[: got.index(marker) + 1] == sim.sent[A][: sim.sent[A].index(marker) + 1]
+    assert len({header(r, "conn_id") for r in collector.for_vm(A)}) == 1
+
+
+async def test_a_line_past_the_receive_buffer_disconnects_a_tcp_agent(
+    settings: Settings,
+    topics_ready: Topics,
+    collector: Collector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = settings.replace(agent_tcp_host="127.0.0.1", agent_tcp_port=0)
+    bridge = await _bridge(settings)
+    host, port = bridge.listeners[0].address[:2]
+    good = json.dumps({"type": "system_metrics", "vmId": B, "ok": 1}).encode()
+
+    def values(of: str) -> list[bytes]:
+        return [r.value for r in collector.for_vm(of)]
+
+    _, writer = await asyncio.open_connection(host, port)
+    written = 0
+    try:
+        writer.write(make_hello(settings.agent_secret.reveal(), B) + good + b"\n")
+        with pytest.raises(OSError):  # the bridge hung up: ConnectionResetError, BrokenPipeError
+            while written < 64 << 20:
+                writer.write(b"z" * (1 << 20))
+                await writer.drain()
+                written += 1 << 20
+        await wait_until("the bridge let go of it", lambda: bridge.active_connections == 0)
+        await collector.wait_for("the line and the DLQ record", lambda: len(collector.dlq) == 1)
+        await collector.wait_for("the good line", lambda: values(B) == [good])
+    finally:
+        writer.close()
+        await bridge.stop()
+    assert written < 16 << 20
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    dead = json.loads(collector.dlq[0].value)
+    assert dead["reason"] == "line_overflow" and dead["origin"]["transport"] == "tcp"
+    assert dead["raw"].encode() == b"z" * 1024
+    assert bridge.rejects_by_reason == {"line_overflow": 1}
 
 
 async def test_presence_records_bracket_a_connection(

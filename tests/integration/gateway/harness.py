@@ -21,11 +21,12 @@ from gateway.service import GatewayService
 from schemas.directory import Department, User, Vm, directory_key, encode_record
 from schemas.events import OutboundEvent, encode_outbound
 from schemas.topics import Topics
+from tests.support.kafka import produce
 from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 __all__ = [
     "DEADLINE_S",
+    "DIRECTORY",
     "Client",
     "connect",
     "hang_up",
@@ -37,6 +38,15 @@ __all__ = [
 ]
 
 DEADLINE_S = 10.0
+
+DIRECTORY: tuple[User | Vm, ...] = (
+    User(id="root", name="Root", role="admin"),
+    User(id="alice", name="Alice", department="eng"),
+    User(id="bob", name="Bob", department="ops"),
+    Vm(id="vm-a", name="alpha", owner="alice", department="eng"),
+    Vm(id="vm-b", name="beta", owner="bob", department="ops"),
+)
+"""A small directory: an admin, two users in two departments, a VM each."""
 
 
 class Client:
@@ -123,18 +133,6 @@ async def connect(
         url, auth=auth, headers=headers or {}, transports=list(transports), wait_timeout=5
     )
     return client
-
-
-async def produce(
-    settings: Settings, topic: str, records: Iterable[tuple[bytes, bytes | None]]
-) -> None:
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def publish(settings: Settings, *events: OutboundEvent, key: bytes | None = b"k") -> None:

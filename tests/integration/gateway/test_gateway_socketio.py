@@ -8,189 +8,82 @@ directory), and talks to it over TCP exactly as a browser would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 import socketio
 
-from gateway.api import Query
 from gateway.auth import issue_token
 from gateway.rooms import user_namespace
 from gateway.service import GatewayService
-from schemas.directory import User, Vm, directory_key, encode_record
-from schemas.events import OutboundEvent, encode_outbound
+from schemas.directory import Vm
+from schemas.events import OutboundEvent
 from schemas.topics import Topics
+from tests.integration.gateway.harness import (
+    DEADLINE_S,
+    DIRECTORY,
+    Client,
+    connect,
+    publish,
+    put_directory,
+    running,
+    token,
+    until,
+)
+from tests.support.kafka import produce
 from vmpulse.config import Secret, Settings
-from vmpulse.kafka_io import make_producer
 
 pytestmark = pytest.mark.integration
-
-DEADLINE_S = 5.0
-DIRECTORY: list[User | Vm] = [
-    User(id="root", name="Root", role="admin"),
-    User(id="alice", name="Alice", department="eng"),
-    User(id="bob", name="Bob", department="ops"),
-    Vm(id="vm-a", name="alpha", owner="alice", department="eng"),
-    Vm(id="vm-b", name="beta", owner="bob", department="ops"),
-]
-
-
-class Recorder:
-    """Every event a client receives, and a way to wait for one with a deadline."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._waiters: list[tuple[str, asyncio.Future[Any]]] = []
-
-    async def record(self, event: str, *args: Any) -> None:
-        payload = args[0] if len(args) == 1 else args
-        self.events.append((event, payload))
-        for name, fut in list(self._waiters):
-            if name == event and not fut.done():
-                fut.set_result(payload)
-                self._waiters.remove((name, fut))
-
-    async def wait_for(self, event: str) -> Any:
-        for name, payload in self.events:
-            if name == event:
-                return payload
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.append((event, fut))
-        return await asyncio.wait_for(fut, DEADLINE_S)
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.events]
-
-
-class Client:
-    """A socketio.AsyncClient plus what it received and why it was refused."""
-
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.received = Recorder()
-        self.refusal: Any = None
-        self.sio.on("*", self.received.record)
-        self.sio.on("connect_error", self._refused)
-
-    async def _refused(self, data: Any) -> None:
-        self.refusal = data
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[Client]]:
-    made: list[Client] = []
-    yield made
-    for client in made:
-        if client.sio.connected:
-            await client.sio.disconnect()
-
-
-async def _produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
-
-
-@contextlib.asynccontextmanager
-async def _running(
-    settings: Settings, topics: Topics, query: Query | None = None
-) -> AsyncIterator[GatewayService]:
-    await _produce(
-        settings,
-        topics.directory,
-        [(directory_key(r).encode(), encode_record(r)) for r in DIRECTORY],
-    )
-    service = GatewayService(settings, query=query)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await asyncio.wait_for(service.stop(), DEADLINE_S)
 
 
 @pytest.fixture
 async def gateway(settings: Settings, topics_ready: Topics) -> AsyncIterator[GatewayService]:
-    async with _running(settings, topics_ready) as service:
+    await put_directory(settings, *DIRECTORY)
+    async with running(settings) as service:
         yield service
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll a condition the server exposes no event for; callers bound it with a deadline."""
-    while not condition():  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
 
 
 def _unpositioned(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k != "position"}
 
 
-def _token(settings: Settings, user_id: str, secret: Secret | None = None) -> str:
-    return issue_token(secret or settings.jwt_secret, user_id)
-
-
-async def _connect(
-    gateway: GatewayService,
-    clients: list[Client],
-    *,
-    auth: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Client:
-    client = Client()
-    clients.append(client)
-    await client.sio.connect(
-        gateway.url, auth=auth, headers=headers or {}, transports=["websocket"], wait_timeout=5
-    )
-    return client
-
-
-async def _refused(gateway: GatewayService, clients: list[Client], **kwargs: Any) -> Any:
+async def _refused(gateway: GatewayService, opened: list[Client], **kwargs: Any) -> Any:
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await _connect(gateway, clients, **kwargs)
-    return clients[-1].refusal
-
-
-async def _publish(settings: Settings, *events: OutboundEvent, key: bytes = b"k") -> None:
-    """Same key for all: one partition, so the gateway handles them in this order."""
-    topic = Topics(settings.topic_prefix).events_outbound
-    await _produce(settings, topic, [(key, encode_outbound(e)) for e in events])
+        await connect(gateway.url, into=opened, **kwargs)
+    return opened[-1].refusal
 
 
 async def test_connect_without_token_is_refused(
-    gateway: GatewayService, clients: list[Client]
+    gateway: GatewayService, opened: list[Client]
 ) -> None:
-    refusal = await _refused(gateway, clients)
+    refusal = await _refused(gateway, opened)
     assert refusal == {"message": "Authentication token required"}
 
 
 async def test_connect_with_bad_signature_is_refused(
-    settings: Settings, gateway: GatewayService, clients: list[Client]
+    settings: Settings, gateway: GatewayService, opened: list[Client]
 ) -> None:
-    forged = _token(settings, "root", Secret("not-the-gateway-secret-" + "x" * 40))
-    refusal = await _refused(gateway, clients, auth={"token": forged})
+    forged = issue_token(Secret("not-the-gateway-secret-" + "x" * 40), "root")
+    refusal = await _refused(gateway, opened, auth={"token": forged})
     assert refusal == {"message": "Authentication failed"}
 
 
 async def test_connect_as_unknown_user_is_refused(
-    settings: Settings, gateway: GatewayService, clients: list[Client]
+    settings: Settings, gateway: GatewayService, opened: list[Client]
 ) -> None:
-    refusal = await _refused(gateway, clients, auth={"token": _token(settings, "mallory")})
+    refusal = await _refused(gateway, opened, auth={"token": token(settings, "mallory")})
     assert refusal == {"message": "User not found"}
 
 
 async def test_admin_connects_and_is_greeted(
-    settings: Settings, gateway: GatewayService, clients: list[Client]
+    settings: Settings, gateway: GatewayService, opened: list[Client]
 ) -> None:
-    client = await _connect(
-        gateway, clients, headers={"Authorization": f"Bearer {_token(settings, 'root')}"}
+    client = await connect(
+        gateway.url, headers={"Authorization": f"Bearer {token(settings, 'root')}"}, into=opened
     )
-    greeting = await client.received.wait_for("connected")
+    greeting = await client.wait_for("connected")
     assert greeting["namespace"] == user_namespace(settings.jwt_secret, "root")
     assert greeting["user"] == {"id": "root", "name": "Root", "role": "admin"}
     assert greeting["message"] and greeting["timestamp"]
@@ -199,10 +92,10 @@ async def test_admin_connects_and_is_greeted(
 
 
 async def test_subscribe_and_receive_metrics_only_for_allowed_vm(
-    settings: Settings, gateway: GatewayService, clients: list[Client]
+    settings: Settings, gateway: GatewayService, opened: list[Client]
 ) -> None:
-    alice = await _connect(gateway, clients, auth={"token": _token(settings, "alice")})
-    await alice.received.wait_for("connected")
+    alice = await connect(gateway.url, {"token": token(settings, "alice")}, into=opened)
+    await alice.wait_for("connected")
     assert await alice.sio.call("subscribe", {"vmId": "vm-a"}, timeout=DEADLINE_S) == {
         "ok": True,
         "error": None,
@@ -214,17 +107,15 @@ async def test_subscribe_and_receive_metrics_only_for_allowed_vm(
 
     sample_b = {"vmId": "vm-b", "metrics": {"cpu": 99.0}, "timestamp": "2026-01-01T00:00:00Z"}
     sample_a = {"vmId": "vm-a", "metrics": {"cpu": 12.5}, "timestamp": "2026-01-01T00:00:01Z"}
-    await _publish(
+    await publish(
         settings,
         OutboundEvent(resource="metrics", action="update", data=sample_b, rooms=["vm:vm-b"]),
         OutboundEvent(resource="metrics", action="update", data=sample_a, rooms=["vm:vm-a"]),
     )
     # vm-b's sample was handled first: had alice been in its room, it would be here already.
-    got = await alice.received.wait_for("metricsUpdate")
+    got = await alice.wait_for("metricsUpdate")
     assert _unpositioned(got) == sample_a and got["position"]
-    assert [_unpositioned(p) for n, p in alice.received.events if n == "metricsUpdate"] == [
-        sample_a
-    ]
+    assert [_unpositioned(p) for n, p in alice.events if n == "metricsUpdate"] == [sample_a]
 
     recent = await alice.sio.call("metrics:recent", {"vmId": "vm-a", "count": 5})
     assert recent == {"ok": True, "error": None, "vmId": "vm-a", "samples": [sample_a]}
@@ -234,33 +125,31 @@ async def test_subscribe_and_receive_metrics_only_for_allowed_vm(
 
 
 async def test_resource_event_reaches_named_user_only(
-    settings: Settings, gateway: GatewayService, clients: list[Client]
+    settings: Settings, gateway: GatewayService, opened: list[Client]
 ) -> None:
-    alice = await _connect(gateway, clients, auth={"token": _token(settings, "alice")})
-    bob = await _connect(gateway, clients, auth={"token": _token(settings, "bob")})
-    alice_ns = (await alice.received.wait_for("connected"))["namespace"]
-    bob_ns = (await bob.received.wait_for("connected"))["namespace"]
+    alice = await connect(gateway.url, {"token": token(settings, "alice")}, into=opened)
+    bob = await connect(gateway.url, {"token": token(settings, "bob")}, into=opened)
+    alice_ns = (await alice.wait_for("connected"))["namespace"]
+    bob_ns = (await bob.wait_for("connected"))["namespace"]
 
     update = OutboundEvent(resource="vms", action="update", data={"id": "vm-a"}, users=["alice"])
     sentinel = OutboundEvent(resource="vms", action="power_on", users=["bob"])
-    await _publish(settings, update, sentinel)
+    await publish(settings, update, sentinel)
 
-    assert _unpositioned(await alice.received.wait_for(f"{alice_ns}:vms:update")) == (
-        update.payload()
-    )
-    await bob.received.wait_for(f"{bob_ns}:vms:power_on")
-    assert bob.received.names() == ["connected", f"{bob_ns}:vms:power_on"]
+    assert _unpositioned(await alice.wait_for(f"{alice_ns}:vms:update")) == update.payload()
+    await bob.wait_for(f"{bob_ns}:vms:power_on")
+    assert bob.names() == ["connected", f"{bob_ns}:vms:power_on"]
 
 
 async def test_undecodable_record_does_not_stop_delivery(
-    settings: Settings, gateway: GatewayService, clients: list[Client]
+    settings: Settings, gateway: GatewayService, opened: list[Client]
 ) -> None:
-    alice = await _connect(gateway, clients, auth={"token": _token(settings, "alice")})
-    alice_ns = (await alice.received.wait_for("connected"))["namespace"]
+    alice = await connect(gateway.url, {"token": token(settings, "alice")}, into=opened)
+    alice_ns = (await alice.wait_for("connected"))["namespace"]
     topic = Topics(settings.topic_prefix).events_outbound
-    await _produce(settings, topic, [(b"k", b"{not json"), (b"k", b'{"resource": 1}')])
-    await _publish(settings, OutboundEvent(resource="vms", action="create", users=["alice"]))
-    await alice.received.wait_for(f"{alice_ns}:vms:create")
+    await produce(settings, topic, [(b"k", b"{not json"), (b"k", b'{"resource": 1}')])
+    await publish(settings, OutboundEvent(resource="vms", action="create", users=["alice"]))
+    await alice.wait_for(f"{alice_ns}:vms:create")
     assert gateway.consumer.skipped == 2
 
 
@@ -272,7 +161,7 @@ async def test_healthz(gateway: GatewayService) -> None:
 
 async def test_api_vms_lists_only_visible_vms(settings: Settings, gateway: GatewayService) -> None:
     async def vms(user_id: str) -> list[str]:
-        headers = {"Authorization": f"Bearer {_token(settings, user_id)}"}
+        headers = {"Authorization": f"Bearer {token(settings, user_id)}"}
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"{gateway.url}/api/vms", headers=headers) as resp,
@@ -301,7 +190,7 @@ async def test_api_query_is_admin_only_and_needs_a_store(
 ) -> None:
     async with aiohttp.ClientSession() as http:
         for user_id, status in (("alice", 403), ("root", 503)):
-            headers = {"Authorization": f"Bearer {_token(settings, user_id)}"}
+            headers = {"Authorization": f"Bearer {token(settings, user_id)}"}
             async with http.post(
                 f"{gateway.url}/api/query", json={"sql": "SELECT 1"}, headers=headers
             ) as resp:
@@ -317,8 +206,9 @@ async def test_api_query_runs_read_only_sql_through_the_store(
         seen.append(sql)
         return {"columns": ["one"], "rows": [[1]]}
 
-    url_headers = {"Authorization": f"Bearer {_token(settings, 'root')}"}
-    async with _running(settings, topics_ready, query) as gw, aiohttp.ClientSession() as http:
+    url_headers = {"Authorization": f"Bearer {token(settings, 'root')}"}
+    await put_directory(settings, *DIRECTORY)
+    async with running(settings, query) as gw, aiohttp.ClientSession() as http:
         async with http.post(
             f"{gw.url}/api/query", json={"sql": "SELECT 1;"}, headers=url_headers
         ) as resp:
@@ -335,32 +225,24 @@ async def test_api_query_runs_read_only_sql_through_the_store(
 
 
 async def test_subscription_is_dropped_when_the_directory_takes_access_away(
-    settings: Settings, gateway: GatewayService, clients: list[Client]
+    settings: Settings, gateway: GatewayService, opened: list[Client]
 ) -> None:
-    alice = await _connect(gateway, clients, auth={"token": _token(settings, "alice")})
-    await alice.received.wait_for("connected")
+    alice = await connect(gateway.url, {"token": token(settings, "alice")}, into=opened)
+    await alice.wait_for("connected")
     assert (await alice.sio.call("subscribe", {"vmId": "vm-a"}))["ok"] is True
     sid = alice.sio.get_sid("/")
     assert "vm:vm-a" in gateway.sio.rooms(sid)
 
-    moved = Vm(id="vm-a", name="alpha", owner="bob", department="ops")
-    await _produce(
-        settings,
-        Topics(settings.topic_prefix).directory,
-        [(directory_key(moved).encode(), encode_record(moved))],
-    )
-
-    await asyncio.wait_for(_until(lambda: "vm:vm-a" not in gateway.sio.rooms(sid)), DEADLINE_S)
+    await put_directory(settings, Vm(id="vm-a", name="alpha", owner="bob", department="ops"))
+    await until(lambda: "vm:vm-a" not in gateway.sio.rooms(sid), DEADLINE_S)
 
 
 async def test_stop_leaves_no_tasks_behind(settings: Settings, topics_ready: Topics) -> None:
     before = asyncio.all_tasks()
-    async with _running(settings, topics_ready) as gw:
-        client = Client()
-        await client.sio.connect(
-            gw.url, auth={"token": _token(settings, "alice")}, transports=["websocket"]
-        )
-        await client.received.wait_for("connected")
+    await put_directory(settings, *DIRECTORY)
+    async with running(settings) as gw:
+        client = await connect(gw.url, {"token": token(settings, "alice")})
+        await client.wait_for("connected")
         # The client stays connected: stopping the gateway must not wait for it.
     await client.sio.disconnect()
     leftover = {

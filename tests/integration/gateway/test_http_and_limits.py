@@ -10,11 +10,12 @@ import aiohttp
 import pytest
 import socketio
 
-from schemas.directory import User, Vm
+from schemas.directory import Vm
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
 from streams.store import ClickHouseStore
 from tests.integration.gateway.harness import (
+    DIRECTORY,
     Client,
     connect,
     publish,
@@ -26,14 +27,6 @@ from tests.integration.gateway.harness import (
 from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
-
-DIRECTORY: list[User | Vm] = [
-    User(id="root", name="Root", role="admin"),
-    User(id="alice", name="Alice", department="eng"),
-    User(id="bob", name="Bob", department="ops"),
-    Vm(id="vm-a", name="alpha", owner="alice", department="eng"),
-    Vm(id="vm-b", name="beta", owner="bob", department="ops"),
-]
 
 
 def _iso(value: dt.datetime) -> str:

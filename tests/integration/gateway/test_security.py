@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.auth import issue_token
-from schemas.directory import User, Vm
+from schemas.directory import User
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
 from tests.integration.gateway.harness import (
+    DIRECTORY,
     Client,
     connect,
     publish,
@@ -35,14 +36,6 @@ from tests.integration.gateway.harness import (
 from vmpulse.config import Secret, Settings
 
 pytestmark = pytest.mark.integration
-
-DIRECTORY: list[User | Vm] = [
-    User(id="root", name="Root", role="admin"),
-    User(id="alice", name="Alice", department="eng"),
-    User(id="bob", name="Bob", department="ops"),
-    Vm(id="vm-a", name="alpha", owner="alice", department="eng"),
-    Vm(id="vm-b", name="beta", owner="bob", department="ops"),
-]
 
 
 async def _refusal(url: str, opened: list[Client], **kwargs: Any) -> Any:

@@ -13,6 +13,7 @@ def test_defaults_keep_tcp_and_vsock_off(tmp_path: Path) -> None:
     s = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
     assert s.agent_tcp_host is None and s.vsock_port is None and s.bridge_metrics_port is None
     assert s.agent_max_line == 4 * 1024 * 1024
+    assert s.agent_max_buffer == 8 * 1024 * 1024
     assert s.agent_idle_timeout_s == 120.0 and s.agent_max_connections == 10_000
 
 
@@ -23,6 +24,7 @@ def test_every_agent_setting_is_read(tmp_path: Path) -> None:
             "VMPULSE_AGENT_TCP_ADDR": "0.0.0.0:7070",
             "VMPULSE_VSOCK_PORT": "5000",
             "VMPULSE_AGENT_MAX_LINE": "65536",
+            "VMPULSE_AGENT_MAX_BUFFER": "131072",
             "VMPULSE_AGENT_IDLE_TIMEOUT_S": "30",
             "VMPULSE_AGENT_MAX_CONNECTIONS": "50",
             "VMPULSE_BRIDGE_METRICS_PORT": "9108",
@@ -31,6 +33,7 @@ def test_every_agent_setting_is_read(tmp_path: Path) -> None:
     assert (s.agent_tcp_host, s.agent_tcp_port, s.vsock_port) == ("0.0.0.0", 7070, 5000)
     assert (s.agent_max_line, s.agent_idle_timeout_s, s.agent_max_connections) == (65536, 30.0, 50)
     assert s.bridge_metrics_port == 9108
+    assert s.agent_max_buffer == 131072
 
 
 def test_bad_agent_settings_are_reported_together(tmp_path: Path) -> None:
@@ -41,8 +44,25 @@ def test_bad_agent_settings_are_reported_together(tmp_path: Path) -> None:
                 "VMPULSE_AGENT_TCP_ADDR": "nope",
                 "VMPULSE_VSOCK_PORT": "x",
                 "VMPULSE_AGENT_MAX_LINE": "10",
+                "VMPULSE_AGENT_MAX_BUFFER": "10",
             }
         )
     text = str(err.value)
-    for name in ("VMPULSE_AGENT_TCP_ADDR", "VMPULSE_VSOCK_PORT", "VMPULSE_AGENT_MAX_LINE"):
+    for name in (
+        "VMPULSE_AGENT_TCP_ADDR",
+        "VMPULSE_VSOCK_PORT",
+        "VMPULSE_AGENT_MAX_LINE",
+        "VMPULSE_AGENT_MAX_BUFFER",
+    ):
         assert name in text
+
+
+def test_receive_buffer_may_not_be_smaller_than_a_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="VMPULSE_AGENT_MAX_BUFFER must be >= "):
+        Settings.from_env(
+            {
+                "VMPULSE_DATA_DIR": str(tmp_path),
+                "VMPULSE_AGENT_MAX_LINE": "65536",
+                "VMPULSE_AGENT_MAX_BUFFER": "65535",
+            }
+        )

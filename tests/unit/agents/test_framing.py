@@ -1,4 +1,5 @@
-"""LineFramer: whole input, byte by byte, split chunks, \\r\\n, partial tails, oversize lines."""
+"""LineFramer: whole input, byte by byte, split chunks, \\r\\n, partial tails, oversize lines,
+lines past the receive-buffer limit."""
 
 from __future__ import annotations
 
@@ -10,23 +11,55 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.exceptions import FramingError
-from agents.framing import HEAD_SIZE, Frame, LineFramer, Oversize, Truncated
+from agents.framing import (
+    DEFAULT_MAX_BUFFER,
+    HEAD_SIZE,
+    Frame,
+    LineFramer,
+    Overflow,
+    Oversize,
+    Truncated,
+)
 
 
-def frames_of(chunks: Iterable[bytes], *, max_line: int = 1 << 20, eof: bool = True) -> list[Frame]:
-    """Drive a framer the way the bridge does: feed, drain, repeat; then EOF and drain."""
-    framer = LineFramer(max_line)
+def drive(
+    chunks: Iterable[bytes],
+    *,
+    max_line: int = 1 << 20,
+    max_buffer: int = DEFAULT_MAX_BUFFER,
+    eof: bool = True,
+) -> tuple[list[Frame], int]:
+    """Drive a framer the way the bridge does: feed, drain, repeat; then EOF and drain.
+
+    Like the bridge, stop reading once the framer ended the stream (an Overflow).
+    Returns the frames and how many bytes were fed.
+    """
+    framer = LineFramer(max_line, max_buffer)
     out: list[Frame] = []
+    fed = 0
     for chunk in chunks:
+        if framer.at_eof:
+            break
         framer.feed(chunk)
+        fed += len(chunk)
         while (frame := framer.next_frame()) is not None:
             out.append(frame)
         assert framer.buffered <= max_line + 1 + len(chunk)
-    if eof:
+    if eof and not framer.at_eof:
         framer.feed_eof()
         while (frame := framer.next_frame()) is not None:
             out.append(frame)
-    return out
+    return out, fed
+
+
+def frames_of(
+    chunks: Iterable[bytes],
+    *,
+    max_line: int = 1 << 20,
+    max_buffer: int = DEFAULT_MAX_BUFFER,
+    eof: bool = True,
+) -> list[Frame]:
+    return drive(chunks, max_line=max_line, max_buffer=max_buffer, eof=eof)[0]
 
 
 def one_byte_at_a_time(data: bytes) -> list[bytes]:
@@ -123,6 +156,59 @@ def test_oversize_then_eof_is_truncated() -> None:
     assert frames_of([b"w" * 40], max_line=8) == [Truncated(40, b"w" * 40)]
 
 
+def test_line_between_the_line_and_buffer_limits_is_skipped_and_the_stream_goes_on() -> None:
+    frames, fed = drive([b"a\n" + b"x" * 16 + b"\r\nb\n"], max_line=8, max_buffer=16)
+    assert frames == [b"a", Oversize(16, b"x" * 16), b"b"]
+    assert fed == 22
+
+
+def test_complete_line_past_the_buffer_limit_ends_the_stream_after_what_was_read() -> None:
+    framer = LineFramer(max_line=8, max_buffer=16)
+    framer.feed(b"a\n" + b"x" * 17 + b"\nb\nhalf")
+    assert framer.frames() == [b"a", Overflow(17, b"x" * 17), b"b", Truncated(4, b"half")]
+    assert framer.at_eof
+    with pytest.raises(FramingError):
+        framer.feed(b"more\n")
+
+
+def test_endless_line_ends_the_stream_once_past_the_buffer_limit() -> None:
+    framer = LineFramer(max_line=4, max_buffer=16)
+    framer.feed(b"ok\n")
+    assert framer.next_frame() == b"ok"
+    assert framer.next_frame() is None
+    fed = 0
+    while not framer.at_eof:
+        framer.feed(b"y")
+        fed += 1
+        frame = framer.next_frame()
+        if frame is not None:
+            assert frame == Overflow(18, b"y" * 18)
+            assert framer.next_frame() is None
+        assert framer.buffered <= 4 + 1 + 1
+    # 17 bytes could still be 16 and the \r of a \r\n; the 18th is past the limit.
+    assert fed == 18
+
+
+def test_line_exactly_at_the_buffer_limit_keeps_the_stream_with_or_without_cr() -> None:
+    line = b"z" * 16
+    for end in (b"\r\n", b"\n"):
+        frames = frames_of([*one_byte_at_a_time(line + end), b"next\n"], max_line=4, max_buffer=16)
+        assert frames == [Oversize(16, line), b"next"]
+    frames = frames_of([*one_byte_at_a_time(line + b"z\n"), b"next\n"], max_line=4, max_buffer=16)
+    assert frames == [Overflow(17, line + b"z")]
+
+
+def test_overflow_keeps_a_head_from_a_line_streamed_in_chunks() -> None:
+    frames, fed = drive([b"h" * 600, b"i" * 600, b"j" * 600, b"k\n"], max_line=10, max_buffer=1000)
+    assert frames == [Overflow(1200, (b"h" * 600 + b"i" * 600)[:HEAD_SIZE])]
+    assert fed == 1200
+
+
+def test_buffer_limit_under_the_line_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_buffer"):
+        LineFramer(max_line=100, max_buffer=99)
+
+
 def test_trailing_garbage_after_lines() -> None:
     assert frames_of([b"good\n\xff\xfe\x00garbage"]) == [
         b"good",
@@ -137,6 +223,11 @@ def test_feed_without_draining_is_a_caller_bug() -> None:
         framer.feed(b"b\n")
 
 
+def test_default_limits_are_the_protocols() -> None:
+    framer = LineFramer()
+    assert (framer.max_line, framer.max_buffer) == (4 * 1024 * 1024, 8 * 1024 * 1024)
+
+
 def test_feed_after_eof_is_a_caller_bug() -> None:
     framer = LineFramer()
     framer.feed_eof()
@@ -145,14 +236,27 @@ def test_feed_after_eof_is_a_caller_bug() -> None:
         framer.feed(b"late\n")
 
 
-def expected_frames(data: bytes, max_line: int) -> list[Frame]:
-    """The reference model: split on \\n, strip one \\r, classify by length."""
+def expected_frames(data: bytes, max_line: int, max_buffer: int | None = None) -> list[Frame]:
+    """The reference model: split on \\n, strip one \\r, classify by length.
+
+    With ``max_buffer``, ``data`` is what was fed before the stream ended: a line
+    past it is an Overflow; an unfinished tail past ``max_buffer + 1`` too, unless
+    an Overflow before it already ended the stream (then it is Truncated).
+    """
     *lines, tail = data.split(b"\n")
     out: list[Frame] = []
     for raw in lines:
         line = raw[:-1] if raw.endswith(b"\r") else raw
-        out.append(line if len(line) <= max_line else Oversize(len(line), line[:HEAD_SIZE]))
-    if tail:
+        if len(line) <= max_line:
+            out.append(line)
+        elif max_buffer is None or len(line) <= max_buffer:
+            out.append(Oversize(len(line), line[:HEAD_SIZE]))
+        else:
+            out.append(Overflow(len(line), line[:HEAD_SIZE]))
+    ended = any(isinstance(f, Overflow) for f in out)
+    if max_buffer is not None and not ended and len(tail) > max_buffer + 1:
+        out.append(Overflow(len(tail), tail[:HEAD_SIZE]))
+    elif tail:
         out.append(Truncated(len(tail), tail[:HEAD_SIZE]))
     return out
 
@@ -183,6 +287,23 @@ def test_any_chunking_with_a_small_limit(data: bytes, cuts: list[int], max_line:
     assert frames_of(chunked(data, cuts), max_line=max_line) == expected_frames(data, max_line)
 
 
+@given(
+    data=st.lists(lines_alphabet, max_size=300).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=40),
+    max_line=st.integers(min_value=0, max_value=12),
+    extra=st.integers(min_value=0, max_value=12),
+)
+@settings(max_examples=500)
+def test_any_chunking_with_a_small_buffer_limit(
+    data: bytes, cuts: list[int], max_line: int, extra: int
+) -> None:
+    max_buffer = max_line + extra
+    frames, fed = drive(chunked(data, cuts), max_line=max_line, max_buffer=max_buffer)
+    assert frames == expected_frames(data[:fed], max_line, max_buffer)
+    if fed < len(data):  # reading stopped only because a line ran past the limit
+        assert any(isinstance(f, Overflow) for f in frames)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     pieces=st.lists(
@@ -191,18 +312,22 @@ def test_any_chunking_with_a_small_limit(data: bytes, cuts: list[int], max_line:
     ),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
     max_line=st.sampled_from([0, 1, 3, 16, 1 << 20]),
+    extra=st.sampled_from([0, 2, 30, DEFAULT_MAX_BUFFER]),
 )
 def test_bulk_frames_equal_one_at_a_time(
-    pieces: list[bytes], cuts: list[int], max_line: int
+    pieces: list[bytes], cuts: list[int], max_line: int, extra: int
 ) -> None:
     data = b"".join(pieces)
     bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
     chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
-    framer = LineFramer(max_line)
+    framer = LineFramer(max_line, max_line + extra)
     bulk: list[Frame] = []
     for chunk in chunks:
+        if framer.at_eof:
+            break
         framer.feed(chunk)
         bulk.extend(framer.frames())
-    framer.feed_eof()
-    bulk.extend(framer.frames())
-    assert bulk == frames_of(chunks, max_line=max_line)
+    if not framer.at_eof:
+        framer.feed_eof()
+        bulk.extend(framer.frames())
+    assert bulk == frames_of(chunks, max_line=max_line, max_buffer=max_line + extra)

@@ -2,7 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from vmpulse.config import ConfigError, Secret, Settings
+from vmpulse.cli import main
+from vmpulse.config import DEV_JWT_SECRET, ConfigError, Secret, Settings
+
+GOOD_SECRET = "hunter2-very-secret-" + "0123456789abcdef"  # 36 bytes
 
 
 def test_defaults_work_with_an_empty_environment(tmp_path: Path) -> None:
@@ -31,11 +34,50 @@ def test_every_error_is_reported_at_once() -> None:
 
 
 def test_secrets_do_not_show_in_repr() -> None:
-    s = Settings.from_env({"VMPULSE_JWT_SECRET": "hunter2-very-secret"})
+    s = Settings.from_env({"VMPULSE_JWT_SECRET": GOOD_SECRET})
     assert "hunter2" not in repr(s)
-    assert s.jwt_secret.reveal() == "hunter2-very-secret"
+    assert s.jwt_secret.reveal() == GOOD_SECRET
     assert not s.jwt_secret_is_dev
     assert repr(Secret("x")) == "Secret('***')"
+
+
+def test_a_short_jwt_secret_is_refused_without_showing_it() -> None:
+    short = "hunter2-short-key"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"VMPULSE_JWT_SECRET": short, "VMPULSE_PARTITIONS": "0"})
+    text = str(info.value)
+    assert "VMPULSE_JWT_SECRET must be at least 32 bytes, got 17" in text
+    assert "VMPULSE_PARTITIONS" in text  # reported with the other errors, at once
+    assert short not in text and short not in repr(info.value)
+    assert "hunter2" not in text
+
+
+def test_the_jwt_secret_minimum_counts_bytes() -> None:
+    assert Settings.from_env({"VMPULSE_JWT_SECRET": "k" * 32}).jwt_secret.reveal() == "k" * 32
+    assert not Settings.from_env({"VMPULSE_JWT_SECRET": "é" * 16}).jwt_secret_is_dev  # 32 bytes
+    with pytest.raises(ConfigError, match="at least 32 bytes, got 31"):
+        Settings.from_env({"VMPULSE_JWT_SECRET": "k" * 31})
+    with pytest.raises(ConfigError, match="at least 32 bytes, got 30"):
+        Settings.from_env({"VMPULSE_JWT_SECRET": "é" * 15})
+
+
+def test_the_development_jwt_key_still_works_unset_or_empty() -> None:
+    for env in ({}, {"VMPULSE_JWT_SECRET": ""}):
+        s = Settings.from_env(env)
+        assert s.jwt_secret_is_dev and s.jwt_secret.reveal() == DEV_JWT_SECRET
+
+
+def test_vmpulse_refuses_to_start_with_a_short_jwt_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VMPULSE_JWT_SECRET", "hunter2-short-key")
+    assert main(["token", "--user", "alice"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "VMPULSE_JWT_SECRET must be at least 32 bytes" in err
+    assert "hunter2" not in err
+    monkeypatch.delenv("VMPULSE_JWT_SECRET")
+    assert main(["token", "--user", "alice"]) == 0  # the development key
+    assert capsys.readouterr().out.count(".") == 2  # a JWT: header.payload.signature
 
 
 def test_gateway_settings_defaults_and_errors(tmp_path: Path) -> None:

@@ -1,0 +1,18 @@
+"""Fixtures shared by the agents integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from schemas.topics import Topics
+from tests.support.kafka import Collector, agent_collector
+from vmpulse.config import Settings
+
+
+@pytest.fixture
+async def collector(settings: Settings, topics_ready: Topics) -> AsyncIterator[Collector]:
+    """This test's agent.raw and agent.dlq, read from the beginning."""
+    async with agent_collector(settings, topics_ready) as found:
+        yield found

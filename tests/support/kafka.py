@@ -1,0 +1,124 @@
+"""Kafka helpers shared by the integration tests: read a test's topics, produce, wait.
+
+Everything here talks to the session's real broker (``kafka_bootstrap`` in
+tests/conftest.py); nothing mocks Kafka. Waits have deadlines, never bare sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.topics import Topics
+from vmpulse.config import Settings
+from vmpulse.kafka_io import make_producer
+
+__all__ = [
+    "Collector",
+    "agent_collector",
+    "header",
+    "produce",
+    "reading_from_start",
+    "wait_until",
+]
+
+
+@contextlib.asynccontextmanager
+async def reading_from_start(
+    settings: Settings, topics: Sequence[str]
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer without a group, assigned every partition of ``topics``, at the beginning."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+class Collector:
+    """Reads the test's agent.raw and agent.dlq from the beginning; waits with deadlines.
+
+    ``raw`` holds agent.raw lines, ``control`` the bridge's presence records
+    (header ``control``), ``dlq`` the agent.dlq records, each in arrival order.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, topics: Topics) -> None:
+        self.consumer = consumer
+        self.topics = topics
+        self.raw: list[Any] = []
+        self.control: list[Any] = []
+        self.dlq: list[Any] = []
+
+    async def wait_for(self, what: str, cond: Callable[[], bool], within_s: float = 5.0) -> None:
+        deadline = time.monotonic() + within_s
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out waiting for {what}: {len(self.raw)} raw, {len(self.dlq)} dlq"
+                )
+            batches = await self.consumer.getmany(timeout_ms=100)
+            for tp, records in batches.items():
+                for r in records:
+                    if tp.topic != self.topics.agent_raw:
+                        self.dlq.append(r)
+                    elif any(k == "control" for k, _ in r.headers):
+                        self.control.append(r)
+                    else:
+                        self.raw.append(r)
+
+    def for_vm(self, vm: str) -> list[Any]:
+        return [r for r in self.raw if r.key == vm.encode()]
+
+
+@contextlib.asynccontextmanager
+async def agent_collector(settings: Settings, topics: Topics) -> AsyncIterator[Collector]:
+    """A :class:`Collector` over this test's agent.raw and agent.dlq."""
+    async with reading_from_start(settings, (topics.agent_raw, topics.agent_dlq)) as consumer:
+        yield Collector(consumer, topics)
+
+
+async def wait_until(what: str, cond: Callable[[], bool], within_s: float = 5.0) -> float:
+    """Poll a local condition; return how long it took."""
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > within_s:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+def header(record: Any, name: str) -> bytes:
+    """The one value of header ``name`` of a consumed record."""
+    values = [v for k, v in record.headers if k == name]
+    assert len(values) == 1, (name, record.headers)
+    return bytes(values[0])
+
+
+async def produce(
+    settings: Settings, topic: str, records: Iterable[tuple[bytes, bytes | None]]
+) -> None:
+    """Produce ``(key, value)`` records (``None``: a tombstone) and wait for every ack.
+
+    One idempotent producer: records with the same key stay in this order.
+    """
+    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
