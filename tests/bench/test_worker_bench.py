@@ -1,14 +1,16 @@
 """Worker benchmarks (`make bench`, not in the default run); figures go to docs/BENCHMARKS.md.
 
-1. Sustained: ~1 KB metrics lines offered at VMPULSE_BENCH_RATE for 1,000 VMs while
-   one `vmpulse worker` process validates, stores (chDB) and live-emits them; the
-   stored rate must reach the 10,000/s target and consumer lag must stay bounded.
+1. Sustained: ~1 KB metrics lines offered at VMPULSE_BENCH_RATE for 1,000 VMs
+   (VMPULSE_BENCH_VMS) while one `vmpulse worker` process validates, stores (chDB)
+   and live-emits them; the stored rate must reach the 10,000/s target and consumer
+   lag must stay bounded.
 2. Fleet size: the same work for 100, 1,000 and 10,000 VMs from a backlog;
    worker CPU time per message and drain rate.
 
 Environment knobs: VMPULSE_BENCH_RATE (default 10500, above the 10,000 target),
 VMPULSE_BENCH_SECONDS (default 30), VMPULSE_BENCH_BACKLOG (default 100000),
-VMPULSE_BENCH_PARTITIONS (default 6).
+VMPULSE_BENCH_PARTITIONS (default 6), VMPULSE_BENCH_VMS (sustained run's fleet,
+default 1000).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ RATE = int(os.environ.get("VMPULSE_BENCH_RATE", "10500"))
 SECONDS = float(os.environ.get("VMPULSE_BENCH_SECONDS", "30"))
 BACKLOG = int(os.environ.get("VMPULSE_BENCH_BACKLOG", "100000"))
 PARTITIONS = int(os.environ.get("VMPULSE_BENCH_PARTITIONS", "6"))
+VMS = int(os.environ.get("VMPULSE_BENCH_VMS", "1000"))
 
 
 def _settings(settings: Settings, partitions: int = PARTITIONS) -> Settings:
@@ -99,7 +102,7 @@ async def test_sustained_rate_with_bounded_lag(settings: Settings, tmp_path: Pat
     s = _settings(settings)
     topics = Topics(s.topic_prefix)
     group = ingest_group_id(s.topic_prefix)
-    vms = [f"bench-vm-{i:05d}" for i in range(1000)]
+    vms = [f"bench-vm-{i:05d}" for i in range(VMS)]
     worker = WorkerProcess(s, tmp_path / "worker.log", VMPULSE_LIVE_INTERVAL_MS="1000")
     worker.start()
     try:
@@ -138,9 +141,10 @@ async def test_sustained_rate_with_bounded_lag(settings: Settings, tmp_path: Pat
     early = sum(e - d for _, d, e in during[:third]) / third
     late = sum(e - d for _, d, e in during[-third:]) / third
     print(
-        f"\nsustained: {total} msgs offered at {offered:,.0f}/s over {produce_s:.1f} s "
-        f"(target {TARGET:,}/s); stored {stored:,.0f}/s while offered; all stored "
-        f"{tail_s:.1f} s after the last send ({total / elapsed:,.0f}/s including that tail); "
+        f"\nsustained, {VMS:,} VMs: {total} msgs offered at {offered:,.0f}/s over "
+        f"{produce_s:.1f} s (target {TARGET:,}/s); stored {stored:,.0f}/s while offered; "
+        f"all stored {tail_s:.1f} s after the last send "
+        f"({total / elapsed:,.0f}/s including that tail); "
         f"worker CPU {cpu:.1f} s = {cpu / total * 1e6:.0f} us/msg; "
         f"lag mean first third {early:,.0f}, last third {late:,.0f}, max {max(lags)}; "
         f"lag samples (msgs) {lags}; events.outbound records {outbound}"
