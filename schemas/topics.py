@@ -42,6 +42,11 @@ class Topics:
     def events_outbound(self) -> str:
         return self._name("events.outbound")
 
+    @property
+    def worker_state(self) -> str:
+        """Presence and alert state per VM, compacted (streams/state_log.py)."""
+        return self._name("worker.state")
+
     def all(self) -> tuple[str, ...]:
         return (
             self.agent_raw,
@@ -50,7 +55,8 @@ class Topics:
             self.directory,
             self.agent_dlq,
             self.events_outbound,
+            self.worker_state,
         )
 
     def compacted(self) -> frozenset[str]:
-        return frozenset({self.directory})
+        return frozenset({self.directory, self.worker_state})

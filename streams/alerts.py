@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 
 from schemas.events import ResourceEvent
 
-__all__ = ["DEFAULT_RULES", "AlertEngine", "AlertSample", "Rule"]
+__all__ = ["DEFAULT_RULES", "AlertEngine", "AlertSample", "BreachState", "Rule"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +65,16 @@ class _Breach:
     alert_id: str | None = None  # set once raised
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BreachState:
+    """One open breach of a VM, as persisted: rule, subject (a mount or ''), start, alert."""
+
+    rule: str
+    subject: str
+    since: dt.datetime
+    alert_id: str | None = None
+
+
 def _iso(ts: dt.datetime) -> str:
     return ts.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -76,6 +86,35 @@ class AlertEngine:
         self.rules = tuple(rules)
         self._breaches: dict[tuple[str, str, str], _Breach] = {}
         self._newest: dict[str, dt.datetime] = {}
+        self.changed: set[str] = set()
+        """VMs whose breaches changed since the caller last cleared this (to persist them)."""
+
+    def export(self, vm_id: str) -> tuple[list[BreachState], dt.datetime | None]:
+        """A VM's open breaches and newest sample time, to persist."""
+        breaches = [
+            BreachState(rule, subject, b.since, b.alert_id)
+            for (vm, rule, subject), b in self._breaches.items()
+            if vm == vm_id
+        ]
+        return breaches, self._newest.get(vm_id)
+
+    def restore(
+        self, vm_id: str, breaches: Iterable[BreachState], newest: dt.datetime | None
+    ) -> None:
+        """A VM's breaches as a previous owner left them: alerts resolve, not re-raise."""
+        for b in breaches:
+            self._breaches[(vm_id, b.rule, b.subject)] = _Breach(b.since, b.alert_id)
+        if newest is not None:
+            self._newest[vm_id] = newest
+
+    def drop(self, vm_ids: Iterable[str]) -> None:
+        """Forget VMs (their partitions went to another worker, which restores them)."""
+        gone = set(vm_ids)
+        for key in [k for k in self._breaches if k[0] in gone]:
+            del self._breaches[key]
+        for vm_id in gone:
+            self._newest.pop(vm_id, None)
+            self.changed.discard(vm_id)
 
     def open_alerts(self) -> list[str]:
         """Ids of alerts raised and not yet resolved."""
@@ -102,14 +141,17 @@ class AlertEngine:
                 if value > rule.threshold:
                     if breach is None:
                         breach = self._breaches[key] = _Breach(since=sample.ts)
+                        self.changed.add(sample.vm_id)
                     held = (sample.ts - breach.since).total_seconds()
                     if breach.alert_id is None and held >= rule.for_s:
                         breach.alert_id = (
                             f"{sample.vm_id}:{rule.name}:{subject}:{int(breach.since.timestamp())}"
                         )
                         events.append(self._event("create", rule, subject, value, sample, breach))
+                        self.changed.add(sample.vm_id)
                 elif breach is not None:
                     del self._breaches[key]
+                    self.changed.add(sample.vm_id)
                     if breach.alert_id is not None:
                         events.append(self._event("resolve", rule, subject, value, sample, breach))
         return events

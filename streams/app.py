@@ -113,10 +113,14 @@ def create_app(
         for block in blocks:
             await store_block(block)
             planner.stored(block)
+        await event_stages.persist()
 
     async def store_block(block: Block) -> None:
         records = block.records
-        await event_stages.observe_raw([(r.key, r.value, r.headers) for r in records])
+        if not block.repair:
+            # a repair may hold other workers' partitions, and its presence and alert
+            # changes are in the state they resumed from (streams/state_log.py)
+            await event_stages.observe_raw(records)
         # connection records (header "control") become result.connections, never rows
         result = process_batch(records)
         # live first: a chart should not wait for the batch to be stored
@@ -132,7 +136,7 @@ def create_app(
         else:
             stats["stored"] += len(result.activity)
             stats["rows"] = stats.get("rows", 0) + written
-        await event_stages.observe_samples(result.samples)
+            await event_stages.observe_samples(result.samples)
         stats["rejected"] += len(result.rejects)
         for vm_id, payload in result.rejects:
             await dlq_topic.send(key=vm_id.encode(), value=payload)
@@ -145,6 +149,8 @@ def create_app(
         on_raw=store_batch,
         on_hypervisor=event_stages.hypervisor_event,
         on_revoked=planner.forget,
+        on_released=event_stages.release,
+        on_taken=event_stages.take,
         max_records=batch_max,
         within_s=settings.store_batch_s if batch_within_s is None else batch_within_s,
         session_timeout_s=settings.kafka_session_timeout_s,

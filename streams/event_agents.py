@@ -19,12 +19,13 @@ folds the same topic with the same code. A GlobalTable would copy the topic
 into a second changelog topic and recover it through Faust's table machinery
 on every start, for nothing the tail does not already give.
 
-State (presence, alerts) lives in memory per worker. agent.raw and
-hypervisor.events share the key (VM id) and the partition count, and the
-ingest reads both in one group with the range assignor, so one worker holds
-both of a VM's partitions. After
-a restart presence starts unknown: the next line of each agent reports it
-online again, and an open alert whose VM keeps breaching is raised again.
+State (presence, alerts) is held per worker for the VMs of its partitions.
+agent.raw and hypervisor.events share the key (VM id) and the partition
+count, and the ingest reads both in one group with the range assignor, so one
+worker holds both of a VM's partitions. Every change is written to the
+compacted ``worker.state`` topic, and the next owner of a partition resumes
+its VMs from there (streams/state_log.py): a VM silent since a restart still
+turns offline, an open alert is resolved rather than raised twice.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import faust
@@ -44,8 +45,10 @@ from schemas.hypervisor import HypervisorEventError, decode_hypervisor_event
 from schemas.topics import Topics
 from streams.alerts import AlertEngine, AlertSample, Rule
 from streams.outbox import TopicSender
+from streams.pipeline import RawRecord
 from streams.presence import Presence
 from streams.router import route_event, routing_key
+from streams.state_log import read_partitions, restore_all, snapshot
 from vmpulse.config import Settings
 from vmpulse.kafka_io import DirectoryTail
 
@@ -113,12 +116,59 @@ def alert_sample(sample: Any) -> AlertSample:
 class EventStages:
     """Presence, alerts and routing of one worker; the storage agent feeds it."""
 
-    def __init__(self, settings: Settings, tail: DirectoryTail, outbound: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tail: DirectoryTail,
+        outbound: Any,
+        state: Any,
+    ) -> None:
+        assert settings.kafka_bootstrap is not None
         self.presence = Presence(settings.agent_interval_s)
         self.alerts = AlertEngine(alert_rules(settings))
         self.tail = tail
         self._outbound = outbound
-        self.stats = {"routed": 0, "bad_control": 0, "bad_hypervisor": 0}
+        self._state = state  # a TopicSender on worker.state
+        self._bootstrap = settings.kafka_bootstrap
+        self._owned: dict[str, int] = {}  # VM id -> its partition, for VMs held here
+        self._restored: set[int] = set()  # partitions whose state was read back
+        self.stats = {"routed": 0, "bad_control": 0, "bad_hypervisor": 0, "restored_vms": 0}
+
+    async def take(self, partitions: Iterable[int]) -> None:
+        """Resume the VMs of partitions given to this worker, before any of their records."""
+        new = set(partitions) - self._restored
+        if not new:
+            return
+        records = await read_partitions(self._bootstrap, self._state.topic, new)
+        restored = restore_all(
+            self.presence,
+            self.alerts,
+            ((vm_id, value) for vm_id, (_, value) in records.items()),
+            time.time(),
+        )
+        for vm_id in restored:
+            self._owned[vm_id] = records[vm_id][0]
+        self._restored |= new
+        self.stats["restored_vms"] += len(restored)
+        log.info("resumed %d VMs of partitions %s", len(restored), sorted(new))
+
+    def release(self) -> None:
+        """Partitions are moving: forget every VM; each next owner resumes them (take)."""
+        self.presence.drop(list(self._owned))
+        self.alerts.drop(list(self._owned))
+        self._owned.clear()
+        self._restored.clear()
+
+    async def persist(self) -> None:
+        """Write the VMs whose state changed to worker.state, at their partitions."""
+        changed = self.presence.changed | self.alerts.changed
+        self.presence.changed.clear()
+        self.alerts.changed.clear()
+        for vm_id in changed:
+            partition = self._owned.get(vm_id)
+            if partition is not None:
+                value = snapshot(self.presence, self.alerts, vm_id)
+                await self._state.send(key=vm_id.encode(), value=value, partition=partition)
 
     async def emit(self, events: Iterable[ResourceEvent]) -> None:
         """Route each event with the current directory and send it to events.outbound."""
@@ -135,20 +185,20 @@ class EventStages:
         except TimeoutError:
             log.warning("directory not caught up after %s s; routing anyway", DIRECTORY_TIMEOUT_S)
 
-    async def observe_raw(
-        self, records: Sequence[tuple[bytes | None, bytes | None, Mapping[str, bytes]]]
-    ) -> None:
-        """Agent traffic ``(key, value, headers)``: connection records and lines mean presence."""
+    async def observe_raw(self, records: Sequence[RawRecord]) -> None:
+        """Agent traffic: connection records and lines mean presence."""
         now = time.time()
         events: list[ResourceEvent] = []
-        for key, value, headers in records:
-            if not key:
+        owned = self._owned
+        for rec in records:
+            if not rec.key:
                 continue
-            vm_id = key.decode("utf-8", errors="replace")
-            control = headers.get("control")
+            vm_id = rec.key.decode("utf-8", errors="replace")
+            owned[vm_id] = rec.partition
+            control = rec.headers.get("control")
             if control == b"disconnected":
                 events += self.presence.disconnected(vm_id, now)
-            elif control is None and value:
+            elif control is None and rec.value:
                 events += self.presence.activity(vm_id, now)
         await self.emit(events)
 
@@ -168,17 +218,20 @@ class EventStages:
             return
         await self.emit([event])
 
-    async def hypervisor_event(self, raw: bytes | None) -> None:
+    async def hypervisor_event(self, raw: bytes | None, partition: int) -> None:
         try:
             event = decode_hypervisor_event(raw or b"")
         except HypervisorEventError as exc:
             self.stats["bad_hypervisor"] += 1
             log.warning("skipping malformed hypervisor event: %s", exc)
             return
+        self._owned[event.vm_id] = partition
         await self.emit(self.presence.power(event.vm_id, event.state))
+        await self.persist()
 
     async def tick(self) -> None:
         await self.emit(self.presence.tick(time.time()))
+        await self.persist()
 
 
 def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
@@ -189,7 +242,7 @@ def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
     app.add_dependency(DirectoryService(tail))
     outbound = TopicSender(app, topics.events_outbound)
     control = app.topic(topics.control_events, key_serializer="raw", value_serializer="raw")
-    stages = EventStages(settings, tail, outbound)
+    stages = EventStages(settings, tail, outbound, TopicSender(app, topics.worker_state))
 
     @app.agent(control)  # type: ignore[untyped-decorator]
     async def control_agent(stream: Any) -> None:

@@ -17,7 +17,10 @@ Guarantees kept from the agent it replaces:
   and partition count, so the same worker holds a VM's agent traffic and its
   hypervisor events, and presence sees both.
 * ``on_revoked`` runs when partitions move, before another worker may store
-  them, so cached high-water marks are dropped.
+  them, so cached high-water marks are dropped (also before a failed batch is
+  read again); ``on_released`` then drops the state of the VMs held, and
+  ``on_taken`` resumes the state of partitions given to this worker, on
+  assignment and, should that have failed, before their first batch.
 """
 
 from __future__ import annotations
@@ -39,14 +42,22 @@ __all__ = ["RawIngest"]
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[RawRecord]], Awaitable[None]]
+PartitionsHandler = Callable[[set[int]], Awaitable[None]]
 _Batches = dict[TopicPartition, list[Any]]
 _Inflight = tuple["asyncio.Task[None]", _Batches]
 RETRY_PAUSE_S = 1.0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, forget: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        forget: Callable[[], None],
+        release: Callable[[], None],
+        take: PartitionsHandler,
+    ) -> None:
         self.forget = forget
+        self.release = release
+        self.take = take
         self.drain: Callable[[], Awaitable[None]] | None = None
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -54,9 +65,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.drain is not None:
             await self.drain()
         self.forget()
+        self.release()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.forget()  # a new assignment may hold partitions others stored more of
+        try:  # resume the partitions' state now: a silent VM sends nothing that would
+            await self.take({tp.partition for tp in assigned})
+        except Exception:
+            log.exception("resuming the state of %s failed; retried with their records", assigned)
+
+
+async def _nothing(partitions: set[int]) -> None:
+    return None
 
 
 class RawIngest:
@@ -70,8 +90,10 @@ class RawIngest:
         hypervisor_topic: str,
         group_id: str,
         on_raw: BatchHandler,
-        on_hypervisor: Callable[[bytes | None], Awaitable[None]],
+        on_hypervisor: Callable[[bytes | None, int], Awaitable[None]],
         on_revoked: Callable[[], None],
+        on_released: Callable[[], None] = lambda: None,
+        on_taken: PartitionsHandler | None = None,
         max_records: int = 5000,
         within_s: float = 0.25,
         session_timeout_s: float = 10.0,
@@ -81,7 +103,8 @@ class RawIngest:
         self._hypervisor_topic = hypervisor_topic
         self._on_raw = on_raw
         self._on_hypervisor = on_hypervisor
-        self._listener = _Listener(on_revoked)
+        self._on_taken = on_taken or _nothing
+        self._listener = _Listener(on_revoked, on_released, self._on_taken)
         self._max_records = max_records
         self._within_ms = int(within_s * 1000)
         self._consumer_args: dict[str, Any] = {
@@ -210,12 +233,13 @@ class RawIngest:
         return {tp: recs for tp, recs in batches.items() if tp in assigned and recs}
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        await self._on_taken({tp.partition for tp in batches})  # done already, unless it failed
         raw: list[RawRecord] = []
         for tp, records in batches.items():
             if tp.topic == self._raw_topic:
                 raw.extend(to_raw_record(rec) for rec in records)
             else:
                 for rec in records:
-                    await self._on_hypervisor(rec.value)
+                    await self._on_hypervisor(rec.value, rec.partition)
         if raw:
             await self._on_raw(raw)

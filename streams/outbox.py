@@ -22,5 +22,5 @@ class TopicSender:
         self._app = app
         self.topic = topic
 
-    async def send(self, *, key: bytes, value: bytes) -> None:
-        await self._app.producer.send(self.topic, key, value, None, None, None)
+    async def send(self, *, key: bytes, value: bytes, partition: int | None = None) -> None:
+        await self._app.producer.send(self.topic, key, value, partition, None, None)

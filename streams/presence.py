@@ -21,6 +21,7 @@ restart do not make every VM flap.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 from schemas.events import ResourceEvent
 
@@ -60,6 +61,8 @@ class Presence:
             raise ValueError("interval_s must be > 0 and missed >= 1")
         self.timeout_s = interval_s * missed
         self._vms: dict[str, _Vm] = {}
+        self.changed: set[str] = set()
+        """VMs whose state changed since the caller last cleared this (to persist them)."""
 
     def _vm(self, vm_id: str) -> _Vm:
         vm = self._vms.get(vm_id)
@@ -72,7 +75,18 @@ class Presence:
         vm = self._vms.get(vm_id)
         return (vm.agent, vm.power) if vm else (None, None)
 
+    def restore(self, vm_id: str, agent: str | None, power: str | None, now: float) -> None:
+        """A VM's state as a previous owner left it; an online agent counts as seen ``now``."""
+        self._vms[vm_id] = _Vm(agent=agent, power=power, last_seen=now)
+
+    def drop(self, vm_ids: Iterable[str]) -> None:
+        """Forget VMs (their partitions went to another worker, which restores them)."""
+        for vm_id in vm_ids:
+            self._vms.pop(vm_id, None)
+            self.changed.discard(vm_id)
+
     def _event(self, vm_id: str, vm: _Vm, action: str) -> ResourceEvent:
+        self.changed.add(vm_id)
         return ResourceEvent(
             resource="vms",
             action=action,

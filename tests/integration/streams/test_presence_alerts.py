@@ -127,3 +127,49 @@ async def test_cpu_held_high_raises_one_alert_and_resolves_it(
         timespec="milliseconds"
     ).replace("+00:00", "Z")
     assert resolve["data"]["id"] == create["data"]["id"]
+
+
+async def test_a_new_worker_resumes_presence_and_open_alerts(
+    settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
+) -> None:
+    """The worker is replaced (restart, or its partitions move): the VM's state goes on.
+
+    Its agent was online and an alert was open. Under the new worker the agent stays
+    silent and turns offline, then its next line, below the threshold, resolves the
+    alert the first worker raised, rather than the VM being unknown.
+    """
+    interval_s = 2.0  # offline after 6 s: long enough to hand over before the first worker
+    fast = settings.replace(agent_interval_s=interval_s, alert_cpu_for_s=1.0)
+    directory = [User(id="olga"), Vm(id="vm-p", owner="olga")]
+    t0 = dt.datetime.now(dt.UTC)
+    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    await producer.start()
+    async with gateway_with(fast, topics_ready, directory) as gw:
+        owner = Browser("olga")
+        await owner.connect(fast, gw.url)
+        try:
+            async with running_worker(fast, chdb_store):
+                for i in range(2):  # 95 % held for 1 s: one alert
+                    line = metrics_line("vm-p", 95.0, t0 + dt.timedelta(seconds=i))
+                    await producer.send_and_wait(topics_ready.agent_raw, line, key=b"vm-p")
+                await until(lambda: len(owner.payloads("ns:alerts:create")) == 1, "alert")
+                assert vm_updates(owner) == [("update", "online", None)]
+            handed_over = asyncio.get_running_loop().time()
+            async with running_worker(fast, chdb_store) as second:
+                await until(lambda: len(vm_updates(owner)) == 2, "offline", deadline_s=15)
+                silent_for = asyncio.get_running_loop().time() - handed_over
+                assert vm_updates(owner)[-1] == ("update", "offline", None)
+                assert silent_for < 3 * interval_s + 5.0, silent_for
+                assert second.vmpulse_event_stages.stats["restored_vms"] == 1  # type: ignore[attr-defined]
+
+                line = metrics_line("vm-p", 20.0, t0 + dt.timedelta(seconds=2))
+                await producer.send_and_wait(topics_ready.agent_raw, line, key=b"vm-p")
+                await until(lambda: len(owner.payloads("ns:alerts:resolve")) == 1, "resolve")
+                await until(lambda: len(vm_updates(owner)) == 3, "online again")
+        finally:
+            await producer.stop()
+            await owner.sio.disconnect()
+    (create,) = owner.payloads("ns:alerts:create")
+    (resolve,) = owner.payloads("ns:alerts:resolve")
+    assert resolve["data"]["id"] == create["data"]["id"]
+    assert vm_updates(owner)[-1] == ("update", "online", None)
