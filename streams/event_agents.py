@@ -41,6 +41,7 @@ import mode
 import msgspec
 
 from schemas.events import ResourceEvent, encode_outbound
+from schemas.facts import SystemSample
 from schemas.hypervisor import HypervisorEventError, decode_hypervisor_event
 from schemas.topics import Topics
 from streams.alerts import AlertEngine, AlertSample, Rule
@@ -88,28 +89,26 @@ def alert_rules(settings: Settings) -> list[Rule]:
     ]
 
 
-def _disks(sample: Any) -> dict[str, float]:
-    """Disk use in percent per mount, from ``disks`` items with PROTOCOL.md's field names."""
+def _disks(sample: SystemSample) -> dict[str, float]:
+    """Disk use in percent per mount point."""
     found: dict[str, float] = {}
-    for disk in getattr(sample, "disks", None) or ():
-        mount = getattr(disk, "mount_point", None)
-        total = getattr(disk, "total_gb", None)
-        used = getattr(disk, "used_gb", None)
-        if isinstance(mount, str) and total and used is not None and total > 0:
-            found[mount] = 100.0 * float(used) / float(total)
+    for disk in sample.disks:
+        total, used = disk.total_gb, disk.used_gb
+        if total and used is not None and total > 0:
+            found[disk.mount_point] = 100.0 * used / total
     return found
 
 
-def alert_sample(sample: Any) -> AlertSample:
+def alert_sample(sample: SystemSample) -> AlertSample:
     """The figures alerts need, from a normalized system sample of the pipeline."""
-    total = getattr(sample, "memory_total_kb", 0) or 0
-    used = getattr(sample, "memory_used_kb", 0) or 0
+    total = sample.memory_total_kb or 0
+    used = sample.memory_used_kb or 0
     return AlertSample(
-        vm_id=sample.vm_id,
-        ts=sample.ts,
-        cpu_percent=getattr(sample, "cpu_usage_percent", None),
-        memory_percent=100.0 * used / total if total > 0 else None,
-        disks=_disks(sample),
+        sample.vm_id,
+        sample.ts,
+        sample.cpu_usage_percent,
+        100.0 * used / total if total > 0 else None,
+        _disks(sample) if sample.disks else {},
     )
 
 
@@ -202,7 +201,7 @@ class EventStages:
                 events += self.presence.activity(vm_id, now)
         await self.emit(events)
 
-    async def observe_samples(self, samples: Iterable[Any]) -> None:
+    async def observe_samples(self, samples: Iterable[SystemSample]) -> None:
         """Accepted metric samples: alert rules."""
         events: list[ResourceEvent] = []
         for sample in samples:

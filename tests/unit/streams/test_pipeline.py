@@ -214,3 +214,21 @@ def test_live_event_carries_everything_the_sample_has() -> None:
     assert metrics["network"]["interfaces"][0]["name"] == "ens3"
     assert metrics["system"]["load_average"]["load_1min"] == 1.25
     assert data["timestamp"] == "2025-11-25T10:00:00.000Z"
+    # the keys a frontend reads (docs/SOCKETIO.md), level by level
+    assert set(metrics) == {"cpu", "memory", "disk", "network", "system", "ts_source"}
+    assert set(metrics["cpu"]) == {"usage_percent", "cores_usage", "temperature"}
+    assert set(metrics["memory"]) == {
+        "total_kb", "used_kb", "available_kb", "swap_total_kb", "swap_used_kb"
+    }  # fmt: skip
+    assert set(metrics["disk"]) == {"usage_stats", "io_stats"}
+    assert set(metrics["disk"]["usage_stats"][0]) == {
+        "mount_point", "filesystem", "total_gb", "used_gb", "available_gb"
+    }  # fmt: skip
+    assert set(metrics["disk"]["io_stats"]) == {
+        "read_bytes_per_sec", "write_bytes_per_sec", "read_ops_per_sec", "write_ops_per_sec"
+    }  # fmt: skip
+    assert set(metrics["network"]["interfaces"][0]) == {
+        "name", "bytes_received", "bytes_sent", "packets_received", "packets_sent"
+    }  # fmt: skip
+    assert set(metrics["system"]) == {"uptime_seconds", "load_average"}
+    assert set(metrics["system"]["load_average"]) == {"load_1min", "load_5min", "load_15min"}
