@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    TopicAlreadyExistsError,
+)
 
 from schemas.directory import Directory, DirectoryError
 from schemas.topics import Topics
 from vmpulse.config import Settings
 
-__all__ = ["DirectoryTail", "ensure_settings_topics", "ensure_topics", "make_producer"]
+__all__ = [
+    "DirectoryTail",
+    "ensure_settings_topics",
+    "ensure_topics",
+    "make_producer",
+    "wait_for_group_coordinator",
+    "wait_for_leaders",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,49 @@ async def ensure_topics(
             except TopicAlreadyExistsError:
                 pass  # another stage created them between our list and our create
         await _wait_for_metadata(admin, topics.all())
+    finally:
+        await admin.close()
+
+
+async def wait_for_leaders(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
+    """Wait until the leaders of the topics' partitions answer (a ListOffsets each).
+
+    KRaft announces a leader in the metadata a moment before that broker
+    serves the partition; a producer that starts at once is refused with
+    NotLeaderForPartition and retries, with a warning per partition. Harmless,
+    but on a first `vmpulse up` it reads like a fault. About 0.7 s after the
+    topics were created, one round trip once they are served.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await consumer.start()
+    try:
+        await consumer.end_offsets(
+            [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        )
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_group_coordinator(bootstrap: str, group: str, timeout_s: float = 30.0) -> None:
+    """Wait until the broker names a coordinator for ``group``.
+
+    A fresh broker creates its offsets topic on the first request for a
+    coordinator; a consumer joining meanwhile logs GroupCoordinatorNotAvailable
+    as an error, which on a first `vmpulse up` looks like a fault.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                await admin.find_coordinator(group)
+                return
+            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
     finally:
         await admin.close()
 

@@ -25,11 +25,16 @@ from agents.metrics import BridgeMetrics
 from agents.simulator import FleetSimulator
 from gateway.service import GatewayService
 from infra.broker import LocalBroker
-from streams.app import create_app
+from streams.app import create_app, ingest_group_id
 from streams.store import ClickHouseStore, redact_url
 from vmpulse.config import Settings
 from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
-from vmpulse.kafka_io import ensure_settings_topics, make_producer
+from vmpulse.kafka_io import (
+    ensure_settings_topics,
+    make_producer,
+    wait_for_group_coordinator,
+    wait_for_leaders,
+)
 
 __all__ = ["FleetService", "run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
 
@@ -103,6 +108,12 @@ def start_broker_if_needed(settings: Settings) -> tuple[Settings, LocalBroker | 
 
 async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
     topics = await ensure_settings_topics(settings)
+    assert settings.kafka_bootstrap is not None
+    # a fresh broker: first sends and joins would be refused, with warnings, for a moment
+    await wait_for_leaders(settings.kafka_bootstrap, topics.all(), settings.partitions)
+    await wait_for_group_coordinator(
+        settings.kafka_bootstrap, ingest_group_id(settings.topic_prefix)
+    )
     if vm_ids and settings.kafka_bootstrap:
         producer = make_producer(settings.kafka_bootstrap)
         await producer.start()
