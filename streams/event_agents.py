@@ -151,12 +151,20 @@ class EventStages:
         self.stats["restored_vms"] += len(restored)
         log.info("resumed %d VMs of partitions %s", len(restored), sorted(new))
 
-    def release(self) -> None:
-        """Partitions are moving: forget every VM; each next owner resumes them (take)."""
-        self.presence.drop(list(self._owned))
-        self.alerts.drop(list(self._owned))
-        self._owned.clear()
-        self._restored.clear()
+    async def release(self) -> None:
+        """Partitions are moving: write what changed, then forget every VM.
+
+        Each next owner resumes them (:meth:`take`) from what is written by then,
+        so the writes must be acknowledged before the partitions go.
+        """
+        try:
+            await self.persist()
+            await self._state.flush()
+        finally:  # held no longer, whatever happened: another worker owns them now
+            self.presence.drop(list(self._owned))
+            self.alerts.drop(list(self._owned))
+            self._owned.clear()
+            self._restored.clear()
 
     async def persist(self) -> None:
         """Write the VMs whose state changed to worker.state, at their partitions."""

@@ -52,7 +52,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self,
         forget: Callable[[], None],
-        release: Callable[[], None],
+        release: Callable[[], Awaitable[None]],
         take: PartitionsHandler,
     ) -> None:
         self.forget = forget
@@ -65,7 +65,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.drain is not None:
             await self.drain()
         self.forget()
-        self.release()
+        try:  # the next owners resume the state written by now
+            await self.release()
+        except Exception:
+            log.exception("writing the state of the revoked partitions failed")
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.forget()  # a new assignment may hold partitions others stored more of
@@ -76,6 +79,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def _nothing(partitions: set[int]) -> None:
+    return None
+
+
+async def _release_nothing() -> None:
     return None
 
 
@@ -92,7 +99,7 @@ class RawIngest:
         on_raw: BatchHandler,
         on_hypervisor: Callable[[bytes | None, int], Awaitable[None]],
         on_revoked: Callable[[], None],
-        on_released: Callable[[], None] = lambda: None,
+        on_released: Callable[[], Awaitable[None]] | None = None,
         on_taken: PartitionsHandler | None = None,
         max_records: int = 5000,
         within_s: float = 0.25,
@@ -104,7 +111,7 @@ class RawIngest:
         self._on_raw = on_raw
         self._on_hypervisor = on_hypervisor
         self._on_taken = on_taken or _nothing
-        self._listener = _Listener(on_revoked, on_released, self._on_taken)
+        self._listener = _Listener(on_revoked, on_released or _release_nothing, self._on_taken)
         self._max_records = max_records
         self._within_ms = int(within_s * 1000)
         self._consumer_args: dict[str, Any] = {

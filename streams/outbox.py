@@ -24,3 +24,7 @@ class TopicSender:
 
     async def send(self, *, key: bytes, value: bytes, partition: int | None = None) -> None:
         await self._app.producer.send(self.topic, key, value, partition, None, None)
+
+    async def flush(self) -> None:
+        """Wait until every record queued so far is acknowledged (all topics of the producer)."""
+        await self._app.producer.flush()

@@ -23,12 +23,13 @@ The rule that makes every crash point safe:
    it once. Records up to its end are skipped; records after it are new.
 
 Blocks are written one after another, and a worker repairs the newest block of
-each partition it is given before it records a new one there, so only the
-newest recorded block of a partition can be incomplete. A crash before the
-intent leaves nothing of the block stored, so the replay may cut it
-differently without harm. DLQ records, live updates and presence signals of a
-replayed block are sent again: at least once, carrying the origin offset that
-identifies them.
+a partition whose records come again (it was not committed) before it records a
+new one there, so only the newest recorded block of a partition can be
+incomplete. A crash before the intent leaves nothing of the block stored, so
+the replay may cut it differently without harm. DLQ records and live updates of
+a repaired block are sent again: at least once, carrying the origin offset that
+identifies them. Presence and alerts do not see a repaired block again: their
+state resumes from ``worker.state`` (streams/state_log.py).
 """
 
 from __future__ import annotations
