@@ -13,7 +13,6 @@ raw rows.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import random
 import time
@@ -24,9 +23,8 @@ import pytest
 from schemas.topics import Topics
 from streams.app import ingest_group_id
 from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
-from .worker_process import WorkerProcess, drained, metrics_line, read_store, topic_partitions
+from .worker_process import WorkerProcess, drained, produce_paced, read_store, topic_partitions
 
 pytestmark = pytest.mark.integration
 
@@ -34,37 +32,6 @@ RATE = 2000  # messages per second
 PRODUCE_S = 20.0
 KILLS = 3
 VMS = [f"crash-vm-{i:03d}" for i in range(50)]
-
-
-async def produce(settings: Settings, topics: Topics, stop_at: float) -> int:
-    """Produce at RATE/s until ``stop_at`` (monotonic); returns how many were acknowledged."""
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=10)
-    await producer.start()
-    sent = 0
-    # agent clocks near the receive time: off by more than the tolerance (5 min) the
-    # series would use the receive time, and (vm, ts) would no longer be unique
-    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    futures = []
-    try:
-        while loop.time() < stop_at:
-            due = int((loop.time() - start) * RATE)
-            while sent < due:
-                vm = VMS[sent % len(VMS)]
-                ts = t0 + dt.timedelta(milliseconds=sent)  # unique per message
-                futures.append(
-                    await producer.send(
-                        topics.agent_raw, metrics_line(vm, sent, ts), key=vm.encode()
-                    )
-                )
-                sent += 1
-            await asyncio.sleep(0.01)
-        await producer.flush()
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return sent
 
 
 async def test_kill_9_three_times_loses_and_doubles_nothing(
@@ -89,7 +56,9 @@ async def test_kill_9_three_times_loses_and_doubles_nothing(
         begin = loop.time()
         kills = sorted(rng.uniform(2.0, PRODUCE_S - 2.0) for _ in range(KILLS))
         print(f"kill -9 at {[round(k, 1) for k in kills]} s")
-        producing = asyncio.create_task(produce(settings, topics, begin + PRODUCE_S))
+        producing = asyncio.create_task(
+            produce_paced(settings, topics, VMS, RATE, begin + PRODUCE_S)
+        )
         for at in kills:
             await asyncio.sleep(max(0.0, begin + at - loop.time()))
             worker.kill9()

@@ -6,6 +6,7 @@ separate short-lived process once the worker stopped.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -20,12 +21,14 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from schemas.topics import Topics
 from vmpulse.config import Settings
+from vmpulse.kafka_io import make_producer
 
 __all__ = [
     "WorkerProcess",
     "committed_and_end",
     "drained",
     "metrics_line",
+    "produce_paced",
     "read_store",
     "topic_partitions",
 ]
@@ -204,3 +207,35 @@ def read_store(settings: Settings) -> dict[str, int]:
     )
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+async def produce_paced(
+    settings: Settings, topics: Topics, vms: list[str], rate: float, stop_at: float
+) -> int:
+    """Metrics lines at ``rate``/s, round robin over ``vms``, until ``stop_at`` (loop time).
+
+    Returns how many were acknowledged. Agent clocks stay near the receive time
+    (off by more than the 5 min tolerance the series would use the receive time)
+    and one millisecond apart, so (vm, ts) is unique per message.
+    """
+    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=10)
+    await producer.start()
+    sent = 0
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    futures = []
+    try:
+        while loop.time() < stop_at:
+            while sent < int((loop.time() - start) * rate):
+                vm = vms[sent % len(vms)]
+                ts = t0 + dt.timedelta(milliseconds=sent)
+                line = metrics_line(vm, sent, ts)
+                futures.append(await producer.send(topics.agent_raw, line, key=vm.encode()))
+                sent += 1
+            await asyncio.sleep(0.01)
+        await producer.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return sent
