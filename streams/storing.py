@@ -34,6 +34,7 @@ state resumes from ``worker.state`` (streams/state_log.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from streams.blocks import (
@@ -59,6 +60,8 @@ __all__ = [
     "record_block",
     "write_block",
 ]
+
+log = logging.getLogger(__name__)
 
 ReadBack = Callable[[Sequence[Span]], Awaitable[list[RawRecord]]]
 """Reads a block's spans back from the topic (streams/readback.py)."""
@@ -117,6 +120,7 @@ class BlockPlanner:
 
     def __init__(self, store: Store, topic: str, read_back: ReadBack) -> None:
         self.marks = Watermarks(store, topic)
+        self._topic = topic
         self._read_back = read_back
         self._repaired: set[str] = set()
 
@@ -130,10 +134,16 @@ class BlockPlanner:
         partitions = {rec.partition for rec in batch}
         await self.marks.load(partitions)
         marks = {p: self.marks.get(p) for p in partitions}
-        blocks = [
-            repair_block(name, await self._read_back(parse_block_id(name)))
-            for name in blocks_to_repair(batch, marks, self._repaired)
-        ]
+        blocks = []
+        for name in blocks_to_repair(batch, marks, self._repaired):
+            block = repair_block(name, await self._read_back(parse_block_id(name)))
+            # only after a crash, a failed insert or a commit lost in a rebalance
+            log.warning(
+                "block %s of %s was stored but not committed: re-inserting its %d records "
+                "(the store drops what it holds already)",
+                name, self._topic, len(block.records),
+            )  # fmt: skip
+            blocks.append(block)
         fresh, skipped = cut_fresh(batch, marks)
         if fresh is not None:
             blocks.append(fresh)

@@ -74,7 +74,11 @@ async def test_kill_9_three_times_loses_and_doubles_nothing(
         worker.stop()
 
     found = await asyncio.to_thread(read_store, settings)
-    print(f"produced {produced}, drained {drained_in:.1f} s after the last send: {found}")
+    repairs = (tmp_path / "worker.log").read_text().count("stored but not committed")
+    print(
+        f"produced {produced}, drained {drained_in:.1f} s after the last send: {found}; "
+        f"{repairs} blocks repaired after a kill"
+    )
     assert worker.starts == KILLS + 1
     assert found["rows"] == produced
     assert found["positions"] == produced
