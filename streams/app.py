@@ -90,7 +90,9 @@ def create_app(
     planner = BlockPlanner(store, topics.agent_raw, read_raw)
     # samples, not encoded events: only the few that go out are encoded
     throttle: LiveThrottle[SystemSample] = LiveThrottle(settings.live_interval_s)
-    app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0}  # type: ignore[attr-defined]
+    # skipped_replay: records of a batch that were stored before (a replay); repaired:
+    # records of recorded blocks inserted again, whose duplicates the store dropped
+    app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0, "repaired": 0}  # type: ignore[attr-defined]
     stats: dict[str, int] = app.vmpulse_stats  # type: ignore[attr-defined]
     # routing, presence and alerts (issue 5); fed from the storage batches below
     event_stages = register_event_agents(app, settings)
@@ -109,10 +111,10 @@ def create_app(
         Blocks recorded before whose records come again are repaired first.
         """
         blocks, skipped = await planner.plan(batch)
-        stats["skipped_replay"] += skipped
         for block in blocks:
             await store_block(block)
             planner.stored(block)
+        stats["skipped_replay"] += skipped  # once their repairs are done too
         await event_stages.persist()
 
     async def store_block(block: Block) -> None:
@@ -132,7 +134,7 @@ def create_app(
         # reproduces (streams/storing.py): every row and rollup counts once
         written = await write_block(store, topics.agent_raw, block, result.rows)
         if block.repair:
-            stats["skipped_replay"] += len(records)
+            stats["repaired"] += len(records)
         else:
             stats["stored"] += len(result.activity)
             stats["rows"] = stats.get("rows", 0) + written
