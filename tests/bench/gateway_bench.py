@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -305,7 +305,8 @@ async def bench_server(
 
 def _table(results: list[dict[str, Any]]) -> str:
     by = {r["server"]: r for r in results}
-    rows = [
+    # (label, how to read the figure from one server's results, which way is better)
+    rows: list[tuple[str, Callable[[dict[str, Any]], Any], str | None]] = [
         ("clients connected", lambda r: r["subscribed"], None),
         ("connect time s", lambda r: r["connect_s"], "lower"),
         ("steady deliveries/s", lambda r: _round(r["steady"]["perSecond"]), "higher"),

@@ -56,7 +56,12 @@ async def test_admin_lists_vms_and_receives_live_metrics(up_process: Up) -> None
     client = socketio.AsyncClient(reconnection=False)
     updates: list[dict[str, object]] = []
     connected: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
-    client.on("connected", lambda data: connected.done() or connected.set_result(data))
+
+    def on_connected(data: dict[str, object]) -> None:
+        if not connected.done():
+            connected.set_result(data)
+
+    client.on("connected", on_connected)
     client.on("metricsUpdate", lambda data: updates.append(data))
     await client.connect(url, auth={"token": token}, transports=["websocket"])
     try:

@@ -78,7 +78,11 @@ async def test_a_5_mib_line_is_rejected_and_the_lines_after_it_are_stored(
         await wait_until("the big line read", lambda: bridge.rejects == 1, 10.0)
         after = [json.dumps({"type": "x", "vmId": A, "n": i}).encode() for i in range(3)]
         for line in after:
-            await wait_until("room to write", lambda ln=line: sim.inject(A, ln) == 1)
+
+            def written(ln: bytes = line) -> bool:
+                return sim.inject(A, ln) == 1
+
+            await wait_until("room to write", written)
         await collector.wait_for(
             "the lines after it",
             lambda: all(a in [r.value for r in collector.raw] for a in after),
@@ -408,9 +412,11 @@ async def test_1000_slow_connections_do_not_starve_a_normal_vm(
             marker = json.dumps({"type": "system_metrics", "vmId": A, "probe": i}).encode()
             start = time.monotonic()
             assert sim.inject(A, marker) == 1
-            await collector.wait_for(
-                f"probe {i}", lambda m=marker: m in [r.value for r in collector.raw], 5.0
-            )
+
+            def stored(m: bytes = marker) -> bool:
+                return m in [r.value for r in collector.raw]
+
+            await collector.wait_for(f"probe {i}", stored, 5.0)
             delays.append(time.monotonic() - start)
         print(f"probe latency with 1000 slow connections: {[f'{d:.3f}' for d in delays]}")
         assert max(delays) < 1.0

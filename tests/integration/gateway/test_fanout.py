@@ -46,7 +46,11 @@ async def test_closing_one_tab_does_not_cut_off_the_others(
         first = OutboundEvent(resource="vms", action="update", users=["alice"])
         await publish(settings, first)
         for tab in tabs:
-            await tab.wait(lambda t=tab: _ids(t, f"{ns}:vms:update") == [first.id])
+
+            def got_first(t: Client = tab) -> bool:
+                return _ids(t, f"{ns}:vms:update") == [first.id]
+
+            await tab.wait(got_first)
 
         await tabs[0].sio.disconnect()
         second = OutboundEvent(resource="vms", action="update", users=["alice"])
@@ -55,7 +59,11 @@ async def test_closing_one_tab_does_not_cut_off_the_others(
         )
         await publish(settings, second, sample)
         for tab in tabs[1:]:
-            await tab.wait(lambda t=tab: len(t.named("metricsUpdate")) == 1)
+
+            def got_sample(t: Client = tab) -> bool:
+                return len(t.named("metricsUpdate")) == 1
+
+            await tab.wait(got_sample)
             assert _ids(tab, f"{ns}:vms:update") == [first.id, second.id]
         assert gw.namespace.connected_sids == 2
 
@@ -138,7 +146,8 @@ async def test_randomized_fleet_no_event_reaches_anyone_not_named(
         for i in range(200)
     ]
     directory = Directory()
-    for record in (*departments, *users, *vms):
+    records: tuple[User | Vm | Department, ...] = (*departments, *users, *vms)
+    for record in records:
         directory.apply(directory_key(record), encode_record(record))
     await put_directory(settings, *departments, *users, *vms)
     namespace_of = namespace_function(settings.jwt_secret)
@@ -198,7 +207,11 @@ async def test_randomized_fleet_no_event_reaches_anyone_not_named(
         for user in users:
             client = clients[user.id]
             end_event = f"{namespace_of(user.id)}:end:end"
-            await client.wait(lambda c=client, e=end_event: bool(c.named(e)), timeout=30)
+
+            def got_end(c: Client = client, e: str = end_event) -> bool:
+                return bool(c.named(e))
+
+            await client.wait(got_end, timeout=30)
             got = collections.Counter(
                 (name, payload["data"]["n"] if name != "metricsUpdate" else payload["n"])
                 for name, payload in client.events

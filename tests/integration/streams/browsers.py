@@ -54,6 +54,7 @@ class Browser:
     async def _record(self, event: str, *args: Any) -> None:
         payload = args[0] if args else None
         if event == "connected":
+            assert payload is not None, "the greeting carries the user's namespace"
             self.namespace = payload["namespace"]
         name = event.replace(self.namespace + ":", "ns:", 1) if self.namespace else event
         self.events.append((name, payload))

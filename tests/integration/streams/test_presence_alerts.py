@@ -31,7 +31,7 @@ async def owner(
     settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
 ) -> AsyncIterator[Browser]:
     fast = settings.replace(agent_interval_s=INTERVAL_S, alert_cpu_for_s=2.0)
-    directory = [User(id="olga"), Vm(id="vm-p", owner="olga")]
+    directory: list[User | Vm] = [User(id="olga"), Vm(id="vm-p", owner="olga")]
     async with gateway_with(fast, topics_ready, directory) as gw:
         browser = Browser("olga")
         await browser.connect(fast, gw.url)
@@ -140,7 +140,7 @@ async def test_a_new_worker_resumes_presence_and_open_alerts(
     """
     interval_s = 2.0  # offline after 6 s: long enough to hand over before the first worker
     fast = settings.replace(agent_interval_s=interval_s, alert_cpu_for_s=1.0)
-    directory = [User(id="olga"), Vm(id="vm-p", owner="olga")]
+    directory: list[User | Vm] = [User(id="olga"), Vm(id="vm-p", owner="olga")]
     t0 = dt.datetime.now(dt.UTC)
     producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
     await producer.start()

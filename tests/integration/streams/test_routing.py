@@ -26,7 +26,7 @@ from .browsers import Browser, gateway_with, metrics_line, until
 pytestmark = pytest.mark.integration
 
 PEOPLE = ("root", "alice", "dave", "trig", "stranger")
-DIRECTORY = [
+DIRECTORY: list[User | Vm | Department] = [
     Department(id="eng"),
     User(id="root", role="admin"),
     User(id="alice", department="eng"),  # owns vm-a
