@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from infra.broker import free_port
+from vmpulse.config import Settings
 
 __all__ = ["VMPULSE", "Up", "run_up", "until"]
 
@@ -48,6 +49,14 @@ class Up:
     @property
     def info(self) -> dict[str, str]:
         return dict(json.loads((self.data_dir / "up.json").read_text()))
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this `vmpulse up` runs with, its own broker and topic prefix included."""
+        info = self.info
+        return Settings.from_env(self.env).replace(
+            kafka_bootstrap=info["kafka_bootstrap"], topic_prefix=info["topic_prefix"]
+        )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -26,13 +26,13 @@ from typing import Any
 import aiohttp
 import pytest
 import socketio
-from aiokafka import AIOKafkaConsumer
 
 from gateway.auth import issue_token
 from schemas import examples as ex
 from schemas.directory import User, Vm
 from schemas.topics import Topics
 from tests.e2e.support import Up, run_up, until
+from tests.support.kafka import collect, reading_from_start
 from vmpulse.config import DEV_JWT_SECRET
 from vmpulse.demo import publish_records
 from vmpulse.kafka_io import make_producer
@@ -182,25 +182,12 @@ async def _poll(api: Api, sql: str, expected: object, within: float, what: str) 
 
 
 async def _dlq_records(up: Up, vm_ids: set[str], count: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        f"{up.info['topic_prefix']}agent.dlq",
-        bootstrap_servers=up.info["kafka_bootstrap"],
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    found: list[dict[str, Any]] = []
-    try:
-        deadline = time.monotonic() + 60
-        while len(found) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                found += [
-                    json.loads(r.value) for r in records if r.key and r.key.decode() in vm_ids
-                ]
-    finally:
-        await consumer.stop()
-    return found
+    topics = Topics(up.info["topic_prefix"])
+    async with reading_from_start(up.settings, (topics.agent_dlq,)) as consumer:
+        found = await collect(
+            consumer, count, 60, keep=lambda r: bool(r.key) and r.key.decode() in vm_ids
+        )
+    return [json.loads(r.value) for r in found]
 
 
 async def test_both_dialects_are_stored_and_every_malformed_line_explained(

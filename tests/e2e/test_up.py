@@ -23,10 +23,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 import socketio
-from aiokafka import AIOKafkaConsumer
 
 from gateway.auth import issue_token
+from schemas.topics import Topics
 from tests.e2e.support import Up, run_up, until
+from tests.support.kafka import collect, reading_from_start
 from vmpulse.config import DEV_JWT_SECRET
 
 pytestmark = pytest.mark.integration
@@ -117,28 +118,14 @@ async def test_malformed_line_goes_to_dlq_and_next_line_is_stored(up_process: Up
         server.close()
         sock_path.unlink(missing_ok=True)
 
-    consumer = AIOKafkaConsumer(
-        f"{up_process.info['topic_prefix']}agent.dlq",
-        bootstrap_servers=up_process.info["kafka_bootstrap"],
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        found = None
-        deadline = time.monotonic() + 10
-        while found is None and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for rec in records:
-                    if rec.key == vm_id.encode():
-                        found = json.loads(rec.value)
-        assert found is not None, "no DLQ record for the malformed line"
-        assert found["reason"] == "invalid_json"
-        assert found["raw"] == '{"type": "system_metrics", "vmId": '
-        assert found["origin"]["vm_id"] == vm_id
-    finally:
-        await consumer.stop()
+    topics = Topics(up_process.info["topic_prefix"])
+    async with reading_from_start(up_process.settings, (topics.agent_dlq,)) as consumer:
+        mine = await collect(consumer, 1, 10, keep=lambda r: r.key == vm_id.encode())
+    assert mine, "no DLQ record for the malformed line"
+    found = json.loads(mine[-1].value)
+    assert found["reason"] == "invalid_json"
+    assert found["raw"] == '{"type": "system_metrics", "vmId": '
+    assert found["origin"]["vm_id"] == vm_id
 
 
 def test_sigint_stops_everything(up_process: Up) -> None:

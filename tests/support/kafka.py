@@ -21,6 +21,7 @@ from vmpulse.kafka_io import make_producer
 __all__ = [
     "Collector",
     "agent_collector",
+    "collect",
     "header",
     "produce",
     "reading_from_start",
@@ -70,15 +71,25 @@ class Collector:
                 raise AssertionError(
                     f"timed out waiting for {what}: {len(self.raw)} raw, {len(self.dlq)} dlq"
                 )
-            batches = await self.consumer.getmany(timeout_ms=100)
-            for tp, records in batches.items():
-                for r in records:
-                    if tp.topic != self.topics.agent_raw:
-                        self.dlq.append(r)
-                    elif any(k == "control" for k, _ in r.headers):
-                        self.control.append(r)
-                    else:
-                        self.raw.append(r)
+            await self._poll(timeout_ms=100)
+
+    async def drain(self, quiet_s: float = 1.0) -> None:
+        """Read until ``quiet_s`` seconds in a row bring nothing new."""
+        while await self._poll(timeout_ms=int(quiet_s * 1000)):
+            pass
+
+    async def _poll(self, timeout_ms: int) -> bool:
+        """One poll, its records sorted into ``raw``, ``control`` and ``dlq``; False if none."""
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms)
+        for tp, records in batches.items():
+            for r in records:
+                if tp.topic != self.topics.agent_raw:
+                    self.dlq.append(r)
+                elif any(k == "control" for k, _ in r.headers):
+                    self.control.append(r)
+                else:
+                    self.raw.append(r)
+        return bool(batches)
 
     def for_vm(self, vm: str) -> list[Any]:
         return [r for r in self.raw if r.key == vm.encode()]
@@ -89,6 +100,25 @@ async def agent_collector(settings: Settings, topics: Topics) -> AsyncIterator[C
     """A :class:`Collector` over this test's agent.raw and agent.dlq."""
     async with reading_from_start(settings, (topics.agent_raw, topics.agent_dlq)) as consumer:
         yield Collector(consumer, topics)
+
+
+async def collect(
+    consumer: AIOKafkaConsumer,
+    count: int,
+    within_s: float,
+    keep: Callable[[Any], bool] = lambda record: True,
+) -> list[Any]:
+    """Poll until ``count`` records that ``keep`` accepts have come, or ``within_s`` passed.
+
+    Returns the kept records in arrival order, whole polls at a time (so possibly
+    more than ``count``); it never raises on the deadline: the caller asserts on them.
+    """
+    found: list[Any] = []
+    deadline = time.monotonic() + within_s
+    while len(found) < count and time.monotonic() < deadline:
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            found += [r for r in records if keep(r)]
+    return found
 
 
 async def wait_until(what: str, cond: Callable[[], bool], within_s: float = 5.0) -> float:

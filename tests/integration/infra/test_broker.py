@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from schemas.topics import Topics
+from tests.support.kafka import produce, reading_from_start
 from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 
 async def test_topics_created_with_partitions_and_compaction(
@@ -30,21 +29,7 @@ async def test_topics_created_with_partitions_and_compaction(
 
 
 async def test_idempotent_producer_round_trip(settings: Settings, topics_ready: Topics) -> None:
-    producer = make_producer(settings.kafka_bootstrap or "")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics_ready.agent_raw, b"hello", key=b"vm-1")
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topics_ready.agent_raw,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
+    await produce(settings, topics_ready.agent_raw, [(b"vm-1", b"hello")])
+    async with reading_from_start(settings, (topics_ready.agent_raw,)) as consumer:
         record = await consumer.getone()
         assert (record.key, record.value) == (b"vm-1", b"hello")
-    finally:
-        await consumer.stop()

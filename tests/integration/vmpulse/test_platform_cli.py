@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from schemas.topics import Topics
+from tests.support.kafka import collect, reading_from_start
 from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -31,21 +31,8 @@ def vmpulse(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def read_all(settings: Settings, topic: str, count: int) -> list[tuple[bytes, bytes | None]]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    got: list[tuple[bytes, bytes | None]] = []
-    try:
-        while len(got) < count:
-            batch = await consumer.getmany(timeout_ms=10_000)
-            if not batch:
-                break
-            for records in batch.values():
-                got += [(r.key, r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return got
+    async with reading_from_start(settings, (topic,)) as consumer:
+        return [(r.key, r.value) for r in await collect(consumer, count, 10)]
 
 
 async def test_emit_and_directory_commands_publish(
