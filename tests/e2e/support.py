@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ class Up:
             [VMPULSE, *args], env=self.env, capture_output=True, text=True, timeout=60
         )
 
-    def query(self, sql: str) -> list[list[object]]:
+    def query(self, sql: str) -> list[list[Any]]:
         out = self.run("query", "--json", sql)
         assert out.returncode == 0, out.stderr
         return list(json.loads(out.stdout)["rows"])

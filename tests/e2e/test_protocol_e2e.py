@@ -29,7 +29,7 @@ import socketio
 
 from gateway.auth import issue_token
 from schemas import examples as ex
-from schemas.directory import User, Vm
+from schemas.directory import Department, User, Vm
 from schemas.topics import Topics
 from tests.e2e.support import Up, run_up, until
 from tests.support.kafka import collect, reading_from_start
@@ -148,9 +148,11 @@ async def _publish_directory(up: Up, vm_ids: list[str]) -> None:
     producer = make_producer(up.info["kafka_bootstrap"])
     await producer.start()
     try:
-        records: list[User | Vm] = [User(id=ADMIN, name="Protocol admin", role="admin")]
+        records: list[User | Vm | Department] = [
+            User(id=ADMIN, name="Protocol admin", role="admin")
+        ]
         records += [Vm(id=vm, name=f"protocol-{i}") for i, vm in enumerate(vm_ids)]
-        await publish_records(producer, Topics(up.info["topic_prefix"]), records)  # type: ignore[arg-type]
+        await publish_records(producer, Topics(up.info["topic_prefix"]), records)
     finally:
         await producer.stop()
 

@@ -49,6 +49,8 @@ class Browser:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.namespace = ""
         self.events: list[tuple[str, Any]] = []
+        self.worker_stats: dict[str, int] | None = None
+        """The counters of the worker this browser watches, where a fixture sets them."""
         self.sio.on("*", self._record)
 
     async def _record(self, event: str, *args: Any) -> None:

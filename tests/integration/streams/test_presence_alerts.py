@@ -36,7 +36,7 @@ async def owner(
         browser = Browser("olga")
         await browser.connect(fast, gw.url)
         async with running_worker(fast, chdb_store) as app:
-            browser.worker_stats = app.vmpulse_stats  # type: ignore[attr-defined]
+            browser.worker_stats = app.vmpulse_stats
             yield browser
         await browser.sio.disconnect()
 
@@ -75,8 +75,9 @@ async def test_agent_goes_offline_when_silent_and_online_on_next_line(
         await until(lambda: len(vm_updates(owner)) == 4, "offline on disconnect")
         assert vm_updates(owner)[-1] == ("update", "offline", None)
         # a connection record is presence, never a rejected line
-        assert owner.worker_stats["rejected"] == 0  # type: ignore[attr-defined]
-        assert owner.worker_stats["stored"] == 2  # type: ignore[attr-defined]
+        assert owner.worker_stats is not None
+        assert owner.worker_stats["rejected"] == 0
+        assert owner.worker_stats["stored"] == 2
     finally:
         await producer.stop()
 
@@ -160,7 +161,7 @@ async def test_a_new_worker_resumes_presence_and_open_alerts(
                 silent_for = asyncio.get_running_loop().time() - handed_over
                 assert vm_updates(owner)[-1] == ("update", "offline", None)
                 assert silent_for < 3 * interval_s + 5.0, silent_for
-                assert second.vmpulse_event_stages.stats["restored_vms"] == 1  # type: ignore[attr-defined]
+                assert second.vmpulse_event_stages.stats["restored_vms"] == 1
 
                 line = metrics_line("vm-p", 20.0, t0 + dt.timedelta(seconds=2))
                 await producer.send_and_wait(topics_ready.agent_raw, line, key=b"vm-p")

@@ -141,7 +141,7 @@ async def _run_until(
     """
     app = create_app(settings, store, batch_within_s=0.05)
     await app.start()
-    stats: dict[str, int] = app.vmpulse_stats  # type: ignore[attr-defined]
+    stats: dict[str, int] = app.vmpulse_stats
     try:
         await until(lambda: stats[stat] >= value, f"{stat} >= {value}")
         assert stats["stored"] == (value if stat == "stored" else 0)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.events import ResourceEvent
 from streams.presence import Presence, power_action
 
 
-def _changes(events: list) -> list[tuple[str, object, object]]:  # type: ignore[type-arg]
+def _changes(events: list[ResourceEvent]) -> list[tuple[str, object, object]]:
     return [(e.action, e.data["agentState"], e.data["powerState"]) for e in events]
 
 
