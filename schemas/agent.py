@@ -52,7 +52,7 @@ AgentMessage = (
     | D2RequestPendingScripts
 )
 
-_decoder: msgspec.json.Decoder[AgentMessage] = msgspec.json.Decoder(AgentMessage)  # type: ignore[arg-type]
+_decoder: msgspec.json.Decoder[AgentMessage] = msgspec.json.Decoder(AgentMessage)
 
 _NON_FINITE = (b"NaN", b"Infinity", b"-Infinity", b"inf", b"-inf", b"nan")
 _BYTE_AT = re.compile(r"\(byte (\d+)\)")

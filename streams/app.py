@@ -92,11 +92,11 @@ def create_app(
     throttle: LiveThrottle[SystemSample] = LiveThrottle(settings.live_interval_s)
     # skipped_replay: records of a batch that were stored before (a replay); repaired:
     # records of recorded blocks inserted again, whose duplicates the store dropped
-    app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0, "repaired": 0}  # type: ignore[attr-defined]
-    stats: dict[str, int] = app.vmpulse_stats  # type: ignore[attr-defined]
+    app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0, "repaired": 0}
+    stats: dict[str, int] = app.vmpulse_stats
     # routing, presence and alerts (issue 5); fed from the storage batches below
     event_stages = register_event_agents(app, settings)
-    app.vmpulse_event_stages = event_stages  # type: ignore[attr-defined]
+    app.vmpulse_event_stages = event_stages
     register_retention(app, settings, store)  # TTLs from settings (issue 5)
 
     async def send_live(sample: SystemSample, now: str) -> None:
@@ -158,7 +158,7 @@ def create_app(
         session_timeout_s=settings.kafka_session_timeout_s,
         group_instance_id=settings.worker_instance_id,
     )
-    app.vmpulse_ingest = ingest  # type: ignore[attr-defined]
+    app.vmpulse_ingest = ingest
 
     @app.task  # type: ignore[untyped-decorator]
     async def store_task() -> None:
@@ -178,5 +178,5 @@ def create_app(
         for _, sample in throttle.due(time.monotonic()):
             await send_live(sample, now_iso)
 
-    app.vmpulse_agents = (store_task, flush_live)  # type: ignore[attr-defined]
+    app.vmpulse_agents = (store_task, flush_live)
     return app

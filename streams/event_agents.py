@@ -263,5 +263,5 @@ def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
         if not app.should_stop:  # the producer may already be gone
             await stages.tick()
 
-    app.vmpulse_event_agents = (control_agent, presence_tick)  # type: ignore[attr-defined]
+    app.vmpulse_event_agents = (control_agent, presence_tick)
     return stages

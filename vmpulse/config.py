@@ -279,7 +279,7 @@ class Settings:
             worker_instance_id=env.get("VMPULSE_WORKER_ID") or None,
             raw_ttl_days=raw_ttl,
             rollup_ttl_days=rollup_ttl,
-            **floats,  # type: ignore[arg-type]
+            **floats,
         )
 
     def replace(self, **changes: object) -> Settings:

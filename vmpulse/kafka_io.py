@@ -225,11 +225,16 @@ class DirectoryTail:
                     self.caught_up.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self._consumer is not None:
-            await self._consumer.stop()
+        """Stop reading; the consumer is closed even if the reading task had failed."""
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    log.exception("the directory tail had stopped with an error")
+        finally:
+            if self._consumer is not None:
+                await self._consumer.stop()
