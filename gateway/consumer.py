@@ -39,6 +39,7 @@ from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory
 from schemas.events import OutboundEvent, decode_outbound
+from vmpulse.tasks import cancel_and_wait
 
 __all__ = ["POSITION_KEY", "Emit", "OutboundConsumer", "RecentMetrics", "positioned"]
 
@@ -316,15 +317,8 @@ class OutboundConsumer:
 
     async def stop(self) -> None:
         self.consuming.clear()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("outbound consumer task ended with an error")
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task, "the outbound consumer")
         await self._close_consumer()
 
     async def _close_consumer(self) -> None:

@@ -22,6 +22,7 @@ from aiokafka.errors import (
 from schemas.directory import Directory, DirectoryError
 from schemas.topics import Topics
 from vmpulse.config import Settings
+from vmpulse.tasks import cancel_and_wait
 
 __all__ = [
     "DirectoryTail",
@@ -226,15 +227,6 @@ class DirectoryTail:
 
     async def stop(self) -> None:
         """Stop reading; the consumer is closed even if the reading task had failed."""
-        try:
-            if self._task is not None:
-                self._task.cancel()
-                try:
-                    await self._task
-                except asyncio.CancelledError:
-                    pass
-                except Exception:
-                    log.exception("the directory tail had stopped with an error")
-        finally:
-            if self._consumer is not None:
-                await self._consumer.stop()
+        await cancel_and_wait(self._task, "the directory tail")
+        if self._consumer is not None:
+            await self._consumer.stop()
