@@ -70,8 +70,7 @@ class _Breach:
     alert_id: str | None = None  # set once raised
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class BreachState:
+class BreachState(msgspec.Struct, frozen=True):
     """One open breach of a VM, as persisted: rule, subject (a mount or ''), start, alert."""
 
     rule: str

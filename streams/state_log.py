@@ -44,19 +44,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class _Breach(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    rule: str
-    subject: str
-    since: dt.datetime
-    alert_id: str | None = None
-
-
 class VmSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     """What one VM's state topic record holds."""
 
     agent: str | None = None
     power: str | None = None
-    breaches: tuple[_Breach, ...] = ()
+    breaches: tuple[BreachState, ...] = ()
     newest: dt.datetime | None = None  # newest sample the alerts saw: older replays ignored
 
 
@@ -72,7 +65,7 @@ def snapshot(presence: Presence, alerts: AlertEngine, vm_id: str) -> bytes:
         VmSnapshot(
             agent=agent,
             power=power,
-            breaches=tuple(_Breach(b.rule, b.subject, b.since, b.alert_id) for b in breaches),
+            breaches=tuple(breaches),
             newest=newest,
         )
     )
@@ -89,11 +82,7 @@ def apply_snapshot(
     """Resume a VM where its previous owner left it."""
     if snap.agent is not None or snap.power is not None:
         presence.restore(vm_id, snap.agent, snap.power, now)
-    alerts.restore(
-        vm_id,
-        (BreachState(b.rule, b.subject, b.since, b.alert_id) for b in snap.breaches),
-        snap.newest,
-    )
+    alerts.restore(vm_id, snap.breaches, snap.newest)
 
 
 async def read_partitions(
