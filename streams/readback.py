@@ -20,13 +20,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.blocks import Span, block_id
 from streams.pipeline import RawRecord
 
-__all__ = ["ReadBackError", "read_back", "to_raw_record"]
+__all__ = ["ReadBackError", "read_back", "read_until", "to_raw_record"]
 
 log = logging.getLogger(__name__)
 
 
 class ReadBackError(RuntimeError):
-    """The block's records could not all be read within the deadline."""
+    """The records asked for could not all be read within the deadline."""
 
 
 def to_raw_record(rec: Any) -> RawRecord:
@@ -39,6 +39,34 @@ def to_raw_record(rec: Any) -> RawRecord:
         value=rec.value if rec.value is not None else b"",
         headers={k: bytes(v) for k, v in (rec.headers or ())},
     )
+
+
+async def read_until(
+    consumer: AIOKafkaConsumer, stops: dict[TopicPartition, int], timeout_s: float, what: str
+) -> list[Any]:
+    """Records of an assigned consumer from its positions up to ``stops[tp]`` included.
+
+    Done with a partition once its position passed its stop, so a stop on an
+    offset without a record (a compacted or emptied log) ends too.
+    ReadBackError if that takes longer than ``timeout_s``.
+    """
+    todo = dict(stops)
+    out: list[Any] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        for tp in list(todo):
+            if await consumer.position(tp) > todo[tp]:
+                del todo[tp]
+        if not todo:
+            return out
+        remaining_ms = int((deadline - loop.time()) * 1000)
+        if remaining_ms <= 0:
+            raise ReadBackError(f"reading back {what} timed out")
+        got = await consumer.getmany(*todo, timeout_ms=min(remaining_ms, 1000))
+        for tp, records in got.items():
+            stop = todo.get(tp, -1)
+            out.extend(r for r in records if r.offset <= stop)
 
 
 async def read_back(
@@ -76,24 +104,7 @@ async def read_back(
             if first <= last:
                 consumer.seek(tp, first)
                 todo[tp] = last
-        out: list[RawRecord] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while todo:
-            remaining_ms = int((deadline - loop.time()) * 1000)
-            if remaining_ms <= 0:
-                raise ReadBackError(f"reading back {topic} {block_id(spans)} timed out")
-            got = await consumer.getmany(*todo, timeout_ms=min(remaining_ms, 1000))
-            for tp, records in got.items():
-                last = todo.get(tp)
-                if last is None:
-                    continue
-                out.extend(to_raw_record(r) for r in records if r.offset <= last)
-                if records and records[-1].offset >= last:
-                    del todo[tp]
-            for tp in list(todo):  # a span may end on an offset without a record
-                if await consumer.position(tp) > todo[tp]:
-                    del todo[tp]
-        return out
+        records = await read_until(consumer, todo, timeout_s, f"{topic} {block_id(spans)}")
+        return [to_raw_record(r) for r in records]
     finally:
         await consumer.stop()

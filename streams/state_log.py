@@ -21,7 +21,6 @@ produces the same changes again.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
@@ -31,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.alerts import AlertEngine, BreachState
 from streams.presence import Presence
+from streams.readback import read_until
 
 __all__ = [
     "VmSnapshot",
@@ -107,29 +107,18 @@ async def read_partitions(
         consumer.assign(wanted)
         ends = await consumer.end_offsets(wanted)
         await consumer.seek_to_beginning(*wanted)
-        todo = dict(ends)
+        stops = {tp: end - 1 for tp, end in ends.items()}
+        what = f"{topic} {sorted(p.partition for p in wanted)}"
         latest: dict[str, tuple[int, bytes]] = {}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            for tp in list(todo):  # a partition compacted or emptied may start at its end
-                if await consumer.position(tp) >= todo[tp]:
-                    del todo[tp]
-            if not todo:
-                return latest
-            remaining_ms = int((deadline - loop.time()) * 1000)
-            if remaining_ms <= 0:
-                raise TimeoutError(f"reading {topic} {sorted(tp.partition for tp in todo)}")
-            got = await consumer.getmany(*todo, timeout_ms=min(remaining_ms, 1000))
-            for tp, records in got.items():
-                for rec in records:
-                    if rec.offset >= todo.get(tp, 0) or rec.key is None:
-                        continue
-                    key = rec.key.decode("utf-8", errors="replace")
-                    if rec.value:
-                        latest[key] = (tp.partition, rec.value)
-                    else:
-                        latest.pop(key, None)
+        for rec in await read_until(consumer, stops, timeout_s, what):
+            if rec.key is None:
+                continue
+            key = rec.key.decode("utf-8", errors="replace")
+            if rec.value:
+                latest[key] = (rec.partition, rec.value)
+            else:
+                latest.pop(key, None)
+        return latest
     finally:
         await consumer.stop()
 
