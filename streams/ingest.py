@@ -78,14 +78,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             log.exception("resuming the state of %s failed; retried with their records", assigned)
 
 
-async def _nothing(partitions: set[int]) -> None:
-    return None
-
-
-async def _release_nothing() -> None:
-    return None
-
-
 class RawIngest:
     """The worker's consumer of agent.raw and hypervisor.events; ``run()`` until cancelled."""
 
@@ -99,8 +91,8 @@ class RawIngest:
         on_raw: BatchHandler,
         on_hypervisor: Callable[[bytes | None, int], Awaitable[None]],
         on_revoked: Callable[[], None],
-        on_released: Callable[[], Awaitable[None]] | None = None,
-        on_taken: PartitionsHandler | None = None,
+        on_released: Callable[[], Awaitable[None]],
+        on_taken: PartitionsHandler,
         max_records: int = 5000,
         within_s: float = 0.25,
         session_timeout_s: float = 10.0,
@@ -110,8 +102,8 @@ class RawIngest:
         self._hypervisor_topic = hypervisor_topic
         self._on_raw = on_raw
         self._on_hypervisor = on_hypervisor
-        self._on_taken = on_taken or _nothing
-        self._listener = _Listener(on_revoked, on_released or _release_nothing, self._on_taken)
+        self._on_taken = on_taken
+        self._listener = _Listener(on_revoked, on_released, on_taken)
         self._max_records = max_records
         self._within_ms = int(within_s * 1000)
         self._consumer_args: dict[str, Any] = {
