@@ -129,10 +129,18 @@ class GatewayApi:
             raise UnknownUser()
         return user
 
-    def _watchable(self, request: web.Request, user: User) -> str | None:
+    def _watched_vm(self, request: web.Request) -> str | web.Response:
+        """The VM of the path if the caller may watch it, else the refusal to send.
+
+        An unknown VM and a VM the caller may not watch get the same 404.
+        """
+        try:
+            user = self._caller(request)
+        except AuthError as exc:
+            return _error(401, str(exc))
         vm_id = parse_vm_id(request.match_info.get("vm_id"))
         if vm_id is None or not self._directory.may_watch(user.id, vm_id):
-            return None
+            return _error(404, _DENIED)
         return vm_id
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -172,13 +180,9 @@ class GatewayApi:
         return _json({"vms": vms})
 
     async def recent_metrics(self, request: web.Request) -> web.Response:
-        try:
-            user = self._caller(request)
-        except AuthError as exc:
-            return _error(401, str(exc))
-        vm_id = self._watchable(request, user)
-        if vm_id is None:
-            return _error(404, _DENIED)
+        vm_id = self._watched_vm(request)
+        if isinstance(vm_id, web.Response):
+            return vm_id
         text = request.query.get("count", "10")
         if not text.isdigit():
             return _error(400, "'count' must be a whole number")
@@ -186,13 +190,9 @@ class GatewayApi:
         return _json({"vmId": vm_id, "samples": samples})
 
     async def metric_history(self, request: web.Request) -> web.Response:
-        try:
-            user = self._caller(request)
-        except AuthError as exc:
-            return _error(401, str(exc))
-        vm_id = self._watchable(request, user)
-        if vm_id is None:
-            return _error(404, _DENIED)
+        vm_id = self._watched_vm(request)
+        if isinstance(vm_id, web.Response):
+            return vm_id
         if self._query is None:
             return _error(503, "No metric store configured")
         now = dt.datetime.now(dt.UTC)
