@@ -292,13 +292,21 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 self._limiter.forget(conn.user_id)
         self._stats.connections.set(len(self._conns))
 
-    async def on_subscribe(self, sid: str, data: object = None, *_: object) -> dict[str, Any]:
+    def _conn_and_vm(self, sid: str, data: object) -> tuple[_Conn, str] | dict[str, Any]:
+        """The connection and the ``vmId`` it named, or the refusing ack."""
         conn = self._conns.get(sid)
         if conn is None:
             return _ack(False, _NOT_CONNECTED)
         vm_id = parse_vm_id(data.get("vmId") if isinstance(data, Mapping) else None)
         if vm_id is None:
             return _ack(False, _BAD_VM_ID)
+        return conn, vm_id
+
+    async def on_subscribe(self, sid: str, data: object = None, *_: object) -> dict[str, Any]:
+        found = self._conn_and_vm(sid, data)
+        if isinstance(found, dict):
+            return found
+        conn, vm_id = found
         if not self._directory.may_watch(conn.user_id, vm_id):
             return _ack(False, _DENIED)
         await self.enter_room(sid, vm_room(vm_id))
@@ -306,12 +314,10 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return _ack(True)
 
     async def on_unsubscribe(self, sid: str, data: object = None, *_: object) -> dict[str, Any]:
-        conn = self._conns.get(sid)
-        if conn is None:
-            return _ack(False, _NOT_CONNECTED)
-        vm_id = parse_vm_id(data.get("vmId") if isinstance(data, Mapping) else None)
-        if vm_id is None:
-            return _ack(False, _BAD_VM_ID)
+        found = self._conn_and_vm(sid, data)
+        if isinstance(found, dict):
+            return found
+        conn, vm_id = found
         if vm_id in conn.subscriptions:
             conn.subscriptions.discard(vm_id)
             await self.leave_room(sid, vm_room(vm_id))
