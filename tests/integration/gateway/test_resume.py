@@ -79,6 +79,18 @@ def _numbers(clients: list[Client], event: str) -> list[int]:
     return out
 
 
+async def _all_arrived(first: Client, second: Client, total: int) -> None:
+    """Both sessions together received every update, in sequence, none twice."""
+    await second.wait(
+        lambda: (
+            len(_numbers([first, second], "metricsUpdate")) >= total
+            and len(_numbers([first, second], ":vms:update")) >= total
+        ),
+        timeout=DEADLINE_S * 2,
+    )
+    _check_sequence([first, second], total)
+
+
 def _check_sequence(clients: list[Client], total: int) -> None:
     for event in ("metricsUpdate", ":vms:update"):
         seen = _numbers(clients, event)
@@ -130,14 +142,7 @@ async def test_client_cut_mid_stream_resumes_without_gap_or_duplicate(
         assert resumed["vmIds"] == ["vm-a"] and resumed["replayed"] > 0
         await phase_c
         total = stream.sent
-        await second.wait(
-            lambda: (
-                len(_numbers([first, second], "metricsUpdate")) >= total
-                and len(_numbers([first, second], ":vms:update")) >= total
-            ),
-            timeout=DEADLINE_S * 2,
-        )
-        _check_sequence([first, second], total)
+        await _all_arrived(first, second, total)
         hits = gw.stats.resume_hits._value.get()
         assert hits == 1
 
@@ -164,14 +169,7 @@ async def test_gateway_restart_mid_stream_resumes_on_the_new_instance(
             await second.wait_for("resumed")
             await phase_c
             total = stream.sent
-            await second.wait(
-                lambda: (
-                    len(_numbers([first, second], "metricsUpdate")) >= total
-                    and len(_numbers([first, second], ":vms:update")) >= total
-                ),
-                timeout=DEADLINE_S * 2,
-            )
-            _check_sequence([first, second], total)
+            await _all_arrived(first, second, total)
 
 
 async def test_gap_older_than_the_window_gets_resync(
