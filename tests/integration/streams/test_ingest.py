@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
 from schemas.topics import Topics
 from streams.app import create_app
 from streams.exceptions import StoreError
-from streams.store import ClickHouseStore, QueryResult
+from streams.store import ClickHouseStore
 from vmpulse.config import Settings
 from vmpulse.kafka_io import make_producer
 
 from .browsers import metrics_line, until
+from .faulty_store import FaultyStore
 
 
-class FailingOnce:
-    """The real store, except that the first insert raises after nothing was written."""
-
-    def __init__(self, store: ClickHouseStore) -> None:
-        self.store = store
-        self.failed = 0
-
-    async def insert(
-        self,
-        table: str,
-        rows: Sequence[Sequence[Any]],
-        columns: Sequence[str],
-        *,
-        token: str | None,
-    ) -> None:
-        if not self.failed:
-            self.failed += 1
-            raise StoreError("insert into system_metrics failed: connection reset (test)")
-        await self.store.insert(table, rows, columns, token=token)
-
-    async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult:
-        return await self.store.query(sql, max_rows=max_rows)
+def _first_insert_fails(n: int, table: str) -> Exception | None:
+    return (
+        StoreError("insert into system_metrics failed: connection reset (test)") if n == 0 else None
+    )
 
 
 async def test_a_failed_insert_is_retried_and_stored_once(
@@ -54,7 +35,7 @@ async def test_a_failed_insert_is_retried_and_stored_once(
     finally:
         await producer.stop()
 
-    store = FailingOnce(chdb_store)
+    store = FaultyStore(chdb_store, _first_insert_fails)
     app = create_app(settings, store, batch_within_s=0.05)
     await app.start()
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -21,6 +21,8 @@ from streams.storing import BlockPlanner, write_block
 from vmpulse.config import Settings
 from vmpulse.kafka_io import make_producer
 
+from .faulty_store import FaultyStore
+
 T = time.time()  # rows older than the 30-day TTL would be dropped on insert
 
 
@@ -28,28 +30,9 @@ class Killed(Exception):
     """Stands in for kill -9: the worker stops between two inserts."""
 
 
-class DyingStore:
-    """The real store, but the worker dies after ``survive`` inserts."""
-
-    def __init__(self, store: ClickHouseStore, survive: int) -> None:
-        self.store = store
-        self.survive = survive
-
-    async def insert(
-        self,
-        table: str,
-        rows: Sequence[Sequence[Any]],
-        columns: Sequence[str],
-        *,
-        token: str | None,
-    ) -> None:
-        if self.survive == 0:
-            raise Killed(table)
-        self.survive -= 1
-        await self.store.insert(table, rows, columns, token=token)
-
-    async def query(self, sql: str, *, max_rows: int = 10_000) -> dict[str, Any]:
-        return await self.store.query(sql, max_rows=max_rows)
+def _dies_after(survive: int) -> Callable[[int, str], Exception | None]:
+    """The worker dies (every later insert fails) after ``survive`` inserts."""
+    return lambda n, table: Killed(table) if n >= survive else None
 
 
 async def _produce(settings: Settings, topics: Topics, vm: str, per_partition: int) -> None:
@@ -106,7 +89,7 @@ async def test_replay_after_a_crash_inside_a_block_stores_each_row_once(
     worker = _planner(chdb_store, settings, topic)
     await _store(worker, chdb_store, topic, earlier)
     with pytest.raises(Killed):
-        await _store(worker, DyingStore(chdb_store, survive), topic, batch)
+        await _store(worker, FaultyStore(chdb_store, _dies_after(survive)), topic, batch)
     # the replay: the next owner reads from the last committed offset (the start of batch)
     # and, as if that commit was lost too, once more from the very beginning
     if split:  # the crashed block's partitions went to two workers, one after the other
