@@ -34,6 +34,9 @@ __all__ = ["FleetSimulator", "TcpFleetSimulator", "next_lines", "system_metrics_
 
 log = logging.getLogger(__name__)
 
+_SLOT_S: Final = 0.01
+"""The fleet simulator's clock step: VMs report at their own phase, in 10 ms slots."""
+
 _MAX_CLIENT_BACKLOG: Final = 1024 * 1024
 """Past this many unsent bytes a client is considered stalled and skips lines."""
 
@@ -186,6 +189,7 @@ class _VmServer:
         self.rng = rng
         self.greeting = greeting
         self.seq = 0
+        self.phase = zlib.crc32(vm_id.encode())  # where in the interval it reports
         self.server: asyncio.Server | None = None
         self.clients: set[asyncio.StreamWriter] = set()
 
@@ -262,6 +266,7 @@ class FleetSimulator:
         self.seed = seed
         self._initial = list(vms)
         self._servers: dict[str, _VmServer] = {}
+        self._fleet_version = 0  # changes whenever a VM is added or removed
         self._ticker: asyncio.Task[None] | None = None
         self.lines_sent = 0
         self.lines_skipped = 0
@@ -304,10 +309,12 @@ class FleetSimulator:
         server = _VmServer(vm, self.socket_path(vm), rng, greeting)
         await server.start()
         self._servers[vm] = server
+        self._fleet_version += 1
 
     async def remove(self, vm: str) -> None:
         """Stop serving a VM: close its clients and delete its socket file."""
         server = self._servers.pop(vm, None)
+        self._fleet_version += 1
         if server is not None:
             await server.stop()
 
@@ -324,8 +331,10 @@ class FleetSimulator:
 
     def emit(self, vm: str | None = None) -> None:
         """Write one metrics line now, to one VM's clients or to all."""
-        now = time.time()
         targets = [self._servers[vm]] if vm is not None else list(self._servers.values())
+        self._emit(targets, time.time())
+
+    def _emit(self, targets: list[_VmServer], now: float) -> None:
         for server in targets:
             server.seq += 1
             for line in next_lines(
@@ -346,16 +355,36 @@ class FleetSimulator:
             self.sent.setdefault(vm, []).append(line)
 
     async def _tick(self) -> None:
+        """Each VM reports once an interval, at its own phase within it.
+
+        Real agents start at different times, so a fleet's samples spread over the
+        interval; all of them in the same millisecond would be a burst no fleet
+        sends (and the last line of the burst would wait for every other).
+        """
         loop = asyncio.get_running_loop()
+        slots = max(1, round(self.interval_s / _SLOT_S))
+        slot_s = self.interval_s / slots
         next_at = loop.time()
+        slot = 0
+        groups: list[list[_VmServer]] = []
+        grouped = -1
         while True:
+            if grouped != self._fleet_version:  # VMs came or went
+                grouped = self._fleet_version
+                groups = [[] for _ in range(slots)]
+                for server in self._servers.values():
+                    groups[server.phase % slots].append(server)
             try:
-                self.emit()
+                self._emit(groups[slot], time.time())
             except Exception:  # a simulator hiccup must not stop the fleet
                 log.exception("simulator tick failed")
-            next_at += self.interval_s
-            # Keep the cadence without drift; after a stall, skip missed ticks.
-            next_at = max(next_at, loop.time())
+            slot = (slot + 1) % slots
+            next_at += slot_s
+            # Keep the cadence without drift; after a stall, skip missed slots.
+            if next_at < loop.time():
+                skipped = int((loop.time() - next_at) / slot_s) + 1
+                slot = (slot + skipped) % slots
+                next_at += skipped * slot_s
             await asyncio.sleep(next_at - loop.time())
 
 

@@ -21,6 +21,13 @@ Guarantees kept from the agent it replaces:
   read again); ``on_released`` then drops the state of the VMs held, and
   ``on_taken`` resumes the state of partitions given to this worker, on
   assignment and, should that have failed, before their first batch.
+
+Live does not wait for storage: every fetch of agent.raw goes to ``on_poll`` the
+moment it arrives (the worker decodes it and sends its live updates), while the
+records gather into the storage batch for ``within_s``. What ``on_poll``
+returned for the fetches of a batch goes to ``on_raw`` with it, so the batch is
+decoded once; ``None`` there when a rebalance cut the batch and the fetches no
+longer add up to it.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -41,9 +48,11 @@ __all__ = ["RawIngest"]
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[list[RawRecord]], Awaitable[None]]
+P = TypeVar("P")
+PollHandler = Callable[[list[RawRecord]], Awaitable[P]]
+BatchHandler = Callable[[list[RawRecord], "list[P] | None"], Awaitable[None]]
 PartitionsHandler = Callable[[set[int]], Awaitable[None]]
-_Batches = dict[TopicPartition, list[Any]]
+_Batches = dict[TopicPartition, list[RawRecord]]
 _Inflight = tuple["asyncio.Task[None]", _Batches]
 RETRY_PAUSE_S = 1.0
 
@@ -78,7 +87,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             log.exception("resuming the state of %s failed; retried with their records", assigned)
 
 
-class RawIngest:
+class RawIngest(Generic[P]):
     """The worker's consumer of agent.raw and hypervisor.events; ``run()`` until cancelled."""
 
     def __init__(
@@ -88,7 +97,8 @@ class RawIngest:
         raw_topic: str,
         hypervisor_topic: str,
         group_id: str,
-        on_raw: BatchHandler,
+        on_poll: PollHandler[P],
+        on_raw: BatchHandler[P],
         on_hypervisor: Callable[[bytes | None, int], Awaitable[None]],
         on_revoked: Callable[[], None],
         on_released: Callable[[], Awaitable[None]],
@@ -100,6 +110,7 @@ class RawIngest:
     ) -> None:
         self._raw_topic = raw_topic
         self._hypervisor_topic = hypervisor_topic
+        self._on_poll = on_poll
         self._on_raw = on_raw
         self._on_hypervisor = on_hypervisor
         self._on_taken = on_taken
@@ -117,6 +128,9 @@ class RawIngest:
             "heartbeat_interval_ms": int(min(3.0, session_timeout_s / 3) * 1000),
             "max_partition_fetch_bytes": 4 * 1024 * 1024,
             "fetch_max_bytes": 32 * 1024 * 1024,
+            # a fetch returns as soon as one record is there; an idle partition set
+            # answers within this, so the loop's deadlines stay near their time
+            "fetch_max_wait_ms": 100,
         }
         self.batches = 0
         self.failures = 0
@@ -145,7 +159,7 @@ class RawIngest:
         try:
             consumer.subscribe([self._raw_topic, self._hypervisor_topic], listener=self._listener)
             while True:
-                batches = await self._collect(consumer)
+                batches, polled = await self._collect(consumer)
                 if self._inflight is not None:
                     previous = self._inflight
                     if not await self._finish(consumer, previous):
@@ -153,7 +167,7 @@ class RawIngest:
                         await asyncio.sleep(RETRY_PAUSE_S)
                         continue
                 if batches:
-                    task = asyncio.create_task(self._store(consumer, batches))
+                    task = asyncio.create_task(self._store(consumer, batches, polled))
                     self._inflight = (task, batches)
         finally:
             if self._inflight is not None:
@@ -161,8 +175,10 @@ class RawIngest:
                 await asyncio.wait({self._inflight[0]})
             await consumer.stop()
 
-    async def _store(self, consumer: AIOKafkaConsumer, batches: _Batches) -> None:
-        await self._handle(batches)
+    async def _store(
+        self, consumer: AIOKafkaConsumer, batches: _Batches, polled: list[P] | None
+    ) -> None:
+        await self._handle(batches, polled)
         await consumer.commit(
             {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()}
         )
@@ -199,17 +215,20 @@ class RawIngest:
         if inflight is not None:
             await asyncio.wait({inflight[0]})
 
-    async def _collect(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+    async def _collect(self, consumer: AIOKafkaConsumer) -> tuple[_Batches, list[P] | None]:
         """Records for up to ``within_s`` or ``max_records``: few large inserts, not many small.
 
         ``getmany`` returns as soon as anything arrived; alone it would make an
-        insert per fetch. A rebalance meanwhile moves positions back to the
-        committed offsets: records that come again replace the ones held, and
-        partitions that went to another worker are dropped.
+        insert per fetch. Each fetch of agent.raw goes to ``on_poll`` at once (the
+        live path). A rebalance meanwhile moves positions back to the committed
+        offsets: records that come again replace the ones held, and partitions
+        that went to another worker are dropped; the fetches then no longer add up
+        to the batch, and ``None`` stands for what ``on_poll`` returned.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._within_ms / 1000
-        batches: dict[TopicPartition, list[Any]] = {}
+        batches: _Batches = {}
+        polled: list[P] | None = []
         count = 0
         while count < self._max_records:
             remaining_ms = int((deadline - loop.time()) * 1000)
@@ -218,27 +237,39 @@ class RawIngest:
             got = await consumer.getmany(
                 timeout_ms=remaining_ms, max_records=self._max_records - count
             )
+            fetched: list[RawRecord] = []
             for tp, records in got.items():
+                converted = [to_raw_record(rec) for rec in records]
                 held = batches.setdefault(tp, [])
-                if held and records[0].offset <= held[-1].offset:
+                if held and converted[0].offset <= held[-1].offset:
                     # a rebalance reset the position to the committed offset: what we
                     # hold from there on comes again
-                    kept = [r for r in held if r.offset < records[0].offset]
+                    kept = [r for r in held if r.offset < converted[0].offset]
                     count -= len(held) - len(kept)
                     held[:] = kept
-                held.extend(records)
-                count += len(records)
+                    polled = None
+                held.extend(converted)
+                count += len(converted)
+                if tp.topic == self._raw_topic:
+                    fetched.extend(converted)
+            if fetched:
+                result = await self._on_poll(fetched)
+                if polled is not None:
+                    polled.append(result)
         assigned = consumer.assignment()  # partitions lost meanwhile belong to another worker
-        return {tp: recs for tp, recs in batches.items() if tp in assigned and recs}
+        kept_batches = {tp: recs for tp, recs in batches.items() if tp in assigned and recs}
+        if len(kept_batches) != len({tp for tp, recs in batches.items() if recs}):
+            polled = None
+        return kept_batches, polled
 
-    async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
+    async def _handle(self, batches: _Batches, polled: list[P] | None) -> None:
         await self._on_taken({tp.partition for tp in batches})  # done already, unless it failed
         raw: list[RawRecord] = []
         for tp, records in batches.items():
             if tp.topic == self._raw_topic:
-                raw.extend(to_raw_record(rec) for rec in records)
+                raw.extend(records)
             else:
                 for rec in records:
-                    await self._on_hypervisor(rec.value, rec.partition)
+                    await self._on_hypervisor(rec.value or None, rec.partition)
         if raw:
-            await self._on_raw(raw)
+            await self._on_raw(raw, polled)

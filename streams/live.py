@@ -1,8 +1,18 @@
-"""Live metrics throttle: at most one update per VM per interval, the latest wins.
+"""Live metrics throttle: about one update per VM per interval, without holding samples back.
 
-A browser cannot use more than about one chart update a second, and a burst
-of replayed samples must not turn into a burst of socket traffic. Pure: the
-caller passes the clock in.
+A browser cannot use more than about one chart update a second, and a burst of
+replayed samples must not turn into a burst of socket traffic. But an agent that
+reports once a second does not report exactly once a second: with a few hundred
+milliseconds of jitter one sample comes 0.7 s after the previous, the next 1.3 s
+after it. A fixed "one per interval" gate held the early one back until the
+interval was over, so a steady 1/s fleet saw half its samples late (issue 11).
+
+So the gate is a token bucket per VM: a token every ``interval_s``, at most
+``burst`` tokens saved. A sample goes out at once while its VM has a token; a
+VM's average stays at one update per interval, jitter costs nothing, and only
+samples that really come faster than the interval are merged (the latest wins)
+and go out as soon as the next token is there (:meth:`due`). Pure: the caller
+passes the clock in.
 """
 
 from __future__ import annotations
@@ -15,29 +25,42 @@ T = TypeVar("T")
 
 
 class LiveThrottle(Generic[T]):
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, burst: float = 2.0) -> None:
         self.interval_s = interval_s
-        self._last_sent: dict[str, float] = {}
+        self.burst = burst
+        # per VM: (tokens, when they were counted)
+        self._tokens: dict[str, tuple[float, float]] = {}
         self._pending: dict[str, T] = {}
+
+    def _take(self, key: str, now: float) -> bool:
+        """Spend a token of ``key`` if it has one (refilled up to ``now``)."""
+        if self.interval_s <= 0:
+            return True
+        tokens, at = self._tokens.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) / self.interval_s)
+        if tokens >= 1.0:
+            self._tokens[key] = (tokens - 1.0, now)
+            return True
+        self._tokens[key] = (tokens, now)
+        return False
 
     def offer(self, key: str, item: T, now: float) -> T | None:
         """Return ``item`` if it may go out now; otherwise keep it as the VM's pending update."""
-        last = self._last_sent.get(key)
-        if last is None or now - last >= self.interval_s:
-            self._last_sent[key] = now
+        if self._take(key, now):
             self._pending.pop(key, None)
             return item
         self._pending[key] = item
         return None
 
     def due(self, now: float) -> list[tuple[str, T]]:
-        """Pending updates whose interval has passed; each is handed out once."""
-        ready = [
-            (key, item)
-            for key, item in self._pending.items()
-            if now - self._last_sent.get(key, 0.0) >= self.interval_s
-        ]
+        """Pending updates whose VM has a token again; each is handed out once."""
+        if not self._pending:
+            return []
+        ready = [(key, item) for key, item in self._pending.items() if self._take(key, now)]
         for key, _ in ready:
             del self._pending[key]
-            self._last_sent[key] = now
         return ready
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)

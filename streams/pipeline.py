@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -35,6 +35,7 @@ __all__ = [
     "RawRecord",
     "dlq_record",
     "live_event",
+    "merge_results",
     "process_batch",
 ]
 
@@ -165,6 +166,26 @@ def process_batch(
         activity=activity,
         reject_reasons=dict(reasons),
     )
+
+
+def merge_results(parts: Sequence[BatchResult]) -> BatchResult:
+    """One result for several batches, in the order given (rows table by table)."""
+    if len(parts) == 1:
+        return parts[0]
+    rows: dict[str, list[Row]] = {table: [] for table in TABLE_COLUMNS}
+    merged = BatchResult(rows=rows, rejects=[], samples=[], connections=[], activity=[])
+    reasons: Counter[str] = Counter()
+    for part in parts:
+        for table, table_rows in part.rows.items():
+            if table_rows:
+                rows[table].extend(table_rows)
+        merged.rejects.extend(part.rejects)
+        merged.samples.extend(part.samples)
+        merged.connections.extend(part.connections)
+        merged.activity.extend(part.activity)
+        reasons.update(part.reject_reasons)
+    merged.reject_reasons = dict(reasons)
+    return merged
 
 
 def live_event(sample: SystemSample, now: str | None = None) -> OutboundEvent:

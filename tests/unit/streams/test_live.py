@@ -1,23 +1,40 @@
 from streams.live import LiveThrottle
 
 
-def test_first_update_goes_out_then_latest_wins_within_interval() -> None:
+def test_a_sample_a_second_with_jitter_is_never_held_back() -> None:
+    # an agent reporting once a second, a few hundred ms early or late each time
+    t: LiveThrottle[int] = LiveThrottle(1.0)
+    arrivals = [0.0, 0.7, 2.0, 2.6, 3.9, 4.5, 5.8, 6.4, 7.6, 8.3, 9.7]
+    assert [t.offer("vm", i, now=at) for i, at in enumerate(arrivals)] == list(range(11))
+    assert t.pending == 0
+
+
+def test_a_burst_is_merged_and_the_latest_goes_out_when_a_token_is_back() -> None:
     t: LiveThrottle[str] = LiveThrottle(1.0)
-    assert t.offer("vm", "a", now=10.0) == "a"
-    assert t.offer("vm", "b", now=10.2) is None
-    assert t.offer("vm", "c", now=10.5) is None
-    assert t.due(10.9) == []
-    assert t.due(11.0) == [("vm", "c")]
+    # a replayed backlog: ten samples at once; the saved tokens let two through
+    sent = [t.offer("vm", f"s{i}", now=10.0) for i in range(10)]
+    assert sent[:2] == ["s0", "s1"] and sent[2:] == [None] * 8
+    assert t.due(10.5) == []
+    assert t.due(11.0) == [("vm", "s9")]  # the latest wins
     assert t.due(11.5) == []
+
+
+def test_the_average_stays_at_one_update_per_interval() -> None:
+    t: LiveThrottle[int] = LiveThrottle(1.0)
+    now, sent = 0.0, 0
+    for i in range(400):  # 4 samples a second for 100 s
+        now = i * 0.25
+        sent += t.offer("vm", i, now=now) is not None
+        sent += len(t.due(now))
+    assert 100 <= sent <= 102
 
 
 def test_vms_are_throttled_independently() -> None:
     t: LiveThrottle[int] = LiveThrottle(1.0)
-    assert t.offer("a", 1, now=0.0) == 1
-    assert t.offer("b", 2, now=0.1) == 2
-    assert t.offer("a", 3, now=0.2) is None
-    assert t.offer("a", 4, now=1.3) == 4
-    assert t.due(5.0) == []
+    assert [t.offer("a", i, now=0.0) for i in range(3)] == [0, 1, None]
+    assert t.offer("b", 9, now=0.1) == 9
+    assert t.due(0.2) == []
+    assert t.due(1.0) == [("a", 2)]
 
 
 def test_zero_interval_passes_everything() -> None:
