@@ -97,7 +97,7 @@ async def watch(
     result = Latencies()
     recording = False
 
-    @client.on("metricsUpdate")  # type: ignore[misc]
+    @client.on("metricsUpdate")  # type: ignore[untyped-decorator]
     async def on_update(payload: dict[str, Any]) -> None:
         received = time.time()
         if recording:
