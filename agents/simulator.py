@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
+import functools
 import logging
 import math
 import os
@@ -26,6 +26,8 @@ import time
 import zlib
 from pathlib import Path
 from typing import Any, Final
+
+import msgspec
 
 from agents import dialect2
 from agents.handshake import make_hello
@@ -44,6 +46,7 @@ _BOOT_EPOCH: Final = 1_767_225_600.0  # 2026-01-01T00:00:00Z; VMs boot within 30
 _GIB_KB: Final = 1024 * 1024
 
 
+@functools.lru_cache(maxsize=65_536)
 def _profile(vm_id: str) -> dict[str, Any]:
     """Stable per-VM facts (size, boot time) derived from the id, not from the RNG."""
     h = zlib.crc32(vm_id.encode())
@@ -156,7 +159,12 @@ def system_metrics_line(vm_id: str, t: float, rng: random.Random) -> bytes:
             },
         },
     }
-    return json.dumps(message, separators=(",", ":")).encode()
+    # msgspec writes the same compact JSON as json.dumps, in a fraction of the time: a
+    # fleet of thousands of VMs is simulated in the same process as the pipeline
+    return _encode(message)
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def next_lines(
@@ -374,17 +382,19 @@ class FleetSimulator:
                 groups = [[] for _ in range(slots)]
                 for server in self._servers.values():
                     groups[server.phase % slots].append(server)
-            try:
-                self._emit(groups[slot], time.time())
-            except Exception:  # a simulator hiccup must not stop the fleet
-                log.exception("simulator tick failed")
-            slot = (slot + 1) % slots
-            next_at += slot_s
-            # Keep the cadence without drift; after a stall, skip missed slots.
-            if next_at < loop.time():
-                skipped = int((loop.time() - next_at) / slot_s) + 1
-                slot = (slot + skipped) % slots
-                next_at += skipped * slot_s
+            now = loop.time()
+            # every slot whose time has come, late ones too: a loop busy for a few ms
+            # must not cost their VMs a sample; a stall over a whole interval does
+            while next_at <= now:
+                if now - next_at >= self.interval_s:
+                    missed = int((now - next_at) // self.interval_s) * slots
+                    slot, next_at = (slot + missed) % slots, next_at + missed * slot_s
+                    continue
+                try:
+                    self._emit(groups[slot], time.time())
+                except Exception:  # a simulator hiccup must not stop the fleet
+                    log.exception("simulator tick failed")
+                slot, next_at = (slot + 1) % slots, next_at + slot_s
             await asyncio.sleep(next_at - loop.time())
 
 
