@@ -55,6 +55,7 @@ PartitionsHandler = Callable[[set[int]], Awaitable[None]]
 _Batches = dict[TopicPartition, list[RawRecord]]
 _Inflight = tuple["asyncio.Task[None]", _Batches]
 RETRY_PAUSE_S = 1.0
+STORE_WAIT_POLL_MS = 20
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -128,9 +129,6 @@ class RawIngest(Generic[P]):
             "heartbeat_interval_ms": int(min(3.0, session_timeout_s / 3) * 1000),
             "max_partition_fetch_bytes": 4 * 1024 * 1024,
             "fetch_max_bytes": 32 * 1024 * 1024,
-            # a fetch returns as soon as one record is there; an idle partition set
-            # answers within this, so the loop's deadlines stay near their time
-            "fetch_max_wait_ms": 100,
         }
         self.batches = 0
         self.failures = 0
@@ -216,7 +214,8 @@ class RawIngest(Generic[P]):
             await asyncio.wait({inflight[0]})
 
     async def _collect(self, consumer: AIOKafkaConsumer) -> tuple[_Batches, list[P] | None]:
-        """Records for up to ``within_s`` or ``max_records``: few large inserts, not many small.
+        """Records for ``within_s`` (longer while the previous batch is still being
+        stored) or up to ``max_records``: few large inserts, not many small.
 
         ``getmany`` returns as soon as anything arrived; alone it would make an
         insert per fetch. Each fetch of agent.raw goes to ``on_poll`` at once (the
@@ -233,7 +232,11 @@ class RawIngest(Generic[P]):
         while count < self._max_records:
             remaining_ms = int((deadline - loop.time()) * 1000)
             if remaining_ms <= 0:
-                break
+                if self._inflight is None or self._inflight[0].done():
+                    break
+                # the previous batch is still being stored: its commit comes first, but
+                # the live path keeps fetching meanwhile instead of waiting for the store
+                remaining_ms = STORE_WAIT_POLL_MS
             got = await consumer.getmany(
                 timeout_ms=remaining_ms, max_records=self._max_records - count
             )
