@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -170,33 +172,77 @@ async def _end_offsets_total(settings: Settings, topic: str) -> int:
         await consumer.stop()
 
 
+async def _drain_cost(
+    s: Settings, topics: Topics, tmp_path: Path, total: int
+) -> tuple[int, float, float]:
+    """`vmpulse worker` drains ``total`` records: (messages timed, seconds, CPU seconds).
+
+    The clock starts at the first commit: start-up is not per-message cost.
+    """
+    group = ingest_group_id(s.topic_prefix)
+    worker = WorkerProcess(s, tmp_path / "worker.log", VMPULSE_LIVE_INTERVAL_MS="1000")
+    worker.start()
+    try:
+        loop = asyncio.get_running_loop()
+        while True:
+            done, _ = await committed_and_end(s, topics, group)
+            if done > 0:
+                break
+            await asyncio.sleep(0.1)
+        first, cpu0, start = done, worker.cpu_seconds(), loop.time()
+        while done < total:
+            await asyncio.sleep(0.25)
+            done, _ = await committed_and_end(s, topics, group)
+        elapsed, cpu = loop.time() - start, worker.cpu_seconds() - cpu0
+    finally:
+        worker.stop()
+    return total - first, elapsed, cpu
+
+
 @pytest.mark.parametrize("fleet", [100, 1000, 10_000])
 async def test_cost_per_message_by_fleet_size(
     settings: Settings, tmp_path: Path, fleet: int
 ) -> None:
     s = _settings(settings)
     topics = await ensure_settings_topics(s)
-    group = ingest_group_id(s.topic_prefix)
     vms = [f"fleet-vm-{i:05d}" for i in range(fleet)]
     await _produce(s, topics, vms, BACKLOG, None)
-    worker = WorkerProcess(s, tmp_path / "worker.log", VMPULSE_LIVE_INTERVAL_MS="1000")
-    worker.start()
-    try:
-        loop = asyncio.get_running_loop()
-        while True:  # clock starts at the first commit: start-up is not per-message cost
-            done, _ = await committed_and_end(s, topics, group)
-            if done > 0:
-                break
-            await asyncio.sleep(0.1)
-        first, cpu0, start = done, worker.cpu_seconds(), loop.time()
-        while done < BACKLOG:
-            await asyncio.sleep(0.25)
-            done, _ = await committed_and_end(s, topics, group)
-        elapsed, cpu = loop.time() - start, worker.cpu_seconds() - cpu0
-    finally:
-        worker.stop()
-    n = BACKLOG - first
+    n, elapsed, cpu = await _drain_cost(s, topics, tmp_path, BACKLOG)
     print(
         f"\nfleet {fleet:>6} VMs: {n} msgs in {elapsed:.1f} s = {n / elapsed:,.0f} msgs/s; "
         f"worker CPU {cpu / n * 1e6:.0f} us/msg"
     )
+
+
+PEER_RATIO = 2.0  # issue 11: the worker's CPU per message at most 2x the plain loop's
+
+
+async def test_cost_beside_a_plain_consumer_loop(settings: Settings, tmp_path: Path) -> None:
+    """The same backlog drained by the plain loop (tests/bench/worker_peer.py), then by
+    `vmpulse worker` with live updates, presence and alerts on: CPU per message of each."""
+    s = _settings(settings)
+    topics = await ensure_settings_topics(s)
+    vms = [f"peer-vm-{i:05d}" for i in range(VMS)]
+    await _produce(s, topics, vms, BACKLOG, None)
+    peer = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.bench.worker_peer",
+        "--bootstrap", s.kafka_bootstrap or "", "--topic", topics.agent_raw,
+        "--group", f"{s.topic_prefix}peer", "--store", f"chdb://{tmp_path / 'peer-ch'}",
+        "--count", str(BACKLOG),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(peer.communicate(), 600)
+    assert peer.returncode == 0, "the plain loop failed"
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    peer_us = figures["cpu_s"] / figures["messages"] * 1e6
+    n, elapsed, cpu = await _drain_cost(s, topics, tmp_path, BACKLOG)
+    worker_us = cpu / n * 1e6
+    print(
+        f"\nsame backlog of {BACKLOG:,} msgs from {VMS:,} VMs:"
+        f"\n  plain aiokafka loop + decode + one insert a batch: {peer_us:.0f} us/msg, "
+        f"{figures['messages'] / figures['wall_s']:,.0f} msgs/s"
+        f"\n  vmpulse worker (all tables, exactly-once blocks, live, presence, alerts): "
+        f"{worker_us:.0f} us/msg, {n / elapsed:,.0f} msgs/s"
+        f"\n  ratio {worker_us / peer_us:.2f}x (goal <= {PEER_RATIO}x)"
+    )
+    assert worker_us <= PEER_RATIO * peer_us
