@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway.auth import issue_token
@@ -79,6 +80,21 @@ async def test_live_latency_through_up(up_fleet: Up) -> None:
     assert percentile(ms, 0.99) <= P99_MS
 
 
+async def _ready(url: str, within_s: float) -> None:
+    """Wait until the gateway answers /readyz with 200 (it listens and consumes)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"{url}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert asyncio.get_running_loop().time() < deadline, "the gateway never got ready"
+            await asyncio.sleep(0.2)
+
+
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [VMPULSE, *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
@@ -107,11 +123,17 @@ async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: 
     stages = [["worker"], ["gateway"], ["bridge"], ["simulate", "--vms", str(STAGES_VMS)]]
     procs = [_start(args, env, short_tmp / f"{args[0]}.log") for args in stages]
     try:
+        await _ready(f"http://127.0.0.1:{port}", within_s=90)
         ms = await _measure(
             f"http://127.0.0.1:{port}", s.kafka_bootstrap or "", STAGES_VMS, "as separate stages"
         )
         for proc, args in zip(procs, stages, strict=True):
             assert proc.poll() is None, f"vmpulse {args[0]} exited"
+    except BaseException:
+        for args in stages:  # what each stage said, for whoever reads the failure
+            text = (short_tmp / f"{args[0]}.log").read_text(errors="replace")
+            print(f"--- vmpulse {args[0]} (last lines) ---\n{text[-2000:]}")
+        raise
     finally:
         for proc in procs:
             proc.terminate()
