@@ -22,7 +22,7 @@ import socketio
 from aiohttp import web
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
-from gateway.api import GatewayApi, Query, cors_middleware
+from gateway.api import GatewayApi, Query, cors_middleware, json_errors_middleware
 from gateway.auth import TokenPolicy, check_listen_key
 from gateway.consumer import OutboundConsumer, RecentMetrics
 from gateway.dispatch import ClientEventServer
@@ -331,7 +331,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._namespace.consumer = self._consumer
         self.stats.watch_lag(self._consumer.lag)
 
-        app = web.Application(middlewares=[cors_middleware(self._cors_list)])
+        app = web.Application(
+            middlewares=[cors_middleware(self._cors_list), json_errors_middleware]
+        )
         self._sio.attach(app)
         namespace = self._namespace
         api = GatewayApi(
