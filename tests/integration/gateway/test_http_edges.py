@@ -140,7 +140,7 @@ async def test_the_gateway_answers_every_request_as_its_document_says(
             "--phases",
             "examples,coverage,fuzzing",
             "--request-timeout",
-            "10",
+            "35",  # above the gateway's own 30 s query timeout, which answers 504
             "--suppress-health-check",
             "all",
             "--no-color",

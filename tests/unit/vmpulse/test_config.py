@@ -158,3 +158,14 @@ def test_gateway_and_up_refuse_the_development_key_beyond_loopback(
     err = capsys.readouterr().err
     assert "VMPULSE_JWT_SECRET" in err and "development JWT key" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_vmpulse_token_mints_tokens_that_expire(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import jwt
+
+    monkeypatch.delenv("VMPULSE_JWT_SECRET", raising=False)
+    assert main(["token", "--user", "alice", "--ttl-hours", "2"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), DEV_JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["exp"] - claims["iat"] == 2 * 3600
