@@ -6,6 +6,10 @@ says what they may see and whether they are an admin. Error bodies are
 caller may not watch answers 404 "Access denied", the same as a VM that does
 not exist, so ids cannot be probed.
 
+Query parameters are declared, parsed strictly and documented in
+:mod:`gateway.params` (a bad one is a 400 naming it, never a 500); the OpenAPI
+document (:mod:`gateway.openapi`) is served at ``/openapi.json``.
+
 Read-only SQL is judged by :func:`streams.store.check_read_only`, the one rule
 set of the project; the store then runs it with ``readonly`` and row and time
 limits, and this layer bounds the time again.
@@ -26,14 +30,23 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from gateway.auth import TokenPolicy, bearer_token, verify_token
 from gateway.consumer import RecentMetrics
 from gateway.exceptions import AuthError, QueryRejected, UnknownUser
-from gateway.history import HistoryError, fetch_history, parse_time, plan_history
+from gateway.history import fetch_history, parse_time, plan_history
+from gateway.openapi import openapi_json
+from gateway.params import HISTORY_FROM, HISTORY_STEP, HISTORY_TO, RECENT_COUNT, ParamError
 from gateway.rooms import parse_vm_id
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory, User
 from streams.store import check_read_only
 
-__all__ = ["QUERY_MAX_ROWS", "QUERY_TIMEOUT_S", "GatewayApi", "Query", "cors_middleware"]
+__all__ = [
+    "QUERY_MAX_ROWS",
+    "QUERY_TIMEOUT_S",
+    "GatewayApi",
+    "Query",
+    "cors_middleware",
+    "json_errors_middleware",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +57,7 @@ QUERY_MAX_ROWS = 10_000
 QUERY_TIMEOUT_S = 30.0
 _DENIED = "Access denied"
 _ADMIN_ONLY = "Admin role required"
+_JSON_ERROR_PATHS = ("/api/", "/debug/")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -79,6 +93,26 @@ def cors_middleware(origins: Sequence[str] | None) -> Any:
         return response
 
     return middleware
+
+
+@web.middleware
+async def json_errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own refusals (404, 405, 413) in the API's shape: ``{"error": reason}``.
+
+    Only under the API's paths; Socket.IO and anything else keep aiohttp's answers.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith(_JSON_ERROR_PATHS):
+            raise
+        response = _error(exc.status, exc.reason)
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
 
 
 class GatewayApi:
@@ -118,6 +152,7 @@ class GatewayApi:
             web.post("/api/query", self.run_query),
             web.get("/debug/connections", self.debug_connections),
             web.get("/debug/deliveries", self.debug_deliveries),
+            web.get("/openapi.json", self.openapi),
         ]
 
     def _caller(self, request: web.Request) -> User:
@@ -142,6 +177,10 @@ class GatewayApi:
         if vm_id is None or not self._directory.may_watch(user.id, vm_id):
             return _error(404, _DENIED)
         return vm_id
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI 3.1 document of this API (also checked in as schemas/openapi.json)."""
+        return web.Response(body=openapi_json(), content_type="application/json")
 
     async def healthz(self, request: web.Request) -> web.Response:
         if self._is_live():
@@ -183,25 +222,27 @@ class GatewayApi:
         vm_id = self._watched_vm(request)
         if isinstance(vm_id, web.Response):
             return vm_id
-        text = request.query.get("count", "10")
-        if not text.isdigit():
-            return _error(400, "'count' must be a whole number")
-        samples = self._recent.latest(vm_id, int(text))
+        try:
+            count = RECENT_COUNT.parse(request.query)
+        except ParamError as exc:
+            return _error(400, str(exc))
+        assert count is not None  # it has a default
+        samples = self._recent.latest(vm_id, count)
         return _json({"vmId": vm_id, "samples": samples})
 
     async def metric_history(self, request: web.Request) -> web.Response:
         vm_id = self._watched_vm(request)
         if isinstance(vm_id, web.Response):
             return vm_id
-        if self._query is None:
-            return _error(503, "No metric store configured")
         now = dt.datetime.now(dt.UTC)
         try:
-            end = parse_time(request.query.get("to"), now)
-            start = parse_time(request.query.get("from"), end - dt.timedelta(hours=1))
-            plan = plan_history(start, end, request.query.get("step"))
-        except HistoryError as exc:
+            end = parse_time(HISTORY_TO.get(request.query), now)
+            start = parse_time(HISTORY_FROM.get(request.query), end - dt.timedelta(hours=1))
+            plan = plan_history(start, end, HISTORY_STEP.parse(request.query))
+        except ParamError as exc:
             return _error(400, str(exc))
+        if self._query is None:
+            return _error(503, "No metric store configured")
         try:
             body = await asyncio.wait_for(fetch_history(self._query, vm_id, plan), QUERY_TIMEOUT_S)
         except TimeoutError:
@@ -221,8 +262,10 @@ class GatewayApi:
         if self._query is None:
             return _error(503, "No metric store configured")
         try:
-            body = await request.json(loads=msgspec.json.decode)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            # The bytes, not request.json(): a bogus charset in Content-Type made
+            # aiohttp's text decoding fail before the JSON was even looked at.
+            body = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError:
             return _error(400, 'Body must be JSON: {"sql": "SELECT ..."}')
         sql = body.get("sql") if isinstance(body, dict) else None
         if not isinstance(sql, str):

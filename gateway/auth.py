@@ -11,12 +11,18 @@ Verification rules (a :class:`TokenPolicy` built once from Settings):
 - HS* tokens are checked with the shared secret, RS*/ES*/PS* tokens with the
   configured public key; the key is chosen by the server's list, so a token
   cannot get its HMAC checked against the (public) RSA key (algorithm confusion);
-- ``exp`` and ``nbf`` are checked when present; ``iat`` must be a number;
+- ``exp`` is required, since a token without it is valid forever and outlives
+  every logout (``VMPULSE_JWT_ALLOW_NO_EXP=1`` accepts such tokens of a legacy
+  issuer); ``nbf`` is checked when present; ``iat`` must be a number;
 - ``iss`` and ``aud`` are required and checked when configured;
 - the user id comes from ``sub`` or, for tokens minted by the legacy Node.js
   backend, ``userId``; it must be a short non-empty string.
 Every failure becomes :class:`~gateway.exceptions.TokenInvalid` with the one
 message the contract allows, so a client cannot probe why a token failed.
+
+The development key is published in the source: with it anyone can mint a
+token for any user, admins included, and compute every user's room name. A
+gateway refuses it beyond loopback (:func:`check_listen_key`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from typing import Any
 import jwt
 
 from gateway.exceptions import TokenInvalid, TokenMissing
-from vmpulse.config import Secret, Settings
+from infra.network import is_loopback_host
+from vmpulse.config import ConfigError, Secret, Settings
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
@@ -39,6 +46,7 @@ __all__ = [
     "Identity",
     "TokenPolicy",
     "bearer_token",
+    "check_listen_key",
     "handshake_token",
     "issue_token",
     "verify_token",
@@ -70,6 +78,7 @@ class TokenPolicy:
     issuer: str | None = None
     audience: str | None = None
     leeway_s: float = 0.0
+    require_exp: bool = True
 
     def __post_init__(self) -> None:
         _check_algorithms(self.algorithms)
@@ -86,6 +95,7 @@ class TokenPolicy:
             public_key=key,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            require_exp=not settings.jwt_allow_no_exp,
         )
 
     def key_for(self, algorithm: str) -> str:
@@ -109,6 +119,7 @@ def verify_token(
     *,
     algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
     leeway_s: float = 0.0,
+    require_exp: bool = True,
 ) -> Identity:
     """Verify ``token`` and return the identity it carries.
 
@@ -119,7 +130,7 @@ def verify_token(
     policy = (
         secret
         if isinstance(secret, TokenPolicy)
-        else TokenPolicy(secret, tuple(algorithms), leeway_s=leeway_s)
+        else TokenPolicy(secret, tuple(algorithms), leeway_s=leeway_s, require_exp=require_exp)
     )
     if token is None or (isinstance(token, str) and not token.strip()):
         raise TokenMissing()
@@ -130,7 +141,7 @@ def verify_token(
         alg = jwt.get_unverified_header(text).get("alg")
         if not isinstance(alg, str) or alg not in policy.algorithms:
             raise TokenInvalid()
-        required: list[str] = []
+        required: list[str] = ["exp"] if policy.require_exp else []
         if policy.issuer is not None:
             required.append("iss")
         if policy.audience is not None:
@@ -212,6 +223,17 @@ def issue_token(
     if audience is not None:
         claims["aud"] = audience
     return jwt.encode(claims, _key(secret), algorithm=algorithm)
+
+
+def check_listen_key(settings: Settings) -> None:
+    """Raise ConfigError when the gateway would listen beyond loopback with the development key."""
+    if settings.jwt_secret_is_dev and not is_loopback_host(settings.gateway_host):
+        raise ConfigError(
+            f"refusing to serve on {settings.gateway_host!r} with the development JWT key, "
+            "which anyone can read in the source: set VMPULSE_JWT_SECRET (at least 32 random "
+            "bytes, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))') or listen "
+            "on 127.0.0.1 (VMPULSE_GATEWAY_ADDR)"
+        )
 
 
 def bearer_token(header: str | None) -> str | None:

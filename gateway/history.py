@@ -23,6 +23,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.params import HISTORY_STEP, MAX_TIME_LENGTH, ParamError
+
 __all__ = [
     "MAX_POINTS",
     "HistoryError",
@@ -43,26 +45,41 @@ MINUTE_MAX_RANGE_S = 14 * 86400
 MAX_RANGE_S = 2 * 366 * 86400
 MAX_POINTS = 10_000
 _ISO_Z = re.compile(r"Z$")
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+_EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
-class HistoryError(ValueError):
+class HistoryError(ParamError):
     """The request's times or step are not usable; the message says why."""
 
 
 def parse_time(value: str | None, default: dt.datetime) -> dt.datetime:
-    """ISO 8601 (``Z`` or an offset; naive means UTC) or epoch seconds, as aware UTC."""
-    if value is None or value == "":
+    """ISO 8601 (``Z`` or an offset; naive means UTC) or epoch seconds, as aware UTC.
+
+    None (not given) is ``default``; anything else must be a time, also the
+    empty string. Epoch seconds are ASCII digits (``\\d`` would let unicode
+    digits through), at most 12 of them, with an optional fraction.
+    """
+    if value is None:
         return default
     text = value.strip()
     try:
-        if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        if len(text) > MAX_TIME_LENGTH or not text.isascii():
+            raise ValueError(text)
+        if _EPOCH.fullmatch(text):
             return dt.datetime.fromtimestamp(float(text), dt.UTC)
         parsed = dt.datetime.fromisoformat(_ISO_Z.sub("+00:00", text))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        # An offset can carry year 1 or 9999 out of range (OverflowError).
+        parsed = parsed.astimezone(dt.UTC)
     except (ValueError, OverflowError, OSError):
         raise HistoryError(f"not a time (ISO 8601 or epoch seconds): {value[:40]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    if not _EARLIEST <= parsed <= _LATEST:
+        # Keeps "one hour before" and epoch-millisecond arithmetic in range.
+        raise HistoryError(f"time out of range (1970 to 9000): {value[:40]!r}")
+    return parsed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,19 +94,22 @@ class HistoryPlan:
         return {RAW_TABLE: "raw", "system_metrics_1m": "1m", "system_metrics_1h": "1h"}[self.table]
 
 
-def plan_history(start: dt.datetime, end: dt.datetime, step: str | None = None) -> HistoryPlan:
-    """Pick the table and step for a range; raises HistoryError for a bad request."""
+def plan_history(start: dt.datetime, end: dt.datetime, step_s: int | None = None) -> HistoryPlan:
+    """Pick the table and step for a range; raises HistoryError for a bad request.
+
+    ``step_s`` comes parsed (gateway.params.HISTORY_STEP) and is checked
+    against the same bounds here for callers that did not parse it.
+    """
     if end <= start:
         raise HistoryError("'to' must be after 'from'")
     span = (end - start).total_seconds()
     if span > MAX_RANGE_S:
         raise HistoryError("range longer than two years")
-    step_s: int | None = None
-    if step not in (None, ""):
-        assert step is not None
-        if not step.isdigit() or not 0 < int(step) <= 86400 * 31:
-            raise HistoryError("'step' must be whole seconds between 1 and 2678400")
-        step_s = int(step)
+    if step_s is not None and not HISTORY_STEP.minimum <= step_s <= HISTORY_STEP.maximum:
+        raise HistoryError(
+            f"'step' must be whole seconds between {HISTORY_STEP.minimum} "
+            f"and {HISTORY_STEP.maximum}"
+        )
     if span <= RAW_MAX_RANGE_S and (step_s is None or step_s < 60):
         table = RAW_TABLE
     elif span <= MINUTE_MAX_RANGE_S and (step_s is None or step_s < 3600):

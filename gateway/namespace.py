@@ -10,6 +10,11 @@ Access is re-judged when it changes, not only at connect: a socket is
 disconnected when its token expires or its user leaves the directory, leaves
 ``admin`` when demoted, and leaves ``vm:<id>`` rooms it may no longer watch.
 
+Connection lifecycle is the server's alone (gateway/dispatch.py): client
+events arrive through :meth:`GatewayNamespace.client_event` and only the names
+of the contract dispatch; ``connect``, ``disconnect`` and every other name are
+refused (``{ok: false, error}`` when the client asked for an ack) and counted.
+
 A client that connects with ``auth.lastPosition`` resumes (docs/SOCKETIO.md):
 under the outbound consumer's lock, it is sent what it missed from the replay
 log and then joins its rooms, so each event reaches it exactly once.
@@ -22,13 +27,14 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 import socketio
 
 from gateway.auth import TokenPolicy, handshake_token, verify_token
 from gateway.consumer import OutboundConsumer, RecentMetrics, positioned
+from gateway.dispatch import ClientEventServer
 from gateway.exceptions import AuthError, UnknownUser
 from gateway.limits import RATE_LIMITED, RateLimiter
 from gateway.resume import ResumeStatus
@@ -40,6 +46,7 @@ from schemas.directory import Directory, User
 __all__ = [
     "CONNECTED_EVENT",
     "DEFAULT_RECENT_COUNT",
+    "RESERVED_EVENTS",
     "RESUMED_EVENT",
     "RESYNC_EVENT",
     "SESSION_ENDED_EVENT",
@@ -66,9 +73,14 @@ _DENIED = "Access denied"  # one answer for "no such VM" and "not yours": no pro
 _BAD_VM_ID = "Invalid vmId"
 _NOT_CONNECTED = "Not connected"
 _LIFECYCLE = frozenset({"connect", "disconnect"})
-# Rate-limit buckets are keyed by event name; names outside the contract share
-# one bucket, so a client cannot grow the table by inventing names.
-_CLIENT_EVENTS = frozenset({"subscribe", "unsubscribe", "metrics:recent"})
+# Names Socket.IO keeps for itself (socket.io-parser's RESERVED_EVENTS): a
+# client sending one is attempting something, not making a typo.
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+_RESERVED_EVENT = "Reserved event name"
+_UNKNOWN_EVENT = "Unknown event"
+_ClientHandler = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def _ack(ok: bool, error: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -117,6 +129,13 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._by_user: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.consumer: OutboundConsumer | None = None
+        # The allow-list: the only client events that reach a handler. Rate-limit
+        # buckets are keyed by these names, so the table stays bounded.
+        self._client_handlers: dict[str, _ClientHandler] = {
+            "subscribe": self.on_subscribe,
+            "unsubscribe": self.on_unsubscribe,
+            "metrics:recent": self.on_metrics_recent,
+        }
 
     @property
     def connected_sids(self) -> int:
@@ -143,15 +162,32 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             for sid, conn in self._conns.items()
         ]
 
+    def _set_server(self, server: object) -> None:
+        # A plain socketio.AsyncServer sends client frames through trigger_event,
+        # where a spoofed "disconnect" cannot be told from the real one.
+        if not isinstance(server, ClientEventServer):
+            raise TypeError("GatewayNamespace needs a gateway.dispatch.ClientEventServer")
+        super()._set_server(server)
+
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event not in _LIFECYCLE and args:
-            conn = self._conns.get(args[0])
-            bucket = event if event in _CLIENT_EVENTS else "*"
-            if conn is not None and not self._limiter.allow(conn.user_id, bucket):
-                self._stats.client_events_limited.inc()
-                return _ack(False, RATE_LIMITED)
-        # "metrics:recent" is not a valid method name; map it to on_metrics_recent.
-        return await super().trigger_event(event.replace(":", "_"), *args)
+        """The lifecycle door: python-socketio's own connect and disconnect, nothing else."""
+        if event not in _LIFECYCLE:
+            return self.server.not_handled
+        return await super().trigger_event(event, *args)
+
+    async def client_event(self, sid: str, event: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        """The client door: an event of the allow-list, rate-limited per user, else refused."""
+        handler = self._client_handlers.get(event)
+        if handler is None:
+            reason = "reserved" if event in RESERVED_EVENTS else "unknown"
+            self._stats.client_events_refused.labels(reason).inc()
+            log.debug("refused client event %.64r from %s (%s)", event, sid, reason)
+            return _ack(False, _RESERVED_EVENT if reason == "reserved" else _UNKNOWN_EVENT)
+        conn = self._conns.get(sid)
+        if conn is not None and not self._limiter.allow(conn.user_id, event):
+            self._stats.client_events_limited.inc()
+            return _ack(False, RATE_LIMITED)
+        return await handler(sid, *args)
 
     def _refuse(self, sid: str, reason: str, message: str) -> NoReturn:
         self._stats.connections_refused.labels(reason).inc()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import engineio
@@ -22,13 +22,15 @@ import socketio
 from aiohttp import web
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
-from gateway.api import GatewayApi, Query, cors_middleware
-from gateway.auth import TokenPolicy
+from gateway.api import GatewayApi, Query, cors_middleware, json_errors_middleware
+from gateway.auth import TokenPolicy, check_listen_key
 from gateway.consumer import OutboundConsumer, RecentMetrics
+from gateway.dispatch import ClientEventServer
 from gateway.fanout import emit_to_room
 from gateway.namespace import GatewayNamespace
 from gateway.rooms import namespace_function
 from gateway.stats import GatewayStats
+from gateway.transport import checked_translate_request, is_engineio_frame
 from gateway.vmstate import VmStates
 from schemas.directory import Directory
 from schemas.topics import Topics
@@ -101,6 +103,17 @@ class _UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         await self.handler(self)
         return self._sock
 
+    async def wait(self) -> str | bytes | None:
+        """The next frame; one that is no Engine.IO packet ends the connection like a hang-up.
+
+        ``None`` is engine.io's "client closed" (gateway/transport.py says why).
+        """
+        frame: str | bytes = await super().wait()
+        if is_engineio_frame(frame):
+            return frame
+        self.server.on_malformed()
+        return None
+
     async def send(self, message: str | bytes) -> None:
         if isinstance(message, bytes):
             await self._sock.send_bytes(message)
@@ -119,8 +132,17 @@ class _EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.background_tasks: set[asyncio.Future[Any]] = set()
+        # Counts input that is not Engine.IO (set by gateway.dispatch.ClientEventServer).
+        self.on_malformed: Callable[[], None] = lambda: None
         # A copy: the driver table is module-level and shared with other servers.
-        self._async = {**self._async, "websocket": _UncompressedWebSocket}  # type: ignore[has-type]
+        self._async = {
+            **self._async,  # type: ignore[has-type]
+            "websocket": _UncompressedWebSocket,
+            "translate_request": checked_translate_request(
+                self._async["translate_request"],  # type: ignore[has-type]
+                lambda: self.on_malformed(),
+            ),
+        }
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         task = super().start_background_task(target, *args, **kwargs)
@@ -129,7 +151,7 @@ class _EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         return task
 
 
-class _SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
+class _SocketIOServer(ClientEventServer):
     def _engineio_server_class(self) -> type[_EngineIOServer]:
         return _EngineIOServer
 
@@ -164,6 +186,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
     ) -> None:
         if settings.kafka_bootstrap is None:
             raise ValueError("GatewayService needs settings.kafka_bootstrap")
+        check_listen_key(settings)  # development key: loopback only
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._query = query
@@ -276,6 +299,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             max_http_buffer_size=settings.gateway_max_payload_bytes,
             logger=False,
             engineio_logger=False,
+            on_refused=lambda reason: self.stats.client_events_refused.labels(reason).inc(),
         )
         self._namespace = GatewayNamespace(
             directory=directory,
@@ -307,7 +331,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._namespace.consumer = self._consumer
         self.stats.watch_lag(self._consumer.lag)
 
-        app = web.Application(middlewares=[cors_middleware(self._cors_list)])
+        app = web.Application(
+            middlewares=[cors_middleware(self._cors_list), json_errors_middleware]
+        )
         self._sio.attach(app)
         namespace = self._namespace
         api = GatewayApi(

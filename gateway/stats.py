@@ -73,6 +73,12 @@ class GatewayStats:
             "Client events refused by the per-user rate limit",
             registry=r,
         )
+        self.client_events_refused = Counter(
+            "vmpulse_gateway_client_events_refused",
+            "Client packets refused: reserved or unknown event names, malformed packets",
+            ["reason"],
+            registry=r,
+        )
         self.per_user: dict[str, UserDeliveries] = {}
         self._lag: Callable[[], int] | None = None
 

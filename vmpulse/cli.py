@@ -80,11 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(settings, args)
 
 
+def _listen_key_refusal(settings: Settings) -> bool:
+    """Print why the gateway may not listen where configured (before any broker starts)."""
+    from gateway.auth import check_listen_key
+
+    try:
+        check_listen_key(settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return True
+    return False
+
+
 def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from vmpulse.up import run_up
 
     if args.vms < 0 or args.interval <= 0:
         print("--vms must be >= 0 and --interval > 0", file=sys.stderr)
+        return 2
+    if _listen_key_refusal(settings):
         return 2
     return run_up(settings, vms=args.vms, interval_s=args.interval)
 
@@ -131,6 +145,8 @@ def _cmd_hypervisor(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
 
+    if _listen_key_refusal(settings):
+        return 2
     return _run_services(settings, lambda s: GatewayService(s))
 
 

@@ -120,6 +120,8 @@ class Settings:
     # retention (streams/retention.py)
     raw_ttl_days: int = 30
     rollup_ttl_days: int = 365
+    # browser edge (issue 10): a token without `exp` never expires, so it is refused unless allowed
+    jwt_allow_no_exp: bool = False
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -239,6 +241,9 @@ class Settings:
         }
         raw_ttl = _int(env, "VMPULSE_RAW_TTL_DAYS", 30, errors, minimum=1)
         rollup_ttl = _int(env, "VMPULSE_ROLLUP_TTL_DAYS", 365, errors, minimum=1)
+        allow_no_exp = (env.get("VMPULSE_JWT_ALLOW_NO_EXP") or "0").strip().lower()
+        if allow_no_exp not in ("0", "1", "false", "true", "no", "yes"):
+            errors.append(f"VMPULSE_JWT_ALLOW_NO_EXP must be 1 or 0, got {allow_no_exp!r}")
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -279,6 +284,7 @@ class Settings:
             worker_instance_id=env.get("VMPULSE_WORKER_ID") or None,
             raw_ttl_days=raw_ttl,
             rollup_ttl_days=rollup_ttl,
+            jwt_allow_no_exp=allow_no_exp in ("1", "true", "yes"),
             **floats,
         )
 

@@ -77,6 +77,11 @@ async def test_hs256_refusals_use_the_documented_messages(
             "expired": ({"token": expired}, "Authentication failed"),
             "not yet valid": ({"token": not_yet}, "Authentication failed"),
             "garbage": ({"token": "a.b.c"}, "Authentication failed"),
+            # A token without exp would never expire: refused (VMPULSE_JWT_ALLOW_NO_EXP).
+            "no exp": (
+                {"token": jwt.encode({"sub": "root"}, settings.jwt_secret.reveal(), "HS256")},
+                "Authentication failed",
+            ),
             "unknown user": ({"token": token(settings, "mallory")}, "User not found"),
         }
         for case, (auth, message) in cases.items():
@@ -123,7 +128,7 @@ async def test_asymmetric_tokens_with_issuer_and_audience(
         assert (await good.wait_for("connected"))["user"]["id"] == "alice"
         # A legacy token with userId instead of sub is accepted as well.
         legacy = jwt.encode(
-            {"userId": "bob", "iss": "https://idp.example", "aud": "vmpulse"},
+            {"userId": "bob", "iss": "https://idp.example", "aud": "vmpulse", "exp": _in_an_hour()},
             _pem_private(key),
             algorithm=algorithm,
         )
@@ -156,6 +161,10 @@ async def test_asymmetric_tokens_with_issuer_and_audience(
         for case, tok in refused.items():
             refusal = await _refusal(gw.url, opened, auth={"token": tok})
             assert refusal == {"message": "Authentication failed"}, case
+
+
+def _in_an_hour() -> int:
+    return int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp())
 
 
 def _hmac_token(secret: str) -> str:

@@ -7,7 +7,14 @@ import datetime as dt
 import jwt
 import pytest
 
-from gateway.auth import bearer_token, handshake_token, issue_token, verify_token
+from gateway.auth import (
+    TokenPolicy,
+    bearer_token,
+    check_listen_key,
+    handshake_token,
+    issue_token,
+    verify_token,
+)
 from gateway.exceptions import (
     AUTH_FAILED,
     TOKEN_REQUIRED,
@@ -16,14 +23,16 @@ from gateway.exceptions import (
     TokenMissing,
     UnknownUser,
 )
-from vmpulse.config import Secret
+from vmpulse.config import ConfigError, Secret, Settings
 
 SECRET = Secret("unit-test-secret-" + "0123456789abcdef" * 4)
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _encode(claims: dict[str, object], key: str = SECRET.reveal(), alg: str = "HS256") -> str:
-    return jwt.encode(claims, key, algorithm=alg)
+    """A token with ``claims``, valid for an hour unless ``claims`` say otherwise."""
+    exp = int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp())
+    return jwt.encode({"exp": exp, **claims}, key, algorithm=alg)
 
 
 def test_issued_token_round_trips() -> None:
@@ -66,6 +75,28 @@ def test_expired_token() -> None:
     token = issue_token(SECRET, "alice", ttl=dt.timedelta(seconds=10), now=NOW)
     with pytest.raises(TokenInvalid):
         verify_token(token, SECRET)
+
+
+def test_a_token_without_exp_is_refused_unless_allowed() -> None:
+    forever = jwt.encode({"sub": "alice"}, SECRET.reveal(), algorithm="HS256")
+    with pytest.raises(TokenInvalid) as info:
+        verify_token(forever, SECRET)
+    assert str(info.value) == AUTH_FAILED
+    with pytest.raises(TokenInvalid):
+        verify_token(forever, TokenPolicy(SECRET))
+    assert verify_token(forever, SECRET, require_exp=False).expires_at is None
+    allowed = TokenPolicy.from_settings(
+        Settings.from_env({"VMPULSE_JWT_SECRET": SECRET.reveal(), "VMPULSE_JWT_ALLOW_NO_EXP": "1"})
+    )
+    assert verify_token(forever, allowed).user_id == "alice"
+    # Allowing tokens without exp does not stop checking the exp of those that have one.
+    with pytest.raises(TokenInvalid):
+        verify_token(_encode({"sub": "alice", "exp": 1}), allowed)
+
+
+def test_issued_tokens_always_carry_exp() -> None:
+    claims = jwt.decode(issue_token(SECRET, "alice"), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 12 * 3600
 
 
 def test_not_yet_valid_token() -> None:
@@ -155,3 +186,18 @@ def test_handshake_prefers_auth_token_then_header() -> None:
     assert handshake_token(None, environ) == "from-header"
     assert handshake_token({"token": 5}, environ) == "from-header"
     assert handshake_token("junk", {}) is None
+
+
+@pytest.mark.parametrize("addr", ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080"])
+def test_the_development_key_never_listens_beyond_loopback(addr: str) -> None:
+    settings = Settings.from_env({"VMPULSE_GATEWAY_ADDR": addr})
+    with pytest.raises(ConfigError, match="VMPULSE_JWT_SECRET"):
+        check_listen_key(settings)
+    check_listen_key(
+        Settings.from_env({"VMPULSE_GATEWAY_ADDR": addr, "VMPULSE_JWT_SECRET": "k" * 32})
+    )
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1:8080", "127.8.9.10:0", "[::1]:8080", "localhost:80"])
+def test_the_development_key_is_fine_on_loopback(addr: str) -> None:
+    check_listen_key(Settings.from_env({"VMPULSE_GATEWAY_ADDR": addr}))

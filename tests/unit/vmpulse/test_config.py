@@ -133,3 +133,39 @@ def test_bad_presence_and_alert_settings_are_all_reported() -> None:
     assert "VMPULSE_AGENT_INTERVAL_S" in text
     assert "VMPULSE_ALERT_CPU_PERCENT" in text
     assert "VMPULSE_RAW_TTL_DAYS" in text
+
+
+def test_tokens_without_exp_are_refused_unless_a_setting_allows_them() -> None:
+    assert Settings.from_env({}).jwt_allow_no_exp is False
+    assert Settings.from_env({"VMPULSE_JWT_ALLOW_NO_EXP": "1"}).jwt_allow_no_exp is True
+    assert Settings.from_env({"VMPULSE_JWT_ALLOW_NO_EXP": "false"}).jwt_allow_no_exp is False
+    with pytest.raises(ConfigError, match="VMPULSE_JWT_ALLOW_NO_EXP"):
+        Settings.from_env({"VMPULSE_JWT_ALLOW_NO_EXP": "maybe"})
+
+
+@pytest.mark.parametrize("command", [["gateway"], ["up", "--vms", "0"]])
+def test_gateway_and_up_refuse_the_development_key_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    command: list[str],
+) -> None:
+    monkeypatch.delenv("VMPULSE_JWT_SECRET", raising=False)
+    monkeypatch.setenv("VMPULSE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VMPULSE_GATEWAY_ADDR", "0.0.0.0:0")
+    # Refused before anything starts: no broker, no store, nothing in the data dir.
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "VMPULSE_JWT_SECRET" in err and "development JWT key" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vmpulse_token_mints_tokens_that_expire(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import jwt
+
+    monkeypatch.delenv("VMPULSE_JWT_SECRET", raising=False)
+    assert main(["token", "--user", "alice", "--ttl-hours", "2"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), DEV_JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["exp"] - claims["iat"] == 2 * 3600

@@ -1,0 +1,34 @@
+"""Whether a listen address keeps a listener on this machine.
+
+Development keys are for loopback only (DESIGN.md, Identity and trust): a stage
+that would listen beyond loopback with one refuses to start. Loopback means
+every address the host name stands for is in 127.0.0.0/8 or is ``::1``; a
+wildcard (``""``, ``0.0.0.0``, ``::``), any other address, or a name that does
+not resolve is not loopback, so a doubt always ends in the refusal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+__all__ = ["is_loopback_host"]
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when binding ``host`` cannot accept connections from another machine."""
+    name = host.strip().strip("[]")
+    if not name:
+        return False  # an empty host binds every interface
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0]).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(a).split("%", 1)[0]).is_loopback for a in addresses
+    )
