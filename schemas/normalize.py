@@ -5,6 +5,8 @@ the VM of its connection (``vmId`` / ``vm_id``; anything else is an
 impersonation attempt, ``vm_mismatch``), that its timestamp names a real
 instant, and that free-form JSON fields stay small and shallow. The agent's
 clock is kept but not trusted beyond the tolerance (see :mod:`schemas.facts`).
+A message of a type this version does not know (:class:`~schemas.agent.Unrecognized`)
+becomes an ``unrecognized`` agent event, once it passed the same VM check.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.agent import AgentMessage, decode_line
+from schemas.agent import AgentMessage, Unrecognized, decode_line
 from schemas.dialect1 import (
     D1ApplicationUsage,
     D1PortUsage,
@@ -27,11 +29,14 @@ from schemas.dialect1 import (
 )
 from schemas.dialect2 import (
     D2AgentEvent,
+    D2CircuitBreakerState,
+    D2ConnectionStatus,
     D2Error,
     D2ErrorReport,
     D2Handshake,
     D2KeepAlive,
     D2Metrics,
+    D2Ping,
     D2RequestPendingScripts,
     D2Response,
     D2ScriptCompletion,
@@ -55,9 +60,9 @@ from schemas.facts import (
     SystemSample,
 )
 from schemas.limits import BLOB_MAX, FREE_FORM_MAX_DEPTH, TEXT_MAX, TS_TOLERANCE
-from schemas.timestamps import parse_timestamp
+from schemas.timestamps import Timestamp, parse_timestamp
 
-__all__ = ["json_depth", "normalize", "normalize_line", "same_vm"]
+__all__ = ["UNRECOGNIZED_KEPT_MAX", "json_depth", "normalize", "normalize_line", "same_vm"]
 
 
 class _Refused(Exception):
@@ -512,6 +517,106 @@ def _d2_pending_scripts(
     ]
 
 
+_TROUBLE_STATES: Final = frozenset(
+    {"disconnected", "retrying", "circuit_breaker_open", "degraded", "keep_alive_timeout"}
+)
+"""``connection_status`` states in which the agent says it cannot report normally."""
+
+
+def _d2_connection_status(
+    m: D2ConnectionStatus, vm: str, rx: dt.datetime, tol: dt.timedelta
+) -> list[Fact]:
+    _check_vm(m.vm_id, vm)
+    c = _Clock(m.timestamp, rx, tol)
+    return [
+        AgentEvent(
+            **c.fields(vm, 2, "connection_status"),
+            event_type="connection_status",
+            severity="warn" if m.state in _TROUBLE_STATES else "info",
+            state=m.state,
+            message=m.details or m.state,
+        )
+    ]
+
+
+def _d2_ping(m: D2Ping, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
+    c = _Clock(m.timestamp, rx, tol)
+    return [KeepAlive(**c.fields(vm, 2, "ping"), sequence_number=m.sequence or 0)]
+
+
+_BREAKER_SEVERITY: Final = {"Closed": "info", "HalfOpen": "warn", "Open": "error"}
+"""Open: the agent holds back everything it would send; half open: it is trying again."""
+
+
+def _d2_circuit_breaker(
+    m: D2CircuitBreakerState, vm: str, rx: dt.datetime, tol: dt.timedelta
+) -> list[Fact]:
+    c = _Clock(m.timestamp, rx, tol)
+    message = f"send circuit breaker {m.state}"
+    if m.failure_count:
+        message += f" after {m.failure_count} failures"
+    if m.recovery_eta_seconds is not None:
+        message += f", next try in {m.recovery_eta_seconds} s"
+    details = msgspec.json.encode(
+        {
+            "failure_count": m.failure_count,
+            "last_failure_time": m.last_failure_time,
+            "recovery_eta_seconds": m.recovery_eta_seconds,
+        }
+    ).decode()
+    return [
+        AgentEvent(
+            **c.fields(vm, 2, "circuit_breaker_state"),
+            event_type="circuit_breaker_state",
+            severity=_BREAKER_SEVERITY[m.state],
+            state=m.state,
+            message=message,
+            details=details,
+        )
+    ]
+
+
+_loose_ts_decoder: Final = msgspec.json.Decoder(Timestamp | None)
+
+UNRECOGNIZED_KEPT_MAX: Final = TEXT_MAX * 8
+"""An unrecognized line is kept (``details``) up to this size and the free-form nesting bound."""
+
+
+def _loose_ts(raw: msgspec.Raw) -> str | float | None:
+    """The timestamp of an unknown message, or None when it names no instant in range."""
+    try:
+        value: str | float | None = _loose_ts_decoder.decode(raw)
+        if value is not None:
+            parse_timestamp(value)
+        return value
+    except (msgspec.DecodeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _unrecognized(m: Unrecognized, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
+    env = m.envelope
+    _check_vm(env.vm_id, vm)
+    _check_vm(env.vmId, vm)
+    c = _Clock(_loose_ts(env.timestamp), rx, tol)
+    message = f"message of unrecognized type {env.type!r}"
+    details: str | None = None
+    if len(m.raw) > UNRECOGNIZED_KEPT_MAX:
+        message += f" ({len(m.raw)} bytes, over {UNRECOGNIZED_KEPT_MAX}: not kept)"
+    elif json_depth(m.raw) > FREE_FORM_MAX_DEPTH:
+        message += f" (nested over {FREE_FORM_MAX_DEPTH} levels: not kept)"
+    else:
+        details = m.raw.decode("utf-8")
+    return [
+        AgentEvent(
+            **c.fields(vm, 1 if env.vmId is not None else 2, env.type),
+            event_type="unrecognized",
+            severity="warn",
+            message=message,
+            details=details,
+        )
+    ]
+
+
 _NORMALIZERS: Final[dict[type, Normalizer]] = {
     D1VmIdentification: _d1_identification,
     D1SystemMetrics: _d1_system,
@@ -527,11 +632,15 @@ _NORMALIZERS: Final[dict[type, Normalizer]] = {
     D2AgentEvent: _d2_agent_event,
     D2ScriptCompletion: _d2_script_completion,
     D2RequestPendingScripts: _d2_pending_scripts,
+    D2ConnectionStatus: _d2_connection_status,
+    D2Ping: _d2_ping,
+    D2CircuitBreakerState: _d2_circuit_breaker,
+    Unrecognized: _unrecognized,
 }
 
 
 def normalize(
-    msg: AgentMessage,
+    msg: AgentMessage | Unrecognized,
     conn_vm: str,
     received_at: dt.datetime,
     *,

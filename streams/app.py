@@ -28,6 +28,7 @@ from schemas.topics import Topics
 from streams.blocks import Block, Span
 from streams.event_agents import register_event_agents
 from streams.ingest import RawIngest
+from streams.line_warnings import LineWarnings
 from streams.live import LiveThrottle
 from streams.outbox import TopicSender
 from streams.pipeline import RawRecord, live_event, process_batch
@@ -94,6 +95,8 @@ def create_app(
     # records of recorded blocks inserted again, whose duplicates the store dropped
     app.vmpulse_stats = {"stored": 0, "rejected": 0, "skipped_replay": 0, "repaired": 0}
     stats: dict[str, int] = app.vmpulse_stats
+    stats["unrecognized"] = 0  # messages of unknown types, stored as agent events (issue 10)
+    line_warnings = LineWarnings(log)  # refused / unrecognized lines, a few per VM (issue 10)
     # routing, presence and alerts (issue 5); fed from the storage batches below
     event_stages = register_event_agents(app, settings)
     app.vmpulse_event_stages = event_stages
@@ -138,6 +141,8 @@ def create_app(
         else:
             stats["stored"] += len(result.activity)
             stats["rows"] = stats.get("rows", 0) + written
+            stats["unrecognized"] += len(result.unrecognized)
+            line_warnings.report(result, now)
             await event_stages.observe_samples(result.samples)
         stats["rejected"] += len(result.rejects)
         for vm_id, payload in result.rejects:
