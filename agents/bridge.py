@@ -56,6 +56,7 @@ from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dl
 from schemas.topics import Topics
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_settings_topics, make_producer
+from vmpulse.log_budget import WarningBudget, suppressed_note
 
 __all__ = ["Bridge"]
 
@@ -122,6 +123,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         self.active_connections = 0
         self.rejects = 0
         self.rejects_by_reason: dict[str, int] = {}
+        self.warnings = WarningBudget()  # per VM: a guest cannot flood the log (issue 10)
         self.refused: dict[str, int] = {}
         self.blank_lines = 0
         self.send_errors = 0
@@ -391,7 +393,12 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         length: int,
     ) -> None:
         """Dead-letter one line (agent.dlq, the brief's DLQ record); counted by reason."""
-        log.warning("VM %s conn %s line %d: %s", info.vm_id, info.conn_id, line_no, detail)
+        held = self.warnings.take(info.vm_id, time.monotonic())
+        if held is not None:
+            log.warning(
+                "VM %s conn %s line %d: %s%s",
+                info.vm_id, info.conn_id, line_no, detail, suppressed_note(held),
+            )  # fmt: skip
         origin = DlqOrigin(
             topic=None,
             partition=None,

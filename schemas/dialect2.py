@@ -1,7 +1,10 @@
 """Dialect 2: the InfiniService agent as it ships (PROTOCOL.md), as msgspec Structs.
 
 Field names are exactly what the agent's serde structs write (snake_case,
-except ``executionId`` in ``agent_event``). The agent serializes Rust
+except ``executionId`` in ``agent_event``); ``connection_status``, ``ping``
+and ``circuit_breaker_state`` are built with ``serde_json::json!`` in the
+agent's ``communication.rs``, so their keys arrive in alphabetical order
+(``type`` is not first), which the tagged decoder does not mind. The agent serializes Rust
 ``Option`` as ``null`` and its collector substitutes zeros and empty lists
 when a probe fails, so optional fields default to ``None`` here. Free-form
 fields (``data``, ``details``, ``context``, ``windows_services``) are kept as
@@ -39,6 +42,8 @@ __all__ = [
     "DIALECT2",
     "NULL_RAW",
     "D2AgentEvent",
+    "D2CircuitBreakerState",
+    "D2ConnectionStatus",
     "D2Cpu",
     "D2Disk",
     "D2DiskIo",
@@ -53,6 +58,7 @@ __all__ = [
     "D2Metrics",
     "D2MetricsData",
     "D2Network",
+    "D2Ping",
     "D2Port",
     "D2Process",
     "D2RequestPendingScripts",
@@ -254,6 +260,38 @@ class D2RequestPendingScripts(_Msg, tag="request_pending_scripts"):
     request_timestamp: Timestamp | None = None
 
 
+class D2ConnectionStatus(_Msg, tag="connection_status"):
+    """The agent's view of its channel, sent on every change of it (and so when it
+    (re)connects): ``state`` is ``connected``, ``connected_pending_ips``,
+    ``disconnected``, ``retrying``, ``monitoring``, ``circuit_breaker_open``,
+    ``degraded`` or ``keep_alive_timeout`` in today's agent; kept as text, a
+    newer agent may add states. ``details`` is a sentence for humans."""
+
+    state: Name
+    timestamp: Timestamp | None = None
+    details: Text | None = None
+    vm_id: VmId | None = None
+
+
+class D2Ping(_Msg, tag="ping"):
+    """The agent testing its send path (every ``ping_test_interval``, 60 s by default);
+    ``sequence`` is the agent's clock in epoch milliseconds, not a counter."""
+
+    timestamp: Timestamp | None = None
+    sequence: Counter | None = None
+
+
+class D2CircuitBreakerState(_Msg, tag="circuit_breaker_state"):
+    """The agent's send circuit breaker changed state; ``last_failure_time`` is epoch
+    seconds (or null), ``recovery_eta_seconds`` is set while the breaker is open."""
+
+    state: Literal["Closed", "Open", "HalfOpen"]
+    failure_count: Count | None = None
+    last_failure_time: Timestamp | None = None
+    recovery_eta_seconds: Counter | None = None
+    timestamp: Timestamp | None = None
+
+
 DIALECT2 = (
     D2Handshake,
     D2Metrics,
@@ -264,5 +302,8 @@ DIALECT2 = (
     D2AgentEvent,
     D2ScriptCompletion,
     D2RequestPendingScripts,
+    D2ConnectionStatus,
+    D2Ping,
+    D2CircuitBreakerState,
 )
 """Every dialect 2 message type, in PROTOCOL.md order."""

@@ -21,16 +21,20 @@ __all__ = [
     "d1_system_metrics",
     "d1_vm_identification",
     "d2_agent_event",
+    "d2_circuit_breaker_state",
+    "d2_connection_status",
     "d2_error",
     "d2_error_report",
     "d2_handshake",
     "d2_keep_alive",
     "d2_metrics",
+    "d2_ping",
     "d2_request_pending_scripts",
     "d2_response",
     "d2_script_completion",
     "iso",
     "line",
+    "rfc3339",
 ]
 
 Msg = dict[str, Any]
@@ -45,6 +49,17 @@ def iso(epoch_s: float) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+def rfc3339(epoch_s: float) -> str:
+    """RFC 3339 as the InfiniService agent writes it: chrono's ``Utc::now().to_rfc3339()``,
+    nanoseconds and ``+00:00`` (the system clock has nanoseconds, so all nine digits show)."""
+    import datetime as dt
+
+    whole = int(epoch_s)
+    nanos = round((epoch_s - whole) * 1e9) or 123_456_789
+    base = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{nanos:09d}+00:00"
 
 
 def line(msg: Msg) -> bytes:
@@ -375,6 +390,43 @@ def d2_request_pending_scripts(vm: str, ts: float) -> Msg:
     }
 
 
+# The next three are built with serde_json::json! in the agent (communication.rs), whose
+# map is a BTreeMap without the preserve_order feature: keys come in alphabetical order.
+
+
+def d2_connection_status(vm: str, ts: float, *, state: str = "connected") -> Msg:
+    details = {
+        "connected": "VirtIO connection established with IP data successfully",
+        "connected_pending_ips": "VirtIO connection established but waiting for IP addresses",
+        "disconnected": "VirtIO connection lost",
+        "degraded": "Service operating with reduced functionality due to connection issues",
+    }.get(state, "Retrying connection")
+    return {
+        "details": details,
+        "state": state,
+        "timestamp": rfc3339(ts),
+        "type": "connection_status",
+        "vm_id": vm,
+    }
+
+
+def d2_ping(ts: float) -> Msg:
+    stamp = rfc3339(ts)  # the agent reads its clock twice: ms of the same instant here
+    return {"sequence": int(ts) * 1000 + int(stamp[20:23]), "timestamp": stamp, "type": "ping"}
+
+
+def d2_circuit_breaker_state(ts: float, *, state: str = "Open") -> Msg:
+    is_open = state == "Open"
+    return {
+        "failure_count": 5 if is_open else 0,
+        "last_failure_time": int(ts) - 2 if is_open else None,
+        "recovery_eta_seconds": 30 if is_open else None,
+        "state": state,
+        "timestamp": int(ts),
+        "type": "circuit_breaker_state",
+    }
+
+
 def all_examples(vm: str, ts: float) -> list[tuple[str, Msg]]:
     """Every message type of both dialects, from a Linux and from a Windows agent."""
     out: list[tuple[str, Msg]] = []
@@ -394,5 +446,8 @@ def all_examples(vm: str, ts: float) -> list[tuple[str, Msg]]:
             (f"d2-agent_event-{os_name}", d2_agent_event(ts)),
             (f"d2-script_completion-{os_name}", d2_script_completion(ts, windows=win)),
             (f"d2-request_pending_scripts-{os_name}", d2_request_pending_scripts(vm, ts)),
+            (f"d2-connection_status-{os_name}", d2_connection_status(vm, ts)),
+            (f"d2-ping-{os_name}", d2_ping(ts)),
+            (f"d2-circuit_breaker_state-{os_name}", d2_circuit_breaker_state(ts)),
         ]
     return out

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.agent import AgentMessage
+from schemas.agent import AgentMessage, Envelope
 from schemas.dialect1 import DIALECT1
 from schemas.dialect2 import DIALECT2
 from schemas.dlq import DlqRecord
@@ -37,6 +37,23 @@ def _union_schema(title: str, description: str, types: tuple[Any, ...]) -> dict[
     }
 
 
+def _agent_message_schema() -> dict[str, Any]:
+    """Both dialects, and the envelope an object of any other ``type`` must still have."""
+    doc = _union_schema(
+        "vmpulse agent message (either dialect)",
+        "What the worker accepts on agent.raw: the union of both dialects. An object "
+        "of another `type` (a string of 1..256 characters, with `vm_id` / `vmId` "
+        "strings naming the connection's VM if present) is kept as an `unrecognized` "
+        "agent event (docs/PROTOCOL_VALIDATION.md).",
+        (AgentMessage, Envelope),
+    )
+    known = sorted(str(t.__struct_config__.tag) for t in (*DIALECT1, *DIALECT2))
+    envelope = doc["$defs"]["Envelope"]
+    envelope["title"] = "Unrecognized"
+    envelope["properties"]["type"]["not"] = {"enum": known}
+    return doc
+
+
 def render() -> dict[str, str]:
     """File name -> JSON text of every schema file."""
     docs = {
@@ -50,11 +67,7 @@ def render() -> dict[str, str]:
             "One JSON object per line; `type` selects the message.",
             DIALECT2,
         ),
-        "agent_message.json": _union_schema(
-            "vmpulse agent message (either dialect)",
-            "What the worker accepts on agent.raw: the union of both dialects.",
-            (AgentMessage,),
-        ),
+        "agent_message.json": _agent_message_schema(),
         "facts.json": _union_schema(
             "vmpulse normalized facts",
             "The internal form every accepted agent message becomes; `kind` selects the fact.",

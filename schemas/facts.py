@@ -156,12 +156,17 @@ class ApplicationUsage(_Fact, tag="applications", frozen=True):
 
 
 class KeepAlive(_Fact, tag="keep_alive", frozen=True):
+    """The agent is there (``keep_alive``, ``ping``): presence only, never stored."""
+
     sequence_number: int = 0
 
 
 class AgentEvent(_Fact, tag="event", frozen=True):
     """Something the agent reports about itself: ``error``, ``error_report``,
-    ``agent_event`` and ``request_pending_scripts``; ``details`` is JSON text."""
+    ``agent_event``, ``request_pending_scripts``, ``connection_status`` and
+    ``circuit_breaker_state`` (whose ``state`` it keeps), and messages of a type
+    this version does not know (``event_type`` ``unrecognized``, the agent's
+    type in ``message_type``, the line in ``details``); ``details`` is JSON text."""
 
     event_type: str
     severity: str = "info"
@@ -169,6 +174,7 @@ class AgentEvent(_Fact, tag="event", frozen=True):
     message: str = ""
     execution_id: str | None = None
     details: str | None = None
+    state: str | None = None
 
 
 class CommandResult(_Fact, tag="command_result", frozen=True):

@@ -1,23 +1,23 @@
 """From a decoded wire message to internal facts (:mod:`schemas.facts`): pure, no I/O.
 
-What the decoder cannot check is checked here: that the message speaks for
-the VM of its connection (``vmId`` / ``vm_id``; anything else is an
-impersonation attempt, ``vm_mismatch``), that its timestamp names a real
-instant, and that free-form JSON fields stay small and shallow. The agent's
-clock is kept but not trusted beyond the tolerance (see :mod:`schemas.facts`).
+What the decoder cannot check is checked here (:mod:`schemas.checks`): that
+the message speaks for the VM of its connection (``vmId`` / ``vm_id``; anything
+else is an impersonation attempt, ``vm_mismatch``), that its timestamp names a
+real instant, and that free-form JSON fields stay small and shallow. The
+agent's clock is kept but not trusted beyond the tolerance (see
+:mod:`schemas.facts`). Samples and snapshots are normalized here; what the
+agent reports about itself, and messages of a type this version does not know
+(``unrecognized`` agent events), in :mod:`schemas.agent_reports`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-import uuid
-from collections.abc import Callable
 from typing import Any, Final
 
-import msgspec
-
-from schemas.agent import AgentMessage, decode_line
+from schemas.agent import AgentMessage, Unrecognized, decode_line
+from schemas.agent_reports import REPORT_NORMALIZERS, UNRECOGNIZED_KEPT_MAX
+from schemas.checks import Clock, Normalizer, Refused, check_vm, json_depth, lenient_ts, same_vm
 from schemas.dialect1 import (
     D1ApplicationUsage,
     D1PortUsage,
@@ -25,24 +25,12 @@ from schemas.dialect1 import (
     D1SystemMetrics,
     D1VmIdentification,
 )
-from schemas.dialect2 import (
-    D2AgentEvent,
-    D2Error,
-    D2ErrorReport,
-    D2Handshake,
-    D2KeepAlive,
-    D2Metrics,
-    D2RequestPendingScripts,
-    D2Response,
-    D2ScriptCompletion,
-)
+from schemas.dialect2 import D2Handshake, D2KeepAlive, D2Metrics
 from schemas.dlq import Reason, Rejection
 from schemas.facts import (
-    AgentEvent,
     AgentHello,
     ApplicationRow,
     ApplicationUsage,
-    CommandResult,
     DiskFigure,
     Fact,
     InterfaceFigure,
@@ -51,143 +39,18 @@ from schemas.facts import (
     PortSnapshot,
     ProcessRow,
     ProcessSnapshot,
-    ScriptCompletion,
     SystemSample,
 )
-from schemas.limits import BLOB_MAX, FREE_FORM_MAX_DEPTH, TEXT_MAX, TS_TOLERANCE
-from schemas.timestamps import parse_timestamp
+from schemas.limits import TS_TOLERANCE
 
-__all__ = ["json_depth", "normalize", "normalize_line", "same_vm"]
-
-
-class _Refused(Exception):
-    """Internal: carries a Rejection out of a normalizer."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.rejection = Rejection(reason, detail)
-
-
-_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def json_depth(data: bytes) -> int:
-    """Deepest nesting of arrays and objects in a JSON text (strings ignored)."""
-    depth = best = 0
-    for c in _STRING.sub(b"", data).translate(None, _NOT_BRACKET):
-        if c == 0x5B or c == 0x7B:
-            depth += 1
-            if depth > best:
-                best = depth
-        else:
-            depth -= 1
-    return best
-
-
-def same_vm(claimed: str, conn_vm: str) -> bool:
-    """True when a message's VM id names the connection's VM (UUIDs in any case)."""
-    if claimed == conn_vm:
-        return True
-    try:
-        return uuid.UUID(claimed) == uuid.UUID(conn_vm)
-    except ValueError:
-        return False
-
-
-def _check_vm(claimed: str | None, conn_vm: str) -> None:
-    if claimed is not None and not same_vm(claimed, conn_vm):
-        raise _Refused(
-            Reason.VM_MISMATCH,
-            f"message names VM {claimed[:80]!r}, its connection belongs to VM {conn_vm!r}",
-        )
-
-
-def _free_form(raw: msgspec.Raw, field: str, max_bytes: int = TEXT_MAX * 8) -> str | None:
-    """A free-form JSON field as its JSON text, bounded in size and nesting."""
-    data = bytes(raw)
-    if data == b"null":
-        return None
-    if len(data) > max_bytes:
-        raise _Refused(Reason.TOO_LARGE, f"`{field}` is {len(data)} bytes, limit {max_bytes}")
-    depth = json_depth(data)
-    if depth > FREE_FORM_MAX_DEPTH:
-        raise _Refused(
-            Reason.TOO_DEEP, f"`{field}` nests {depth} levels, limit {FREE_FORM_MAX_DEPTH}"
-        )
-    return data.decode("utf-8")
-
-
-_ITEM_TS_CACHE: dict[str | float, dt.datetime | None] = {}
-_ITEM_TS_CACHE_MAX: Final = 65_536
-
-
-def _lenient_ts(value: str | float | None) -> dt.datetime | None:
-    """Timestamps inside items (process start, last use): unknown rather than refused.
-
-    Memoized: a process's start time comes back unchanged in every snapshot
-    (profiling showed this parse as the largest cost of a metrics line with
-    many processes); the cache is bounded and simply dropped when full.
-    """
-    if value is None:
-        return None
-    try:
-        return _ITEM_TS_CACHE[value]
-    except KeyError:
-        pass
-    try:
-        parsed: dt.datetime | None = parse_timestamp(value)
-    except (ValueError, OverflowError, OSError):
-        parsed = None
-    if len(_ITEM_TS_CACHE) >= _ITEM_TS_CACHE_MAX:
-        _ITEM_TS_CACHE.clear()
-    _ITEM_TS_CACHE[value] = parsed
-    return parsed
-
-
-class _Clock:
-    """The three clocks of a fact (see :mod:`schemas.facts`)."""
-
-    __slots__ = ("agent_ts", "received_at", "ts", "ts_source")
-
-    def __init__(
-        self, value: str | float | None, received_at: dt.datetime, tolerance: dt.timedelta
-    ) -> None:
-        self.received_at = received_at
-        if value is None:
-            self.agent_ts: dt.datetime | None = None
-            self.ts, self.ts_source = received_at, "received"
-            return
-        try:
-            agent_ts = parse_timestamp(value)
-        except (ValueError, OverflowError, OSError) as exc:
-            raise _Refused(Reason.BAD_TIMESTAMP, f"timestamp: {exc}") from None
-        self.agent_ts = agent_ts
-        if abs(agent_ts - received_at) > tolerance:
-            self.ts, self.ts_source = received_at, "received"
-        else:
-            self.ts, self.ts_source = agent_ts, "agent"
-
-    def fields(self, vm_id: str, dialect: int, message_type: str) -> dict[str, Any]:
-        return {
-            "vm_id": vm_id,
-            "ts": self.ts,
-            "received_at": self.received_at,
-            "agent_ts": self.agent_ts,
-            "ts_source": self.ts_source,
-            "dialect": dialect,
-            "message_type": message_type,
-        }
-
-
-Normalizer = Callable[[Any, str, dt.datetime, dt.timedelta], list[Fact]]
+__all__ = ["UNRECOGNIZED_KEPT_MAX", "json_depth", "normalize", "normalize_line", "same_vm"]
 
 
 def _d1_identification(
     m: D1VmIdentification, vm: str, rx: dt.datetime, tol: dt.timedelta
 ) -> list[Fact]:
-    _check_vm(m.vmId, vm)
-    c = _Clock(m.timestamp, rx, tol)
+    check_vm(m.vmId, vm)
+    c = Clock(m.timestamp, rx, tol)
     return [
         AgentHello(
             **c.fields(vm, 1, "vm_identification"),
@@ -199,8 +62,8 @@ def _d1_identification(
 
 
 def _d1_system(m: D1SystemMetrics, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    _check_vm(m.vmId, vm)
-    c = _Clock(m.timestamp, rx, tol)
+    check_vm(m.vmId, vm)
+    c = Clock(m.timestamp, rx, tol)
     x = m.metrics
     cpu, mem, disk, net, sysinfo = x.cpu, x.memory, x.disk, x.network, x.system
     io = disk.io_stats if disk is not None else None
@@ -251,8 +114,8 @@ def _d1_system(m: D1SystemMetrics, vm: str, rx: dt.datetime, tol: dt.timedelta) 
 
 
 def _d1_processes(m: D1ProcessSnapshot, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    _check_vm(m.vmId, vm)
-    c = _Clock(m.timestamp, rx, tol)
+    check_vm(m.vmId, vm)
+    c = Clock(m.timestamp, rx, tol)
     rows = [
         ProcessRow(
             pid=p.pid,
@@ -264,7 +127,7 @@ def _d1_processes(m: D1ProcessSnapshot, vm: str, rx: dt.datetime, tol: dt.timede
             memory_usage_kb=p.memory_usage_kb,
             status=p.status,
             user=p.user,
-            start_time=_lenient_ts(p.start_time),
+            start_time=lenient_ts(p.start_time),
         )
         for p in m.processes
     ]
@@ -274,8 +137,8 @@ def _d1_processes(m: D1ProcessSnapshot, vm: str, rx: dt.datetime, tol: dt.timede
 def _d1_applications(
     m: D1ApplicationUsage, vm: str, rx: dt.datetime, tol: dt.timedelta
 ) -> list[Fact]:
-    _check_vm(m.vmId, vm)
-    c = _Clock(m.timestamp, rx, tol)
+    check_vm(m.vmId, vm)
+    c = Clock(m.timestamp, rx, tol)
     rows = [
         ApplicationRow(
             name=a.name,
@@ -285,7 +148,7 @@ def _d1_applications(
             is_running=a.is_running,
             usage_count=a.usage_count,
             usage_minutes=a.usage_minutes,
-            last_used=_lenient_ts(a.last_used),
+            last_used=lenient_ts(a.last_used),
         )
         for a in m.applications
     ]
@@ -307,14 +170,14 @@ def _port_rows(ports: list[Any]) -> list[PortRow]:
 
 
 def _d1_ports(m: D1PortUsage, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    _check_vm(m.vmId, vm)
-    c = _Clock(m.timestamp, rx, tol)
+    check_vm(m.vmId, vm)
+    c = Clock(m.timestamp, rx, tol)
     return [PortSnapshot(**c.fields(vm, 1, "port_usage"), ports=_port_rows(m.ports))]
 
 
 def _d2_handshake(m: D2Handshake, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    _check_vm(m.vm_id, vm)
-    c = _Clock(m.timestamp, rx, tol)
+    check_vm(m.vm_id, vm)
+    c = Clock(m.timestamp, rx, tol)
     return [
         AgentHello(
             **c.fields(vm, 2, "handshake"),
@@ -326,7 +189,7 @@ def _d2_handshake(m: D2Handshake, vm: str, rx: dt.datetime, tol: dt.timedelta) -
 
 
 def _d2_metrics(m: D2Metrics, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    c = _Clock(m.timestamp, rx, tol)
+    c = Clock(m.timestamp, rx, tol)
     s = m.data.system
     # windows_services is carried but not stored: the decoder already checked it
     # is JSON and bounded its nesting; a depth scan here would cost more than
@@ -395,7 +258,7 @@ def _d2_metrics(m: D2Metrics, vm: str, rx: dt.datetime, tol: dt.timedelta) -> li
                         cpu_usage_percent=p.cpu_usage_percent,
                         memory_usage_kb=p.memory_usage_kb,
                         status=p.status,
-                        start_time=_lenient_ts(p.start_time),
+                        start_time=lenient_ts(p.start_time),
                     )
                     for p in s.processes
                 ],
@@ -407,109 +270,8 @@ def _d2_metrics(m: D2Metrics, vm: str, rx: dt.datetime, tol: dt.timedelta) -> li
 
 
 def _d2_keep_alive(m: D2KeepAlive, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    c = _Clock(m.timestamp, rx, tol)
+    c = Clock(m.timestamp, rx, tol)
     return [KeepAlive(**c.fields(vm, 2, "keep_alive"), sequence_number=m.sequence_number)]
-
-
-def _d2_response(m: D2Response, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    c = _Clock(m.timestamp, rx, tol)
-    return [
-        CommandResult(
-            **c.fields(vm, 2, "response"),
-            command_id=m.id,
-            success=m.success,
-            exit_code=m.exit_code,
-            stdout=m.stdout,
-            stderr=m.stderr,
-            execution_time_ms=m.execution_time_ms,
-            command_type=m.command_type,
-            data=_free_form(m.data, "data", max_bytes=BLOB_MAX),
-        )
-    ]
-
-
-def _d2_error(m: D2Error, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    c = _Clock(m.timestamp, rx, tol)
-    return [
-        AgentEvent(
-            **c.fields(vm, 2, "error"),
-            event_type="error",
-            severity="error",
-            message=m.error,
-            details=_free_form(m.details, "details"),
-        )
-    ]
-
-
-def _d2_error_report(m: D2ErrorReport, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    _check_vm(m.vm_id, vm)
-    c = _Clock(m.timestamp, rx, tol)
-    details = msgspec.json.encode(
-        {
-            "error_type": m.error_type,
-            "severity": m.severity,
-            "windows_error_code": m.windows_error_code,
-            "retry_attempt": m.retry_attempt,
-            "max_retries": m.max_retries,
-            "recovery_suggestion": m.recovery_suggestion,
-        }
-    ).decode()
-    return [
-        AgentEvent(
-            **c.fields(vm, 2, "error_report"),
-            event_type="error_report",
-            severity=m.severity.lower(),
-            source=m.error_type,
-            message=m.recovery_suggestion or m.error_type,
-            details=details,
-        )
-    ]
-
-
-def _d2_agent_event(m: D2AgentEvent, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
-    c = _Clock(m.timestamp, rx, tol)
-    return [
-        AgentEvent(
-            **c.fields(vm, 2, "agent_event"),
-            event_type="agent_event",
-            severity=m.severity,
-            source=m.source,
-            message=m.message,
-            execution_id=m.executionId,
-            details=_free_form(m.context, "context"),
-        )
-    ]
-
-
-def _d2_script_completion(
-    m: D2ScriptCompletion, vm: str, rx: dt.datetime, tol: dt.timedelta
-) -> list[Fact]:
-    c = _Clock(m.timestamp, rx, tol)
-    return [
-        ScriptCompletion(
-            **c.fields(vm, 2, "script_completion"),
-            execution_id=m.execution_id,
-            exit_code=m.exit_code,
-            stdout=m.stdout,
-            stderr=m.stderr,
-            log_file=m.log_file,
-        )
-    ]
-
-
-def _d2_pending_scripts(
-    m: D2RequestPendingScripts, vm: str, rx: dt.datetime, tol: dt.timedelta
-) -> list[Fact]:
-    _check_vm(m.vm_id, vm)
-    c = _Clock(m.timestamp, rx, tol)
-    return [
-        AgentEvent(
-            **c.fields(vm, 2, "request_pending_scripts"),
-            event_type="request_pending_scripts",
-            severity="info",
-            message="agent asks for pending scripts",
-        )
-    ]
 
 
 _NORMALIZERS: Final[dict[type, Normalizer]] = {
@@ -521,17 +283,12 @@ _NORMALIZERS: Final[dict[type, Normalizer]] = {
     D2Handshake: _d2_handshake,
     D2Metrics: _d2_metrics,
     D2KeepAlive: _d2_keep_alive,
-    D2Response: _d2_response,
-    D2Error: _d2_error,
-    D2ErrorReport: _d2_error_report,
-    D2AgentEvent: _d2_agent_event,
-    D2ScriptCompletion: _d2_script_completion,
-    D2RequestPendingScripts: _d2_pending_scripts,
+    **REPORT_NORMALIZERS,
 }
 
 
 def normalize(
-    msg: AgentMessage,
+    msg: AgentMessage | Unrecognized,
     conn_vm: str,
     received_at: dt.datetime,
     *,
@@ -540,7 +297,7 @@ def normalize(
     """The facts one message states about the VM of its connection, or why it is refused."""
     try:
         return _NORMALIZERS[type(msg)](msg, conn_vm, received_at, tolerance)
-    except _Refused as refused:
+    except Refused as refused:
         return refused.rejection
     except RecursionError:
         return Rejection(Reason.TOO_DEEP, "nesting deeper than the decoder allows")

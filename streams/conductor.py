@@ -21,6 +21,7 @@ as before.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -28,12 +29,15 @@ from typing import Protocol
 from schemas.events import encode_outbound, utc_now_iso
 from schemas.facts import SystemSample
 from streams.blocks import Block
+from streams.line_warnings import LineWarnings
 from streams.live import LiveThrottle
 from streams.pipeline import BatchResult, RawRecord, live_event, merge_results, process_batch
 from streams.store import Store
 from streams.storing import BlockPlanner, write_block
 
 __all__ = ["Conductor", "Polled", "Sender", "Stages"]
+
+log = logging.getLogger(__name__)
 
 Polled = dict[int, BatchResult]
 """What one fetch became: its records' results per partition."""
@@ -87,7 +91,10 @@ class Conductor:
             "rows": 0,
             "live_sent": 0,
             "decoded_again": 0,
+            "unrecognized": 0,  # messages of unknown types, stored as agent events
         }
+        # refused and unrecognized lines are logged, a few per VM (a guest cannot flood it)
+        self._line_warnings = LineWarnings(log)
 
     async def poll(self, records: list[RawRecord]) -> Polled:
         """The live path: decode one fetch and send its samples to their watchers now."""
@@ -150,6 +157,8 @@ class Conductor:
         else:
             self.stats["stored"] += len(result.activity)
             self.stats["rows"] += written
+            self.stats["unrecognized"] += len(result.unrecognized)
+            self._line_warnings.report(result, self._clock())
             await self._stages.observe_samples(result.samples)
         self.stats["rejected"] += len(result.rejects)
         for vm_id, payload in result.rejects:

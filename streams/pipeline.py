@@ -22,7 +22,7 @@ import msgspec
 
 from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.events import OutboundEvent, utc_now_iso
-from schemas.facts import Activity, ConnectionEvent, SystemSample
+from schemas.facts import Activity, AgentEvent, ConnectionEvent, SystemSample
 from schemas.limits import TS_TOLERANCE
 from schemas.normalize import normalize_line
 from streams.live_payload import live_data
@@ -60,7 +60,9 @@ class BatchResult(msgspec.Struct):
     ``rejects``: (VM id, DLQ record JSON); ``samples``: system samples for
     live updates; ``connections``: bridge control records, in order;
     ``activity``: one entry per accepted message (presence sees handshakes,
-    keep-alives and metrics); ``reject_reasons``: rejects counted by reason.
+    keep-alives and metrics); ``reject_reasons``: rejects counted by reason;
+    ``unrecognized``: the stored events of messages of a type this version does
+    not know (counted and logged by the worker, never rejected).
     """
 
     rows: dict[str, list[Row]]
@@ -69,6 +71,7 @@ class BatchResult(msgspec.Struct):
     connections: list[ConnectionEvent] = []
     activity: list[Activity] = []
     reject_reasons: dict[str, int] = {}
+    unrecognized: list[AgentEvent] = []
 
 
 def _received_at(record: RawRecord) -> dt.datetime:
@@ -133,6 +136,7 @@ def process_batch(
     samples: list[SystemSample] = []
     connections: list[ConnectionEvent] = []
     activity: list[Activity] = []
+    unrecognized: list[AgentEvent] = []
     reasons: Counter[str] = Counter()
     for record in records:
         received_at = _received_at(record)
@@ -154,6 +158,8 @@ def process_batch(
             rows_for(fact, record.partition, record.offset, rows)
             if isinstance(fact, SystemSample):
                 samples.append(fact)
+            elif isinstance(fact, AgentEvent) and fact.event_type == "unrecognized":
+                unrecognized.append(fact)
         first = result[0]
         activity.append(
             Activity(vm_id=vm_id, kind=first.message_type, ts=first.ts, received_at=received_at)
@@ -165,6 +171,7 @@ def process_batch(
         connections=connections,
         activity=activity,
         reject_reasons=dict(reasons),
+        unrecognized=unrecognized,
     )
 
 
@@ -173,7 +180,9 @@ def merge_results(parts: Sequence[BatchResult]) -> BatchResult:
     if len(parts) == 1:
         return parts[0]
     rows: dict[str, list[Row]] = {table: [] for table in TABLE_COLUMNS}
-    merged = BatchResult(rows=rows, rejects=[], samples=[], connections=[], activity=[])
+    merged = BatchResult(
+        rows=rows, rejects=[], samples=[], connections=[], activity=[], unrecognized=[]
+    )
     reasons: Counter[str] = Counter()
     for part in parts:
         for table, table_rows in part.rows.items():
@@ -183,6 +192,7 @@ def merge_results(parts: Sequence[BatchResult]) -> BatchResult:
         merged.samples.extend(part.samples)
         merged.connections.extend(part.connections)
         merged.activity.extend(part.activity)
+        merged.unrecognized.extend(part.unrecognized)
         reasons.update(part.reject_reasons)
     merged.reject_reasons = dict(reasons)
     return merged

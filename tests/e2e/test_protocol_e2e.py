@@ -2,8 +2,9 @@
 
 Four fake guests, each a unix socket in the socket directory as the
 hypervisor creates them, write real-shaped traffic with malformed lines in
-between (bad JSON, invalid UTF-8, wrong types, NaN, an unknown type, another
-VM's id, absurd nesting, a negative counter). The test checks what an operator
+between (bad JSON, invalid UTF-8, wrong types, NaN, another VM's id, absurd
+nesting, a negative counter), and a message of a type vmpulse does not know,
+which is stored as an ``unrecognized`` agent event instead. The test checks what an operator
 and a user would: every metrics message is one system_metrics row with the
 values sent, its processes, ports, disks and interfaces are rows, every
 malformed line is one DLQ record with its reason (`vmpulse dlq` counts them),
@@ -117,7 +118,8 @@ def _guests() -> dict[str, Guest]:
         b'{"type":"vm_identification","vmId":"' + b.vm_id.encode() + b'","hostname":"\xff\xfe"}',
         "invalid_utf8",
     )
-    b.malformed(ex.line({"type": "self_destruct", "vmId": b.vm_id}), "unknown_type")
+    # a type this version does not know: stored as unrecognized, not dead-lettered (issue 10)
+    b.good({"type": "self_destruct", "vmId": b.vm_id})
     b.good(ex.d1_system_metrics(b.vm_id, now + 1, windows=True, cpu=34.25))
     b.good(ex.d1_process_snapshot(b.vm_id, now, windows=True, n=3))
     # C: Linux, dialect 2
@@ -274,7 +276,7 @@ async def test_both_dialects_are_stored_and_every_malformed_line_explained(
         await settled("application_usage", {a: 2})
         expected_kinds = {
             a: ["hello"],
-            b: ["hello"],
+            b: ["hello", "unrecognized"],
             c: ["agent_event", "command_result", "hello", "script_completion"],
             d: ["error_report", "hello"],
         }

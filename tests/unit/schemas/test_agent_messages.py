@@ -44,6 +44,9 @@ EXPECTED_KINDS = {
     "agent_event": [AgentEvent],
     "script_completion": [ScriptCompletion],
     "request_pending_scripts": [AgentEvent],
+    "connection_status": [AgentEvent],
+    "ping": [KeepAlive],
+    "circuit_breaker_state": [AgentEvent],
 }
 
 
@@ -69,7 +72,7 @@ def test_every_type_of_both_dialects_is_accepted(name: str, msg: dict[str, Any])
     assert all(f.dialect == (1 if name.startswith("d1") else 2) for f in facts)
 
 
-def test_covers_all_fourteen_types() -> None:
+def test_covers_all_seventeen_types() -> None:
     assert {m["type"] for _, m in ex.all_examples(VM, T)} == set(EXPECTED_KINDS)
 
 
@@ -202,6 +205,9 @@ def test_vm_ids_compare_as_uuids() -> None:
         ex.d2_handshake("another-vm", T),
         ex.d2_error_report("another-vm", T),
         ex.d2_request_pending_scripts("another-vm", T),
+        ex.d2_connection_status("another-vm", T),
+        {"type": "reboot_now", "vm_id": "another-vm"},
+        {"type": "reboot_now", "vmId": "another-vm"},
     ],
     ids=lambda m: m["type"],
 )
@@ -239,7 +245,9 @@ def _metrics_with(path: str, value: object) -> dict[str, Any]:
         (b'"keep_alive"', Reason.NOT_AN_OBJECT),
         (b'{"sequence_number":1,"timestamp":1}', Reason.MISSING_TYPE),
         (b'{"type":7,"sequence_number":1}', Reason.MISSING_TYPE),
-        (b'{"type":"reboot_now","vm_id":"x"}', Reason.UNKNOWN_TYPE),
+        (b'{"type":"","vm_id":"x"}', Reason.MISSING_TYPE),
+        (b'{"type":"reboot_now","vm_id":7}', Reason.SCHEMA_VIOLATION),
+        (b'{"type":"reboot_now","now":tru}', Reason.INVALID_JSON),
         (b'{"type":"keep_alive","sequence_number":"1","timestamp":1}', Reason.SCHEMA_VIOLATION),
         (b'{"type":"keep_alive","timestamp":1764064800}', Reason.SCHEMA_VIOLATION),
         (b'{"type":"keep_alive","sequence_number":-1,"timestamp":1764064800}', Reason.OUT_OF_RANGE),

@@ -41,7 +41,19 @@ def test_schemas_name_every_message_type() -> None:
         "agent_event",
         "script_completion",
         "request_pending_scripts",
+        "connection_status",
+        "ping",
+        "circuit_breaker_state",
     }
+
+
+def test_the_agent_message_schema_keeps_other_types_as_unrecognized() -> None:
+    doc = json.loads((SCHEMA_DIR / "agent_message.json").read_text())
+    envelope = doc["$defs"]["Envelope"]
+    assert envelope["title"] == "Unrecognized" and envelope["required"] == ["type"]
+    known = set(envelope["properties"]["type"]["not"]["enum"])
+    assert {"metrics", "ping", "connection_status", "system_metrics"} <= known
+    assert len(known) == 17
 
 
 def test_a_stale_file_is_detected(tmp_path: object) -> None:

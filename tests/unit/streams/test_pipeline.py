@@ -192,15 +192,76 @@ def test_rejects_are_counted_by_reason_and_good_lines_around_them_stay() -> None
         [
             _msg_rec(ex.d1_system_metrics("vm-a", T, cpu=1.0), 1),
             _msg_rec(ex.d1_system_metrics("vm-b", T), 2),
-            _rec(b'{"type":"teleport"}', offset=3),
+            _rec(b'{"type":"keep_alive","sequence_number":"7","timestamp":1}', offset=3),
             _msg_rec(ex.d1_system_metrics("vm-a", T, cpu=2.0), 4),
         ]
     )
     cpus = [_named("system_metrics", r)["cpu_usage_percent"] for r in result.rows["system_metrics"]]
     assert cpus == [1.0, 2.0]
-    assert result.reject_reasons == {"vm_mismatch": 1, "unknown_type": 1}
+    assert result.reject_reasons == {"vm_mismatch": 1, "schema_violation": 1}
     offsets = [json.loads(p)["origin"]["offset"] for _, p in result.rejects]
     assert offsets == [2, 3]
+
+
+# --- what the real agent also sends, and types this version does not know (issue 10) ---
+
+
+def test_connection_status_and_circuit_breaker_are_stored_as_events_ping_is_presence() -> None:
+    result = process_batch(
+        [
+            _msg_rec(ex.d2_connection_status("vm-a", T), 1),
+            _msg_rec(ex.d2_ping(T), 2),
+            _msg_rec(ex.d2_circuit_breaker_state(T, state="Open"), 3),
+            _msg_rec(ex.d2_connection_status("vm-a", T, state="degraded"), 4),
+        ]
+    )
+    assert result.rejects == [] and result.unrecognized == []
+    events = [_named("agent_events", r) for r in result.rows["agent_events"]]
+    assert [(e["kind"], e["state"], e["severity"], e["kafka_offset"]) for e in events] == [
+        ("connection_status", "connected", "info", 1),
+        ("circuit_breaker_state", "Open", "error", 3),
+        ("connection_status", "degraded", "warn", 4),
+    ]
+    assert events[0]["message"] == "VirtIO connection established with IP data successfully"
+    assert json.loads(str(events[1]["details"])) == {
+        "failure_count": 5,
+        "last_failure_time": int(T) - 2,
+        "recovery_eta_seconds": 30,
+    }
+    # every one of them, the ping too, is the agent speaking: presence sees it
+    assert [(a.vm_id, a.kind) for a in result.activity] == [
+        ("vm-a", "connection_status"),
+        ("vm-a", "ping"),
+        ("vm-a", "circuit_breaker_state"),
+        ("vm-a", "connection_status"),
+    ]
+    assert sum(len(rows) for rows in result.rows.values()) == 3  # the ping stores nothing
+
+
+def test_a_message_of_an_unknown_type_is_a_counted_event_not_a_reject() -> None:
+    line = b'{"type":"teleport","destination":{"x":1},"timestamp":1764064800}'
+    result = process_batch([_rec(line, offset=3), _msg_rec(ex.d2_keep_alive(1, T), 4)])
+    assert result.rejects == [] and result.reject_reasons == {}
+    (event,) = result.unrecognized
+    assert (event.vm_id, event.message_type, event.event_type) == (
+        "vm-a",
+        "teleport",
+        "unrecognized",
+    )
+    (row,) = [_named("agent_events", r) for r in result.rows["agent_events"]]
+    assert (row["kind"], row["message_type"], row["severity"]) == (
+        "unrecognized",
+        "teleport",
+        "warn",
+    )
+    assert row["details"] == line.decode() and row["kafka_offset"] == 3
+    assert [a.kind for a in result.activity] == ["teleport", "keep_alive"]
+
+
+def test_an_unknown_type_naming_another_vm_is_still_a_forgery() -> None:
+    result = process_batch([_rec(b'{"type":"teleport","vm_id":"vm-b"}', offset=1)])
+    assert result.unrecognized == [] and result.reject_reasons == {"vm_mismatch": 1}
+    assert all(not rows for rows in result.rows.values())
 
 
 def test_live_event_carries_everything_the_sample_has() -> None:
