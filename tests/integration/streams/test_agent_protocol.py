@@ -265,7 +265,7 @@ async def test_a_flooding_guest_is_accounted_for_line_by_line_but_logged_sparing
         "300 unrecognized rows",
     )
     about_vm = [r for r in caplog.records if vm in r.getMessage()]
-    from_worker = [r for r in about_vm if r.name == "streams.app"]
+    from_worker = [r for r in about_vm if r.name == "streams.conductor"]
     from_bridge = [r for r in about_vm if r.name == "agents.bridge" and "line" in r.getMessage()]
     print(f"log lines about the flooding VM: worker {len(from_worker)}, bridge {len(from_bridge)}")
     # 650 refused or unrecognized lines; each stage writes its burst (5), plus one a
