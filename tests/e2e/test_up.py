@@ -65,7 +65,7 @@ async def test_admin_lists_vms_and_receives_live_metrics(up_process: Up) -> None
 
     client.on("connected", on_connected)
     client.on("metricsUpdate", lambda data: updates.append(data))
-    await client.connect(url, auth={"token": token}, transports=["websocket"])
+    await client.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
     try:
         hello = await asyncio.wait_for(connected, 10)
         assert hello["user"]["id"] == "admin"
