@@ -208,9 +208,7 @@ async def test_both_dialects_are_stored_and_every_malformed_line_explained(
     client.on("metricsUpdate", lambda data: updates.append(data))
     async with aiohttp.ClientSession() as http:
         api = Api(http, url)
-        await client.connect(
-            url, auth={"token": api.headers["Authorization"][7:]}, wait_timeout=10
-        )
+        await client.connect(url, auth={"token": api.headers["Authorization"][7:]}, wait_timeout=10)
         try:
             for vm in watched:  # the gateway sees the directory records shortly
                 acks: list[Any] = []
