@@ -227,7 +227,9 @@ async def produce_paced(
     futures = []
     try:
         while loop.time() < stop_at:
-            while sent < int((loop.time() - start) * rate):
+            # the target stops growing at stop_at: a producer slower than the rate on a
+            # loaded machine catches up to it and ends, instead of chasing a moving goal
+            while sent < int((min(loop.time(), stop_at) - start) * rate):
                 vm = vms[sent % len(vms)]
                 ts = t0 + dt.timedelta(milliseconds=sent)
                 line = metrics_line(vm, sent, ts)
