@@ -77,6 +77,15 @@ def token(up: Up, user: str) -> str:
     return out.stdout.strip()
 
 
+def printed_link(up: Up, user: str) -> str:
+    """The sign-in link `vmpulse up` printed for a demo user."""
+    for line in up.output().splitlines():
+        words = line.split()
+        if words[:3] == ["sign", "in", "as"] and words[3] == user:
+            return words[4]
+    raise AssertionError(f"vmpulse up printed no sign-in link for {user}:\n{up.output()}")
+
+
 async def sign_in_link(page: Page, url: str, tok: str) -> None:
     await page.goto(f"{url}/#token={tok}")
     await expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=15_000)
@@ -113,7 +122,12 @@ async def test_sign_in_with_a_pasted_token_shows_the_fleet(up_process: Up, page:
 
 
 async def test_a_chart_receives_live_points(up_process: Up, page: Page) -> None:
-    await sign_in_link(page, up_process.info["gateway_url"], token(up_process, "admin"))
+    url = up_process.info["gateway_url"]
+    assert f"dashboard: {url}/" in up_process.output()
+    link = printed_link(up_process, "admin")
+    assert link.startswith(f"{url}/#token=")
+    await page.goto(link)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
     assert "token" not in page.url, "the token must leave the address bar"
     await rows(page).first.click()
     points = page.locator(".card .points")
