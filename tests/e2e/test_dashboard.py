@@ -387,3 +387,30 @@ def test_the_typescript_client_against_this_system(up_process: Up) -> None:
     }
     assert summary.get("fail") == 0 and summary.get("pass", 0) >= 15, report
     print(f"node --test: {summary}", file=sys.stderr)
+
+
+def test_the_client_example_in_the_docs_runs(up_process: Up) -> None:
+    """docs/CLIENT.md shows examples/watch.mjs verbatim, and it runs against this system."""
+    example = (CLIENT_DIR / "examples" / "watch.mjs").read_text()
+    docs = (CLIENT_DIR.parents[1] / "docs" / "CLIENT.md").read_text()
+    block = docs.split("<!-- example: examples/watch.mjs -->\n```js\n", 1)[1].split("```", 1)[0]
+    assert block == example, "docs/CLIENT.md and examples/watch.mjs differ"
+    env = {
+        **os.environ,
+        "VMPULSE_URL": up_process.info["gateway_url"],
+        "VMPULSE_TOKEN": token(up_process, "admin"),
+    }
+    out = subprocess.run(
+        ["node", "examples/watch.mjs"],
+        cwd=CLIENT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert "signed in as admin (admin)" in lines
+    assert any(line.startswith(f"{FLEET} VMs: demo-vm-") for line in lines), out.stdout
+    assert sum(" cpu " in line for line in lines) == 3, out.stdout
+    assert lines[-1].strip() == "connection: closed"

@@ -98,7 +98,10 @@ class ChartCard {
             stroke: "#475569",
             grid: { stroke: "#e2e8f0" },
             ticks: { stroke: "#cbd5e1" },
-            values: (_u, splits) => splits.map((s) => this.timeLabel(s)),
+            values: (_u, splits) => {
+              const seconds = splits.length > 1 && (splits[1] as number) - (splits[0] as number) < 60;
+              return splits.map((s) => this.timeLabel(s, seconds));
+            },
           },
           {
             stroke: "#475569",
@@ -110,8 +113,9 @@ class ChartCard {
         ],
         series: [
           {},
-          { label: "CPU %", stroke: "#2563eb", width: 1.5, fill: "rgba(37,99,235,0.08)", spanGaps: false },
-          { label: "Memory %", stroke: "#16a34a", width: 1.5, spanGaps: false },
+          // Points are drawn where the data is sparse (a young store over a long range).
+          { label: "CPU %", stroke: "#2563eb", width: 1.5, fill: "rgba(37,99,235,0.08)", points: { size: 6 } },
+          { label: "Memory %", stroke: "#16a34a", width: 1.5, points: { size: 6 } },
         ],
       },
       [[], [], []],
@@ -121,10 +125,10 @@ class ChartCard {
   }
 
   /** Axis labels: the time of day for short spans, the date for days and weeks. */
-  private timeLabel(epochS: number): string {
+  private timeLabel(epochS: number, seconds: boolean): string {
     const d = new Date(epochS * 1000);
     const two = (n: number) => String(n).padStart(2, "0");
-    const hm = `${two(d.getHours())}:${two(d.getMinutes())}`;
+    const hm = `${two(d.getHours())}:${two(d.getMinutes())}${seconds ? `:${two(d.getSeconds())}` : ""}`;
     if (this.mode === "live" || this.mode === "1h") return hm;
     const day = d.toLocaleDateString("en-US", { month: "short", day: "numeric" });
     return this.mode === "24h" ? (hm === "00:00" ? day : hm) : day;

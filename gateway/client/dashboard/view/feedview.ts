@@ -18,7 +18,7 @@ export class FeedView {
     root: HTMLElement,
     private readonly log: FeedLog,
     private readonly frame: Frame,
-    private readonly limit = 300,
+    private readonly limit = 150,
   ) {
     this.list = root.querySelector(".feed-list") as HTMLElement;
     this.count = root.querySelector(".feed-count") as HTMLElement;
@@ -38,7 +38,8 @@ export class FeedView {
     for (let i = fresh.length - 1; i >= 0; i--) fragment.append(this.item(fresh[i] as FeedEntry));
     this.list.prepend(fragment);
     while (this.list.childElementCount > this.limit) this.list.lastElementChild?.remove();
-    this.count.textContent = String(this.log.entries.length);
+    const count = String(this.log.entries.length);
+    if (this.count.textContent !== count) this.count.textContent = count;
     this.empty.hidden = this.list.childElementCount > 0;
   }
 

@@ -42,8 +42,16 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+// One formatter for the page: toLocaleTimeString builds one per call, which showed in profiles.
+const TIME = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hour12: false,
+});
+
 export function formatTime(iso: string | number): string {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return "";
-  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  return TIME.format(d);
 }

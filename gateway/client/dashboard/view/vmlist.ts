@@ -19,9 +19,8 @@ export class VmList {
   private readonly scroller: HTMLElement;
   private readonly spacer: HTMLElement;
   private readonly count: HTMLElement;
-  private drawnVersion = -1;
-  private drawnRange: [number, number] = [0, 0];
-  private drawnOpen = "";
+  private drawnKey = "";
+  private drawnCount = "";
   private readonly draw = () => this.render();
 
   constructor(
@@ -57,24 +56,21 @@ export class VmList {
   private render(): void {
     const rows = this.fleet.rows();
     const range = visibleRange(this.scroller.scrollTop, this.scroller.clientHeight, ROW_HEIGHT, rows.length);
-    const open = rows
-      .slice(range[0], range[1])
-      .map((vm) => (this.isOpen(vm.id) ? "1" : "0"))
-      .join("");
-    if (
-      this.drawnVersion === this.fleet.version &&
-      range[0] === this.drawnRange[0] &&
-      range[1] === this.drawnRange[1] &&
-      open === this.drawnOpen
-    ) {
-      return;
+    const count = rows.length === this.fleet.size ? `${rows.length}` : `${rows.length} of ${this.fleet.size}`;
+    if (count !== this.drawnCount) {
+      this.drawnCount = count;
+      this.count.textContent = count;
+      this.spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
     }
-    this.drawnVersion = this.fleet.version;
-    this.drawnRange = range;
-    this.drawnOpen = open;
-    this.count.textContent =
-      rows.length === this.fleet.size ? `${rows.length}` : `${rows.length} of ${this.fleet.size}`;
-    this.spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
+    // Most changes (a state flip of a VM out of view) leave the drawn rows as they are:
+    // then the DOM is not touched at all.
+    let key = `${range[0]}:${range[1]}`;
+    for (let i = range[0]; i < range[1]; i++) {
+      const vm = rows[i];
+      if (vm !== undefined) key += `|${vm.id}/${vm.powerState}/${vm.agentState}/${this.isOpen(vm.id) ? 1 : 0}`;
+    }
+    if (key === this.drawnKey) return;
+    this.drawnKey = key;
     const fragment = document.createDocumentFragment();
     for (let i = range[0]; i < range[1]; i++) {
       const vm = rows[i];
