@@ -93,8 +93,11 @@ def up_process() -> Iterator[Up]:
 
 
 def _summary(sample: dict[str, Any]) -> dict[str, float]:
-    frames = sorted(sample["frames"][1:])
-    pick = lambda q: frames[min(len(frames) - 1, int(q * len(frames)))]  # noqa: E731
+    frames: list[float] = sorted(sample["frames"][1:])
+
+    def pick(q: float) -> float:
+        return frames[min(len(frames) - 1, int(q * len(frames)))]
+
     return {
         "frames": len(frames),
         "fps": len(frames) / MEASURE_S,
