@@ -98,6 +98,7 @@ class ChartCard {
             stroke: "#475569",
             grid: { stroke: "#e2e8f0" },
             ticks: { stroke: "#cbd5e1" },
+            space: 90, // px between time labels: "23:31:15" needs room
             values: (_u, splits) => {
               const seconds = splits.length > 1 && (splits[1] as number) - (splits[0] as number) < 60;
               return splits.map((s) => this.timeLabel(s, seconds));
