@@ -1,12 +1,19 @@
 # CI runs `make test` (see .ci/run); `make up` runs the pipeline. Both set themselves up.
-# System packages (Java, Maven, libvirt-dev, pkg-config) come from infra/sysdeps.sh.
+# System packages (Java, Maven, libvirt-dev, pkg-config, Node.js, Chromium) come from
+# infra/sysdeps.sh. The dashboard is built from gateway/client (npm) into gateway/static,
+# which the Python package ships and the gateway serves at /.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 VMS    ?= 5
+CLIENT := gateway/client
+NODE_STAMP := $(CLIENT)/node_modules/.installed
+DASHBOARD  := gateway/static/index.html
+CLIENT_SOURCES := $(shell find $(CLIENT)/src $(CLIENT)/dashboard -type f 2>/dev/null) \
+	$(CLIENT)/build.mjs $(wildcard $(CLIENT)/tsconfig*.json)
 
-.PHONY: up test unit integration lint typecheck check bench kafka-jars clean
+.PHONY: up test unit integration lint typecheck check bench kafka-jars clean dashboard screenshots
 
 $(STAMP): pyproject.toml
 	bash infra/sysdeps.sh
@@ -15,14 +22,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,libvirt]"
 	touch $(STAMP)
 
+# npm packages from the npm registry, as the lockfile pins them; nothing else is downloaded.
+$(NODE_STAMP): $(CLIENT)/package.json $(CLIENT)/package-lock.json | $(STAMP)
+	cd $(CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+# The client library (dist/) and the dashboard (gateway/static/), rebuilt when a source changes.
+$(DASHBOARD): $(NODE_STAMP) $(CLIENT_SOURCES)
+	cd $(CLIENT) && npm run --silent build
+
+dashboard: $(DASHBOARD)
+
 kafka-jars: $(STAMP)
 	@if [ -z "$$VMPULSE_KAFKA_BOOTSTRAP" ]; then $(PY) -m infra.broker fetch; fi
 
-up: kafka-jars
+up: kafka-jars dashboard
 	$(VENV)/bin/vmpulse up --vms $(VMS)
 
-test: kafka-jars
+test: kafka-jars dashboard
 	$(PY) -m pytest -q
+
+# The pictures in docs/img: the browser tests, saving their screenshots there.
+screenshots: kafka-jars dashboard
+	VMPULSE_SCREENSHOT_DIR=docs/img $(PY) -m pytest -q tests/e2e/test_dashboard.py
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
@@ -31,8 +53,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/mypy
+	cd $(CLIENT) && npm run --silent typecheck
 
 check: lint typecheck test
 
@@ -40,4 +63,5 @@ bench: kafka-jars
 	$(PY) -m pytest -q -m bench -s tests/bench
 
 clean:
-	rm -rf $(VENV) .vmpulse .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .vmpulse .pytest_cache .mypy_cache .ruff_cache gateway/static \
+		$(CLIENT)/node_modules $(CLIENT)/dist $(CLIENT)/.test-build

@@ -22,9 +22,11 @@ import socketio
 from aiohttp import web
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
+from gateway.admin import AdminOverview, DlqCounts
 from gateway.api import GatewayApi, Query, cors_middleware, json_errors_middleware
 from gateway.auth import TokenPolicy, check_listen_key
 from gateway.consumer import OutboundConsumer, RecentMetrics
+from gateway.dashboard import dashboard_routes
 from gateway.dispatch import ClientEventServer
 from gateway.fanout import emit_to_room
 from gateway.namespace import GatewayNamespace
@@ -35,6 +37,7 @@ from gateway.vmstate import VmStates
 from schemas.directory import Directory
 from schemas.topics import Topics
 from vmpulse.config import Settings
+from vmpulse.dlq_tool import read_dlq
 from vmpulse.kafka_io import DirectoryTail
 
 __all__ = ["GatewayService"]
@@ -348,6 +351,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             query=self._query,
         )
         app.add_routes(api.routes())
+        dlq = DlqCounts(lambda n: read_dlq(bootstrap, settings.topic_prefix, max_per_partition=n))
+        admin = AdminOverview(directory=directory, policy=self._policy, stats=self.stats, dlq=dlq)
+        app.add_routes(admin.routes() + dashboard_routes())
         self._runner = web.AppRunner(
             app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
         )

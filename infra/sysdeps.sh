@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # System packages vmpulse needs on a Debian machine: Java + Maven (the local Kafka broker)
 # and libvirt's headers + pkg-config (the libvirt-python build; its test driver runs
-# in-process, no daemon). Installs only what is missing; needs root (or sudo) to install.
+# in-process, no daemon); Node.js + npm (the TypeScript client and the dashboard's build)
+# and Chromium (the browser tests: Playwright drives /usr/bin/chromium, it cannot download
+# a browser of its own). Installs only what is missing; needs root (or sudo) to install.
 set -euo pipefail
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
@@ -9,6 +11,9 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists libvirt 2>/dev/null || missing+=(libvirt-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${missing[*]}"
 SUDO=""

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.directory import Department, User, Vm, directory_key, encode_record
 from schemas.topics import Topics
 
-__all__ = ["demo_directory", "demo_vm_ids", "publish_records"]
+__all__ = ["demo_directory", "demo_user_ids", "demo_vm_ids", "publish_records"]
 
 _NS = uuid.UUID("6f1c3d1e-8a0b-4a52-9a55-5d8e7c2b9f10")
 _USERS = (("alice", "engineering"), ("bob", "engineering"), ("carol", "finance"))
@@ -21,6 +21,11 @@ _USERS = (("alice", "engineering"), ("bob", "engineering"), ("carol", "finance")
 
 def demo_vm_ids(count: int) -> list[str]:
     return [str(uuid.uuid5(_NS, f"vm-{i}")) for i in range(count)]
+
+
+def demo_user_ids() -> list[str]:
+    """The users `vmpulse up` seeds, the admin first."""
+    return ["admin", *(name for name, _ in _USERS)]
 
 
 def demo_directory(vm_ids: list[str]) -> list[User | Vm | Department]:

@@ -23,12 +23,13 @@ import prometheus_client
 from agents.bridge import Bridge
 from agents.metrics import BridgeMetrics
 from agents.simulator import FleetSimulator
+from gateway.auth import issue_token
 from gateway.service import GatewayService
 from infra.broker import LocalBroker
 from streams.app import create_app, ingest_group_id
 from streams.store import ClickHouseStore, redact_url
 from vmpulse.config import Settings
-from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
+from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
 from vmpulse.kafka_io import (
     ensure_settings_topics,
     make_producer,
@@ -60,10 +61,17 @@ class FleetService(mode.Service):  # type: ignore[misc]
 class Announcer(mode.Service):  # type: ignore[misc]
     """Prints where things are and writes ``up.json`` once the gateway listens."""
 
-    def __init__(self, settings: Settings, gateway: GatewayService, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: GatewayService,
+        users: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.gateway = gateway
+        self.users = users or []
 
     async def on_started(self) -> None:
         info = {
@@ -79,6 +87,23 @@ class Announcer(mode.Service):  # type: ignore[misc]
             f"vmpulse is up: gateway {self.gateway.url}  (details in {path}; Ctrl-C stops)",
             flush=True,
         )
+        print(self.sign_in_text(), flush=True)
+
+    def sign_in_text(self) -> str:
+        """The dashboard's URL and, with the development key only, a sign-in link per demo user.
+
+        A link carries a token, a credential: with a real key none is printed
+        (logs are kept), and tokens come from the platform or `vmpulse token`.
+        """
+        url = self.gateway.url
+        lines = [f"dashboard: {url}/"]
+        if not self.settings.jwt_secret_is_dev:
+            lines.append("  sign in with a token from your platform (or `vmpulse token --user ID`)")
+            return "\n".join(lines)
+        for user in self.users:
+            token = issue_token(self.settings.jwt_secret, user, admin=user == "admin")
+            lines.append(f"  sign in as {user:<6} {url}/#token={token}")
+        return "\n".join(lines)
 
 
 def tune_gc() -> None:
@@ -176,7 +201,7 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
                 Bridge(settings, metrics=BridgeMetrics(prometheus_client.REGISTRY)),
                 gateway,
                 FleetService(settings.socket_dir, vm_ids, interval_s),
-                Announcer(settings, gateway),
+                Announcer(settings, gateway, demo_user_ids() if vm_ids else []),
             ]
             if settings.libvirt_uri:
                 from agents.hypervisor import HypervisorWatcher
