@@ -278,6 +278,20 @@ def _paths() -> dict[str, Any]:
                 body="QueryRequest",
             )
         },
+        "/api/admin/overview": {
+            "get": {
+                "summary": "Admins: this instance's delivery figures and the DLQ counted by reason "
+                "(what the dashboard's admin panel shows; docs/SOCKETIO.md lists the keys).",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": {
+                        "description": "`{gateway, deliveries, dlq}`.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **{str(status): _error(status) for status in (*api, 403)},
+                },
+            }
+        },
         "/debug/connections": {
             "get": _operation(
                 "Admins: the Socket.IO connections of this instance.",
