@@ -165,6 +165,11 @@ class Api:
         self.url = url
         self.headers = {"Authorization": f"Bearer {issue_token(DEV_JWT_SECRET, ADMIN, admin=True)}"}
 
+    async def known(self) -> bool:
+        """Whether the gateway accepts this admin's token (it has read the directory record)."""
+        async with self.http.get(f"{self.url}/api/vms", headers=self.headers) as resp:
+            return resp.status == 200
+
     async def query(self, sql: str) -> list[list[Any]]:
         async with self.http.post(
             f"{self.url}/api/query", json={"sql": sql}, headers=self.headers
@@ -208,6 +213,11 @@ async def test_both_dialects_are_stored_and_every_malformed_line_explained(
     client.on("metricsUpdate", lambda data: updates.append(data))
     async with aiohttp.ClientSession() as http:
         api = Api(http, url)
+        # the admin was just put in the directory: the gateway knows it shortly
+        deadline = time.monotonic() + 30
+        while not await api.known():
+            assert time.monotonic() < deadline, "the gateway never learned the test's admin"
+            await asyncio.sleep(0.2)
         await client.connect(url, auth={"token": api.headers["Authorization"][7:]}, wait_timeout=10)
         try:
             for vm in watched:  # the gateway sees the directory records shortly
