@@ -1,0 +1,699 @@
+"""The gateway's Engine.IO layer: lean sockets that write straight to their transport.
+
+python-engineio's ``AsyncSocket`` gives every connection an ``asyncio.Queue``,
+a writer task woken once per packet (one ``send`` system call per frame), a
+ping task sleeping 25 s, and a task plus a timer per received message. At
+thousands of sockets those tasks and queues were most of the memory per
+connection and much of the CPU at fan-out. Here, with the same wire protocol
+(Engine.IO v4, both transports and the upgrade between them):
+
+- a socket (:class:`EngineSocket`, ``__slots__``) keeps what it must send in
+  an :class:`~gateway.outbox.Outbox` bounded in bytes. A websocket's packets
+  are written by one flush per event-loop turn for all sockets that got
+  something (:class:`_Flusher`): the frames a socket got during a batch of
+  outbound events leave in one ``write``, and a frame shared by a room is
+  built once (:class:`Frame`). A transport that cannot take more (the peer
+  does not read) makes the socket wait for it to drain, without a task until
+  then; past the byte bound the session ends as a slow consumer: its backlog
+  is dropped, a farewell packet and CLOSE are written, the transport is
+  aborted if the peer has not gone after :data:`CLOSE_GRACE_S`.
+- pings, pong deadlines and the deadline for a Socket.IO CONNECT are kept by
+  one heartbeat task for the whole server (gateway/deadlines.py), not a task
+  per socket. A session that has not connected a namespace within
+  ``connect_timeout_s`` (just opened, refused, or left by its namespace) is
+  closed.
+- sessions that have not sent a CONNECT yet are counted (:attr:`EngineServer.waiting`)
+  so that the namespace's connection cap counts them with the connected ones;
+  and every session, whatever its state, counts against ``max_sessions``:
+  past it the handshake itself is refused (HTTP 503), so sessions that never
+  connect (or were refused) cannot pile up.
+- the receive loop runs in the aiohttp request's own task, without a task
+  and a timer per message; a peer that is gone is found by the ping deadline.
+
+:class:`SocketIOServer` plugs this server under python-socketio and keeps
+only the handshake fields that the namespace reads of each session's environ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import engineio
+import socketio
+from aiohttp import WSMsgType, web
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
+from engineio import payload as eio_payload
+
+from gateway.deadlines import Deadlines
+from gateway.outbox import Outbox, encode_frame
+from gateway.stats import GatewayStats
+
+__all__ = [
+    "CLOSE_GRACE_S",
+    "HEARTBEAT_TICK_S",
+    "TOO_MANY_SESSIONS",
+    "EngineServer",
+    "EngineSocket",
+    "Frame",
+    "SocketIOServer",
+]
+
+log = logging.getLogger(__name__)
+
+CLOSE_GRACE_S = 2.0
+"""After the server closes a websocket, how long the peer has to read the goodbye and go."""
+HEARTBEAT_TICK_S = 0.5
+"""Resolution of pings, pong deadlines and CONNECT deadlines."""
+TOO_MANY_SESSIONS = "Too many connections"
+
+_MAX_WRITE_BATCH = 256 * 1024
+"""A flush writes at most about this much at once; the rest goes on the next turn."""
+
+# The environ keys a session keeps after its handshake: what the namespace reads
+# (token header, transport) and what a log line may want. The full environ holds
+# every request header and is the biggest per-session object python-socketio keeps.
+_ENVIRON_KEYS = (
+    "REQUEST_METHOD",
+    "QUERY_STRING",
+    "PATH_INFO",
+    "REMOTE_ADDR",
+    "HTTP_AUTHORIZATION",
+    "HTTP_ORIGIN",
+    "HTTP_USER_AGENT",
+    "HTTP_X_FORWARDED_FOR",
+)
+
+
+class Frame(eio_packet.Packet):  # type: ignore[misc]
+    """An Engine.IO packet that carries its websocket frame, built once.
+
+    Sent to many sockets (a room's event, a ping), the frame bytes are shared.
+    """
+
+    def __init__(self, packet_type: int = eio_packet.NOOP, data: Any = None) -> None:
+        super().__init__(packet_type, data)
+        self.ws_frame = _build_frame(self)
+
+
+def _build_frame(pkt: eio_packet.Packet) -> bytes:
+    encoded = pkt.encode()
+    if isinstance(encoded, bytes | bytearray):
+        return encode_frame(bytes(encoded), binary=True)
+    return encode_frame(encoded.encode("utf-8"))
+
+
+def _frame_of(pkt: eio_packet.Packet) -> bytes:
+    if type(pkt) is Frame:
+        frame: bytes = pkt.ws_frame
+        return frame
+    return _build_frame(pkt)
+
+
+_PING = Frame(eio_packet.PING)
+_NOOP = eio_packet.Packet(eio_packet.NOOP)
+
+
+class _Flusher:
+    """Writes every socket that got packets this turn, once, after the turn's work."""
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[EngineSocket] = []
+        self._scheduled = False
+
+    def mark(self, sock: EngineSocket) -> None:
+        self._dirty.append(sock)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for sock in dirty:
+            try:
+                sock.flush()
+            except Exception:
+                log.exception("writing to socket %s failed", sock.sid)
+
+
+class EngineSocket:
+    """One Engine.IO session: the interface python-engineio's server expects, lean.
+
+    Public to engine.io: ``sid``, ``connected``, ``upgrading``, ``upgraded``,
+    ``closing``, ``closed``, ``session``, :meth:`send`, :meth:`close`,
+    :meth:`handle_get_request`, :meth:`handle_post_request`. Public to the
+    gateway: :meth:`push` (synchronous send, used by fan-out), ``admitted``.
+    """
+
+    __slots__ = (
+        "_dirty",
+        "_draining",
+        "_ended",
+        "_protocol",
+        "_session",
+        "_transport",
+        "_waiter",
+        "_ws",
+        "closed",
+        "closing",
+        "connect_stamp",
+        "connected",
+        "knocked",
+        "last_ping",
+        "outbox",
+        "overflowed",
+        "ping_stamp",
+        "server",
+        "sid",
+        "upgraded",
+        "upgrading",
+    )
+
+    upgrade_protocols = ("websocket",)
+
+    def __init__(self, server: EngineServer, sid: str, limit: int) -> None:
+        self.server = server
+        self.sid = sid
+        self.outbox = Outbox(limit)
+        self.connected = False
+        self.upgrading = False
+        self.upgraded = False
+        self.closing = False
+        self.closed = False
+        self.overflowed = False
+        self.knocked = False  # has sent a Socket.IO CONNECT (accepted or not)
+        self.last_ping: float | None = None
+        self.ping_stamp = 0.0
+        self.connect_stamp = 0.0
+        self._session: dict[str, Any] | None = None
+        self._ws: web.WebSocketResponse | None = None
+        self._transport: asyncio.Transport | None = None
+        self._protocol: Any = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._dirty = False
+        self._draining = False
+        self._ended: asyncio.Future[None] | None = None
+
+    @property
+    def session(self) -> dict[str, Any]:
+        if self._session is None:
+            self._session = {}
+        return self._session
+
+    @session.setter
+    def session(self, value: dict[str, Any]) -> None:
+        self._session = value
+
+    # -- sending ---------------------------------------------------------------
+
+    def push(self, pkt: eio_packet.Packet) -> bool:
+        """Queue ``pkt`` to be written; False if the session is ending or went over its bound."""
+        if self.closed or self.closing or self.overflowed:
+            return False
+        frame = _frame_of(pkt)
+        extra = 0
+        transport = self._transport
+        if transport is not None and self._protocol.writing_paused:
+            extra = transport.get_write_buffer_size()
+        if not self.outbox.push(pkt, len(frame), extra=extra):
+            self._overflow()
+            return False
+        self._wake()
+        return True
+
+    def backlog(self) -> int:
+        """Bytes given to this socket that its peer has not taken: outbox and transport buffer."""
+        transport = self._transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self.outbox.pending_bytes + buffered
+
+    async def send(self, pkt: eio_packet.Packet) -> None:
+        """engine.io's send: the same as :meth:`push` (it never has to wait)."""
+        self.push(pkt)
+
+    def _force(self, pkt: eio_packet.Packet) -> None:
+        self.outbox.force(pkt, len(_frame_of(pkt)))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._transport is not None:
+            if not self._dirty:
+                self._dirty = True
+                self.server.flusher.mark(self)
+        elif self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def flush(self, *, force: bool = False) -> None:
+        """Write what is waiting to the websocket, unless its peer is not reading."""
+        self._dirty = False
+        transport = self._transport
+        if transport is None or not self.outbox:
+            return
+        if transport.is_closing():
+            self.outbox.clear()
+            return
+        if self._protocol.writing_paused and not force:
+            self._wait_for_drain()
+            return
+        items = self.outbox.take()
+        if len(items) == 1:
+            transport.write(_frame_of(items[0]))
+            return
+        chunk: list[bytes] = []
+        size = 0
+        for pkt in items:
+            frame = _frame_of(pkt)
+            chunk.append(frame)
+            size += len(frame)
+            if size >= _MAX_WRITE_BATCH:
+                transport.write(b"".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            transport.write(b"".join(chunk))
+
+    def _wait_for_drain(self) -> None:
+        if self._draining or self._protocol is None:
+            return
+        self._draining = True
+        self.server.start_background_task(self._drain)
+
+    async def _drain(self) -> None:
+        try:
+            # aiohttp's protocol resolves this when the transport's buffer drains,
+            # or fails it when the connection is lost.
+            await self._protocol._drain_helper()
+        except (ConnectionError, RuntimeError):
+            return
+        finally:
+            self._draining = False
+        self.flush()
+
+    def _overflow(self) -> None:
+        """Over the byte bound: drop the backlog, say why, and end the session."""
+        self.overflowed = True
+        self.outbox.clear()
+        self.server.slow_consumer(self)
+
+    # -- long polling ----------------------------------------------------------
+
+    async def poll(self) -> list[eio_packet.Packet]:
+        """Wait for packets for a long-polling GET; [] once the session is closed."""
+        if not self.outbox:
+            if self.closed:
+                return []
+            if self._waiter is not None:
+                # Two GETs of one session at once: the client is broken (Node's
+                # engine.io closes such a session too).
+                raise eio_exceptions.QueueEmpty()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                raise eio_exceptions.QueueEmpty() from None
+            finally:
+                self._waiter = None
+        return self.outbox.take()
+
+    async def handle_get_request(self, environ: dict[str, Any]) -> Any:
+        connections = [s.strip() for s in environ.get("HTTP_CONNECTION", "").lower().split(",")]
+        transport = environ.get("HTTP_UPGRADE", "").lower()
+        if "upgrade" in connections and transport in self.upgrade_protocols:
+            return await self._upgrade_websocket(environ)
+        if self.upgrading or self.upgraded:
+            # Upgrading to websocket: the polling endpoint returns nothing more.
+            return [eio_packet.Packet(eio_packet.NOOP)]
+        try:
+            return await self.poll()
+        except eio_exceptions.QueueEmpty:
+            await self.close(wait=False, reason=self.server.reason.TRANSPORT_ERROR)
+            raise
+
+    async def handle_post_request(self, environ: dict[str, Any]) -> None:
+        length = int(environ.get("CONTENT_LENGTH", "0"))
+        if length > self.server.max_http_buffer_size:
+            raise eio_exceptions.ContentTooLongError()
+        body = (await environ["wsgi.input"].read(length)).decode("utf-8")
+        for pkt in eio_payload.Payload(encoded_payload=body).packets:
+            await self.receive(pkt)
+
+    # -- receiving -------------------------------------------------------------
+
+    async def receive(self, pkt: eio_packet.Packet) -> None:
+        kind = pkt.packet_type
+        if kind == eio_packet.PONG:
+            # Only the answer to our own ping counts: unsolicited pongs must not
+            # add deadlines (a client could otherwise grow the heartbeat queue).
+            if self.last_ping is not None:
+                self.last_ping = None
+                self.server.heartbeat_answered(self)
+        elif kind == eio_packet.MESSAGE:
+            await self.server._trigger_event(
+                "message", self.sid, pkt.data, run_async=self.server.async_handlers
+            )
+        elif kind == eio_packet.UPGRADE:
+            self.push(eio_packet.Packet(eio_packet.NOOP))
+        elif kind == eio_packet.CLOSE:
+            await self.close(wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT)
+        else:
+            raise eio_exceptions.UnknownPacketError()
+
+    # -- websocket -------------------------------------------------------------
+
+    async def _upgrade_websocket(self, environ: dict[str, Any]) -> Any:
+        if self.upgraded:
+            raise OSError("Socket has been upgraded already")
+        # No permessage-deflate: aiohttp would deflate every frame separately for
+        # every socket (the same small JSON once per recipient); Node's socket.io
+        # server ships with perMessageDeflate off too.
+        ws = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False, timeout=CLOSE_GRACE_S
+        )
+        await ws.prepare(environ["aiohttp.request"])
+        await self._serve_websocket(ws)
+        return ws
+
+    async def _receive_text(self, ws: web.WebSocketResponse) -> str | bytes | None:
+        msg = await ws.receive()
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            data: str | bytes = msg.data
+            return data
+        return None
+
+    async def _serve_websocket(self, ws: web.WebSocketResponse) -> None:
+        if self.connected:
+            # An upgrade from long polling: probe, then the UPGRADE packet.
+            self.upgrading = True
+            data = await self._receive_text(ws)
+            probe = None if data is None else eio_packet.Packet(encoded_packet=data)
+            if probe is None or probe.packet_type != eio_packet.PING or probe.data != "probe":
+                self.upgrading = False
+                return
+            await ws.send_str(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+            self._force(eio_packet.Packet(eio_packet.NOOP))  # ends the pending long poll
+            data = await self._receive_text(ws)
+            if data is None or eio_packet.Packet(encoded_packet=data).packet_type != (
+                eio_packet.UPGRADE
+            ):
+                self.upgrading = False
+                return
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+        self._attach(ws)
+        try:
+            while True:
+                data = await self._receive_text(ws)
+                if data is None:
+                    break
+                try:
+                    pkt = eio_packet.Packet(encoded_packet=data)
+                except (ValueError, IndexError, TypeError):
+                    break  # not Engine.IO: a protocol error ends the session
+                try:
+                    await self.receive(pkt)
+                except eio_exceptions.UnknownPacketError:
+                    pass
+                except eio_exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    log.exception("socket %s: receive failed", self.sid)
+        finally:
+            self._detach()
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            if self._ended is not None and not self._ended.done():
+                self._ended.set_result(None)
+
+    def _attach(self, ws: web.WebSocketResponse) -> None:
+        writer = ws._writer
+        assert writer is not None
+        self._ws = ws
+        self._transport = writer.transport
+        self._protocol = writer.protocol
+        if self.outbox:
+            self._dirty = True
+            self.flush()
+
+    def _detach(self) -> None:
+        self._transport = None
+        self._protocol = None
+        self._ws = None
+
+    def _end_websocket(self) -> None:
+        """Write what is left (the CLOSE packet last) and let the peer close.
+
+        Clients close the websocket on the CLOSE packet; one that has not
+        within :data:`CLOSE_GRACE_S` (it does not read, or ignores it) has its
+        transport aborted. Aborting a transport that closed already is a no-op.
+        """
+        transport = self._transport
+        if transport is None:
+            return
+        self.flush(force=True)
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_S, transport.abort)
+
+    # -- closing ---------------------------------------------------------------
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        """End the session; ``wait``: until a websocket's closing handshake is over.
+
+        (Bounded: the peer has :data:`CLOSE_GRACE_S` to close. A long poll is
+        not waited for, it may never come back.)
+        """
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        await self.server._trigger_event(
+            "disconnect", self.sid, reason or self.server.reason.SERVER_DISCONNECT, run_async=False
+        )
+        if not abort:
+            self._force(eio_packet.Packet(eio_packet.CLOSE))
+        self.closed = True
+        self.server.forget(self)
+        if self._transport is not None:
+            if abort:
+                self.outbox.clear()
+            ended = None
+            if wait:
+                ended = self._ended = asyncio.get_running_loop().create_future()
+            self._end_websocket()
+            if ended is not None:
+                await asyncio.wait([ended], timeout=CLOSE_GRACE_S + 1.0)
+        elif self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    """python-engineio's server with :class:`EngineSocket` sessions and one heartbeat.
+
+    Settings beyond engine.io's: ``max_sessions`` (the hard ceiling on
+    sessions in any state), ``outbox_limit`` (bytes per session),
+    ``connect_timeout_s``. :attr:`waiting` counts the sessions that have not
+    sent a Socket.IO CONNECT yet. Also remembers the tasks it starts so that
+    the service's stop can cancel them.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        max_sessions: int = 10_000,
+        outbox_limit: int = 4 * 1024 * 1024,
+        connect_timeout_s: float = 5.0,
+        stats: GatewayStats | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs["monitor_clients"] = False  # the heartbeat task replaces engine.io's
+        super().__init__(*args, **kwargs)
+        self.background_tasks: set[asyncio.Future[Any]] = set()
+        self.max_sessions = max_sessions
+        self.waiting = 0
+        self.outbox_limit = outbox_limit
+        self.stats = stats if stats is not None else GatewayStats()
+        self.flusher = _Flusher()
+        self.is_admitted: Callable[[str], bool] = lambda sid: True
+        self.farewell: eio_packet.Packet | None = None
+        """Written to a slow consumer before it is dropped (set by the Socket.IO layer)."""
+        self._pings: Deadlines[EngineSocket] = Deadlines(self.ping_interval)
+        self._pongs: Deadlines[EngineSocket] = Deadlines(self.ping_timeout)
+        self._connects: Deadlines[EngineSocket] = Deadlines(connect_timeout_s)
+        self._heartbeat: asyncio.Future[Any] | None = None
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        task = super().start_background_task(target, *args, **kwargs)
+        self.background_tasks.add(task)
+        task.add_done_callback(self.background_tasks.discard)
+        return task
+
+    async def _handle_connect(
+        self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None
+    ) -> Any:
+        """engine.io's handshake, with the session cap and an :class:`EngineSocket`."""
+        if len(self.sockets) >= self.max_sessions:
+            self.stats.connections_refused.labels("process_limit").inc()
+            return {
+                "status": "503 SERVICE UNAVAILABLE",
+                "headers": [("Content-Type", "application/json")],
+                "response": eio_packet.Packet.json.dumps({"message": TOO_MANY_SESSIONS}).encode(),
+            }
+        if self._heartbeat is None:
+            self._heartbeat = self.start_background_task(self._beat)
+        sid = self.generate_id()
+        sock = EngineSocket(self, sid, self.outbox_limit)
+        self.sockets[sid] = sock
+        self.waiting += 1
+        sock.push(
+            eio_packet.Packet(
+                eio_packet.OPEN,
+                {
+                    "sid": sid,
+                    "upgrades": self._upgrades(sid, transport),
+                    "pingTimeout": int(self.ping_timeout * 1000),
+                    "pingInterval": int(self.ping_interval + self.ping_interval_grace_period)
+                    * 1000,
+                    "maxPayload": self.max_http_buffer_size,
+                },
+            )
+        )
+        ret = await self._trigger_event("connect", sid, environ, run_async=False)
+        if ret is not None and ret is not True:
+            self.forget(sock)
+            return self._unauthorized(ret or None)
+        now = time.monotonic()
+        sock.ping_stamp = self._pings.set(sock, now)
+        sock.connect_stamp = self._connects.set(sock, now)
+        if transport == "websocket":
+            ret = await sock.handle_get_request(environ)
+            if sock.closed:
+                self.forget(sock)
+            return ret
+        sock.connected = True
+        try:
+            return self._ok(await sock.poll(), jsonp_index=jsonp_index)
+        except eio_exceptions.QueueEmpty:
+            return self._bad_request()
+
+    def forget(self, sock: EngineSocket) -> None:
+        """A closed session leaves the table at once, so it stops counting against the caps."""
+        if self.sockets.get(sock.sid) is sock:
+            del self.sockets[sock.sid]
+            self.knocked(sock)
+
+    def knocked(self, sock: EngineSocket) -> None:
+        """The session sent its first Socket.IO CONNECT (or left): it no longer waits."""
+        if not sock.knocked:
+            sock.knocked = True
+            self.waiting -= 1
+
+    def expect_connect(self, sid: str) -> None:
+        """(Re)start the CONNECT deadline of a session that has no namespace now."""
+        sock = self.sockets.get(sid)
+        if sock is not None and not (sock.closed or sock.closing):
+            sock.connect_stamp = self._connects.set(sock, time.monotonic())
+
+    def heartbeat_answered(self, sock: EngineSocket) -> None:
+        sock.ping_stamp = self._pings.set(sock, time.monotonic())
+
+    def slow_consumer(self, sock: EngineSocket) -> None:
+        """Called by a socket over its bound, from inside a send: end it in a task."""
+        self.stats.slow_consumers.inc()
+        log.info("socket %s does not read what it is sent: ending it (slow consumer)", sock.sid)
+        self.start_background_task(self._end_slow_consumer, sock)
+
+    async def _end_slow_consumer(self, sock: EngineSocket) -> None:
+        if sock.closed:
+            return
+        if self.farewell is not None:
+            sock._force(self.farewell)
+        await sock.close(wait=False, reason=self.reason.TRANSPORT_ERROR)
+        if sock._waiter is None and sock._transport is None:
+            # Long polling: what is left is for a GET that may never come.
+            sock.outbox.clear()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_TICK_S)
+            try:
+                await self._beat_once(time.monotonic())
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _beat_once(self, now: float) -> None:
+        for sock, stamp in self._pings.due(now):
+            if sock.closed or sock.ping_stamp != stamp or sock.last_ping is not None:
+                continue
+            sock.last_ping = self._pongs.set(sock, now)
+            sock.push(_PING)
+        for sock, stamp in self._pongs.due(now):
+            if not sock.closed and sock.last_ping == stamp:
+                await sock.close(wait=False, reason=self.reason.PING_TIMEOUT)
+        for sock, stamp in self._connects.due(now):
+            if sock.closed or sock.connect_stamp != stamp or self.is_admitted(sock.sid):
+                continue
+            self.stats.connect_timeouts.inc()
+            await sock.close(wait=False, reason=self.reason.TRANSPORT_ERROR)
+
+    async def shutdown(self) -> None:
+        await super().shutdown()
+        for deadlines in (self._pings, self._pongs, self._connects):
+            deadlines.clear()
+
+
+class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio on :class:`EngineServer`.
+
+    A session counts as admitted while it has a Socket.IO connection on ``/``.
+    When that connection ends (client DISCONNECT, the server's disconnect) the
+    session gets a new CONNECT deadline; a refused CONNECT does not restart the
+    deadline set at the handshake, so retrying bad tokens cannot keep a
+    session alive.
+    """
+
+    def __init__(self, *args: Any, engine_options: dict[str, Any] | None = None, **kwargs: Any):
+        # python-socketio builds its engine.io server inside its own __init__.
+        self._engine_options = dict(engine_options or {})
+        super().__init__(*args, **kwargs)
+        self.eio.is_admitted = self._admitted
+
+    def _engineio_server_class(self) -> Callable[..., EngineServer]:
+        options = self._engine_options
+
+        def make(*args: Any, **kwargs: Any) -> EngineServer:
+            return EngineServer(*args, **options, **kwargs)
+
+        return make
+
+    def _admitted(self, eio_sid: str) -> bool:
+        return self.manager.sid_from_eio_sid(eio_sid, "/") is not None
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None:
+            self.eio.knocked(sock)
+        await super()._handle_connect(eio_sid, namespace, data)
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        self.environ[eio_sid] = {k: environ[k] for k in _ENVIRON_KEYS if k in environ}
+
+    async def _handle_disconnect(
+        self, eio_sid: str, namespace: str | None, reason: Any = None
+    ) -> None:
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+        self.eio.expect_connect(eio_sid)
+
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
+        await super().disconnect(sid, namespace, ignore_queue)
+        if eio_sid is not None:
+            self.eio.expect_connect(eio_sid)
