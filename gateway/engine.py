@@ -72,7 +72,7 @@ HEARTBEAT_TICK_S = 0.5
 TOO_MANY_SESSIONS = "Too many connections"
 
 _MAX_WRITE_BATCH = 256 * 1024
-"""A flush writes at most about this much at once; the rest goes on the next turn."""
+"""About the most one write carries; a socket with this much waiting is written at once."""
 
 # The environ keys a session keeps after its handshake: what the namespace reads
 # (token header, transport) and what a log line may want. The full environ holds
@@ -218,14 +218,19 @@ class EngineSocket:
         if self.closed or self.closing or self.overflowed:
             return False
         frame = _frame_of(pkt)
-        extra = 0
         transport = self._transport
-        if transport is not None and self._protocol.writing_paused:
-            extra = transport.get_write_buffer_size()
+        paused = transport is not None and self._protocol.writing_paused
+        # While the peer is not reading, what its transport still holds counts too.
+        extra = transport.get_write_buffer_size() if paused and transport is not None else 0
         if not self.outbox.push(pkt, len(frame), extra=extra):
             self._overflow()
             return False
-        self._wake()
+        if transport is not None and not paused and self.outbox.pending_bytes >= _MAX_WRITE_BATCH:
+            # A burst (one Kafka batch of big events) does not wait for the end of
+            # the turn: only what the peer does not take may count against the bound.
+            self.flush()
+        else:
+            self._wake()
         return True
 
     def backlog(self) -> int:

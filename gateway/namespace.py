@@ -32,7 +32,7 @@ from typing import Any, NoReturn
 
 import socketio
 
-from gateway.auth import TokenPolicy, handshake_token, verify_token
+from gateway.auth import TokenPolicy, VerifiedTokens, handshake_token
 from gateway.consumer import OutboundConsumer, RecentMetrics, positioned
 from gateway.exceptions import AuthError, UnknownUser
 from gateway.fanout import send_backlog, send_to_sid, send_to_sid_now
@@ -128,6 +128,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         super().__init__(namespace)
         self._directory = directory
         self._policy = policy
+        self._tokens = VerifiedTokens(policy)
         self._namespace_of = namespace_of
         self._recent = recent
         self._stats = stats if stats is not None else GatewayStats()
@@ -140,6 +141,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         # get a full bucket each time); refilled buckets are pruned instead.
         self._resume_limiter = RateLimiter(resumes_per_minute)
         self._prune_resumes_at = 1024
+        self.replay_chunk = REPLAY_CHUNK
         self._conns: dict[str, _Conn] = {}
         self._by_user: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -189,7 +191,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if len(self._conns) + self._waiting_sessions() >= self._max_connections:
             self._refuse(sid, "process_limit", TOO_MANY_CONNECTIONS)
         try:
-            identity = verify_token(handshake_token(auth, environ), self._policy)
+            identity = self._tokens.verify(handshake_token(auth, environ))
             user = self._directory.users.get(identity.user_id)
             if user is None:
                 raise UnknownUser()
@@ -272,10 +274,11 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 if not allowed:
                     await self._finish_resume(sid, conn, ResumeStatus.RATE_LIMITED, (), wanted, 0)
                     return
+                self._stats.replay_chunks.inc()
                 result = (
-                    consumer.log.since(last, limit=REPLAY_CHUNK)
+                    consumer.log.since(last, limit=self.replay_chunk)
                     if cursor is None
-                    else consumer.log.since_offsets(cursor, limit=REPLAY_CHUNK)
+                    else consumer.log.since_offsets(cursor, limit=self.replay_chunk)
                 )
                 if result.status is ResumeStatus.AHEAD and loop.time() < deadline:
                     ahead = True

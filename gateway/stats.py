@@ -90,6 +90,11 @@ class GatewayStats:
             "Reconnects with lastPosition answered with resync by the per-user resume rate",
             registry=r,
         )
+        self.replay_chunks = Counter(
+            "vmpulse_gateway_replay_chunks",
+            "Holds of the outbound consumer's lock by resumes (each replays a bounded chunk)",
+            registry=r,
+        )
         self.per_user: dict[str, UserDeliveries] = {}
         self._lag: Callable[[], int] | None = None
 
