@@ -22,10 +22,10 @@ from aiohttp import web
 from gateway.api import GatewayApi, Query, cors_middleware
 from gateway.auth import TokenPolicy
 from gateway.consumer import OutboundConsumer, RecentMetrics
-from gateway.engine import SocketIOServer
 from gateway.fanout import emit_to_room, event_frame
 from gateway.namespace import SESSION_ENDED_EVENT, SLOW_CONSUMER, GatewayNamespace
 from gateway.rooms import namespace_function
+from gateway.server import SocketIOServer
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory

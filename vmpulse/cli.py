@@ -131,9 +131,14 @@ def _cmd_hypervisor(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
 
+    from vmpulse.up import tune_gc
+
     # The gateway alone is all sockets: uvloop's transports and timers cost less
-    # per connection and per write than asyncio's (docs/BENCHMARKS.md).
+    # per connection and per write than asyncio's, and thousands of long-lived
+    # connection objects make the collector's default thresholds costly
+    # (docs/BENCHMARKS.md).
     _use_uvloop()
+    tune_gc()
     return _run_services(settings, lambda s: GatewayService(s))
 
 

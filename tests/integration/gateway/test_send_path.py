@@ -27,7 +27,8 @@ import aiohttp
 import pytest
 import socketio
 
-from gateway.engine import CLOSE_GRACE_S, HEARTBEAT_TICK_S, EngineSocket
+from gateway.engine import CLOSE_GRACE_S, EngineSocket
+from gateway.server import HEARTBEAT_TICK_S
 from gateway.service import GatewayService
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
