@@ -288,7 +288,7 @@ class EngineSocket:
         connections = [s.strip() for s in environ.get("HTTP_CONNECTION", "").lower().split(",")]
         transport = environ.get("HTTP_UPGRADE", "").lower()
         if "upgrade" in connections and transport in self.upgrade_protocols:
-            return await self._upgrade_websocket(environ)
+            return await self.serve_websocket(environ)
         if self.upgrading or self.upgraded:
             # Upgrading to websocket: the polling endpoint returns nothing more.
             return [eio_packet.Packet(eio_packet.NOOP)]
@@ -329,7 +329,13 @@ class EngineSocket:
 
     # -- websocket -------------------------------------------------------------
 
-    async def _upgrade_websocket(self, environ: dict[str, Any]) -> Any:
+    async def serve_websocket(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        """Upgrade the request to a websocket and receive on it until it ends.
+
+        One coroutine for the whole life of the websocket, and no helper
+        coroutine awaited inside the loop: every frame on the request's stack
+        lives as long as the connection, once per connection.
+        """
         if self.upgraded:
             raise OSError("Socket has been upgraded already")
         # No permessage-deflate: aiohttp would deflate every frame separately for
@@ -339,33 +345,20 @@ class EngineSocket:
             max_msg_size=self.server.max_http_buffer_size, compress=False, timeout=CLOSE_GRACE_S
         )
         await ws.prepare(environ["aiohttp.request"])
-        await self._serve_websocket(ws)
-        return ws
-
-    async def _receive_text(self, ws: web.WebSocketResponse) -> str | bytes | None:
-        msg = await ws.receive()
-        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            data: str | bytes = msg.data
-            return data
-        return None
-
-    async def _serve_websocket(self, ws: web.WebSocketResponse) -> None:
+        del environ  # the request's headers need not live as long as the socket
         if self.connected:
-            # An upgrade from long polling: probe, then the UPGRADE packet.
+            # An upgrade from long polling: a probe, then the UPGRADE packet.
             self.upgrading = True
-            data = await self._receive_text(ws)
-            probe = None if data is None else eio_packet.Packet(encoded_packet=data)
-            if probe is None or probe.packet_type != eio_packet.PING or probe.data != "probe":
+            msg = await ws.receive()
+            if msg.type is not WSMsgType.TEXT or msg.data != "2probe":
                 self.upgrading = False
-                return
-            await ws.send_str(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+                return ws
+            await ws.send_str("3probe")
             self._force(eio_packet.Packet(eio_packet.NOOP))  # ends the pending long poll
-            data = await self._receive_text(ws)
-            if data is None or eio_packet.Packet(encoded_packet=data).packet_type != (
-                eio_packet.UPGRADE
-            ):
+            msg = await ws.receive()
+            if msg.type is not WSMsgType.TEXT or msg.data != "5":
                 self.upgrading = False
-                return
+                return ws
             self.upgraded = True
             self.upgrading = False
         else:
@@ -374,11 +367,11 @@ class EngineSocket:
         self._attach(ws)
         try:
             while True:
-                data = await self._receive_text(ws)
-                if data is None:
+                msg = await ws.receive()
+                if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
                     break
                 try:
-                    pkt = eio_packet.Packet(encoded_packet=data)
+                    pkt = eio_packet.Packet(encoded_packet=msg.data)
                 except (ValueError, IndexError, TypeError):
                     break  # not Engine.IO: a protocol error ends the session
                 try:
@@ -394,6 +387,7 @@ class EngineSocket:
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
             if self._ended is not None and not self._ended.done():
                 self._ended.set_result(None)
+        return ws
 
     def _attach(self, ws: web.WebSocketResponse) -> None:
         writer = ws._writer

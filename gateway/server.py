@@ -31,6 +31,7 @@ from typing import Any
 import engineio
 import msgspec
 import socketio
+from aiohttp import web
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 
@@ -67,6 +68,49 @@ _ENVIRON_KEYS = (
 )
 _encode = msgspec.json.Encoder().encode
 
+# The request headers engine.io, python-socketio and the namespace read; the
+# environ of a websocket's handshake lives as long as the websocket.
+_HEADERS = {
+    name: "HTTP_" + name.upper().replace("-", "_")
+    for name in (
+        "Host",
+        "Origin",
+        "Upgrade",
+        "Connection",
+        "Authorization",
+        "Accept-Encoding",
+        "Access-Control-Request-Method",
+        "Access-Control-Request-Headers",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        "User-Agent",
+    )
+}
+
+
+def _translate_request(request: web.Request) -> dict[str, Any]:
+    """engine.io's aiohttp environ, with only the fields something here reads."""
+    environ: dict[str, Any] = {
+        "wsgi.input": request.content,
+        "REQUEST_METHOD": request.method,
+        "QUERY_STRING": request.query_string or "",
+        "PATH_INFO": request.path,
+        "REMOTE_ADDR": "127.0.0.1",
+        "aiohttp.request": request,
+    }
+    headers = request.headers
+    for name, key in _HEADERS.items():
+        value = headers.get(name)
+        if value is not None:
+            environ[key] = value
+    for name, key in (("Content-Type", "CONTENT_TYPE"), ("Content-Length", "CONTENT_LENGTH")):
+        value = headers.get(name)
+        if value is not None:
+            environ[key] = value
+    environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
+    return environ
+
 
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     """python-engineio's server with :class:`EngineSocket` sessions and one heartbeat.
@@ -90,6 +134,8 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         kwargs["monitor_clients"] = False  # the heartbeat task replaces engine.io's
         super().__init__(*args, **kwargs)
         self.background_tasks: set[asyncio.Future[Any]] = set()
+        # A copy: the driver table is module-level and shared with other servers.
+        self._async = {**self._async, "translate_request": _translate_request}  # type: ignore[has-type]
         self.max_sessions = max_sessions
         self.waiting = 0
         self.outbox_limit = outbox_limit
@@ -134,6 +180,7 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
             "maxPayload": self.max_http_buffer_size,
         }
         sock.push(Frame(eio_packet.OPEN, _encode(handshake).decode()))
+        del handshake  # this frame lives as long as a websocket: keep it small
         ret = await self._trigger_event("connect", sid, environ, run_async=False)
         if ret is not None and ret is not True:
             self.forget(sock)
@@ -142,7 +189,8 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         sock.ping_stamp = self._pings.set(sock, now)
         sock.connect_stamp = self._connects.set(sock, now)
         if transport == "websocket":
-            ret = await sock.handle_get_request(environ)
+            # engine.io checked that this is an upgrade request.
+            ret = await sock.serve_websocket(environ)
             if sock.closed:
                 self.forget(sock)
             return ret

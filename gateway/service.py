@@ -37,6 +37,12 @@ __all__ = ["GatewayService"]
 
 log = logging.getLogger(__name__)
 
+# Connections the kernel may queue before accept. aiohttp's default (128) overflows
+# when many browsers reconnect at once (a gateway restart): the kernel then drops
+# SYNs and each client waits out a retransmission (1 s, 3 s, ...). Node's is 511;
+# the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 2048
+
 
 class GatewayService(mode.Service):  # type: ignore[misc]
     """Socket.IO + HTTP gateway fed by ``events.outbound``.
@@ -243,7 +249,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.gateway_host, settings.gateway_port)
+        site = web.TCPSite(
+            self._runner, settings.gateway_host, settings.gateway_port, backlog=LISTEN_BACKLOG
+        )
         await site.start()
         self._port = int(self._runner.addresses[0][1])
         log.info("gateway listening on %s", self.url)

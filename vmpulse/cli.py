@@ -130,7 +130,6 @@ def _cmd_hypervisor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
-
     from vmpulse.up import tune_gc
 
     # The gateway alone is all sockets: uvloop's transports and timers cost less

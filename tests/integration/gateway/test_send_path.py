@@ -263,3 +263,30 @@ async def test_reconnects_with_resume_are_rate_limited_per_user(
         auth = {"token": token(settings, "root"), "lastPosition": position}
         root = await connect(gw.url, auth, into=opened)
         await root.wait_for("resumed")
+
+
+async def test_long_polling_upgrades_to_websocket_without_losing_order(
+    settings: Settings, topics_ready: Topics, opened: list[Client]
+) -> None:
+    """The default client way: long polling first, then the upgrade, events in order across it."""
+    await put_directory(settings, *DIRECTORY)
+    async with running(settings) as gw:
+        client = await connect(
+            gw.url,
+            {"token": token(settings, "alice")},
+            transports=("polling", "websocket"),
+            into=opened,
+        )
+        ns = (await client.wait_for("connected"))["namespace"]
+        events = [
+            OutboundEvent(resource="vms", action="update", data={"n": n}, users=["alice"])
+            for n in range(200)
+        ]
+        publishing = asyncio.create_task(publish(settings, *events))
+        await until(lambda: client.sio.transport() == "websocket")
+        await publishing
+        name = f"{ns}:vms:update"
+        await client.wait(lambda: len(client.named(name)) >= 200)
+        assert [p["data"]["n"] for p in client.named(name)] == list(range(200))
+        eio_sid = gw.sio.manager.eio_sid_from_sid(client.sio.get_sid("/"), "/")
+        assert gw.sio.eio.sockets[eio_sid].upgraded
