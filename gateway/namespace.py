@@ -37,7 +37,7 @@ from gateway.consumer import OutboundConsumer, RecentMetrics, positioned
 from gateway.exceptions import AuthError, UnknownUser
 from gateway.fanout import send_backlog, send_to_sid, send_to_sid_now
 from gateway.limits import RATE_LIMITED, RateLimiter
-from gateway.resume import Logged, ResumeStatus
+from gateway.resume import Logged, ResumeStatus, advance
 from gateway.rooms import ADMIN_ROOM, parse_vm_id, vm_room
 from gateway.router import route
 from gateway.stats import GatewayStats
@@ -272,7 +272,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 if conn is None:
                     return  # gone while we waited
                 if not allowed:
-                    await self._finish_resume(sid, conn, ResumeStatus.RATE_LIMITED, (), wanted, 0)
+                    await self._finish_resume(sid, conn, ResumeStatus.RATE_LIMITED, wanted, 0)
                     return
                 self._stats.replay_chunks.inc()
                 result = (
@@ -282,16 +282,21 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 )
                 if result.status is ResumeStatus.AHEAD and loop.time() < deadline:
                     ahead = True
-                elif result.status is not ResumeStatus.OK or not result.more:
-                    await self._finish_resume(
-                        sid, conn, result.status, result.entries, wanted, replayed
-                    )
+                elif result.status is not ResumeStatus.OK:
+                    await self._finish_resume(sid, conn, result.status, wanted, replayed)
                     return
                 else:
-                    # Not in its rooms yet: live events handled between chunks reach
-                    # the socket through the log, after the cursor.
-                    replayed += self._replay(sid, conn, result.entries, wanted)
-                    cursor = result.cursor
+                    # Not in its rooms yet: events handled between chunks reach the
+                    # socket through the log, after the cursor. A chunk stops early
+                    # when the socket's backlog reaches half its bound; the chunk
+                    # that ends the log, taken whole, is followed by the rooms in
+                    # the same hold of the lock.
+                    taken, sent = self._replay(sid, conn, result.entries, wanted)
+                    replayed += sent
+                    if taken == len(result.entries) and not result.more:
+                        await self._finish_resume(sid, conn, result.status, wanted, replayed)
+                        return
+                    cursor = advance(result.start, result.entries[:taken])
             if ahead:
                 try:
                     await asyncio.wait_for(consumer.wait_progress(), deadline - loop.time())
@@ -309,21 +314,30 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         allowed = [v for v in dict.fromkeys(wanted) if self._directory.may_watch(user.id, v)]
         return user, allowed, set(self._base_rooms(user)) | {vm_room(v) for v in allowed}
 
-    def _replay(self, sid: str, conn: _Conn, entries: tuple[Logged, ...], wanted: list[str]) -> int:
-        """Send ``entries``' deliveries for the socket's rooms-to-be; returns how many."""
+    def _replay(
+        self, sid: str, conn: _Conn, entries: tuple[Logged, ...], wanted: list[str]
+    ) -> tuple[int, int]:
+        """Send ``entries``' deliveries for the socket's rooms-to-be.
+
+        Returns (entries taken, deliveries sent): it stops after the entry that
+        brought the socket's backlog to half its bound.
+        """
         try:
             _, _, rooms = self._resume_rooms(conn, wanted)
         except UnknownUser:
-            return 0
+            return 0, 0
         sent = 0
-        for entry in entries:
+        for taken, entry in enumerate(entries, 1):
             for d in route(entry.event, self._directory, self._namespace_of):
                 if d.room in rooms:
                     payload = positioned(d.payload, entry.position)
                     if not send_to_sid_now(self.server, sid, d.event, payload):
-                        return sent
+                        return taken, sent
                     sent += 1
-        return sent
+            backlog = send_backlog(self.server, sid)
+            if backlog is None or backlog[0] > backlog[1] // 2:
+                return taken, sent
+        return len(entries), sent
 
     async def _drained(self, sid: str) -> bool:
         """Wait until the socket's send backlog is below half its bound; False if it stays."""
@@ -342,15 +356,9 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await asyncio.sleep(0.05)
 
     async def _finish_resume(
-        self,
-        sid: str,
-        conn: _Conn,
-        status: ResumeStatus,
-        entries: tuple[Logged, ...],
-        wanted: list[str],
-        replayed: int,
+        self, sid: str, conn: _Conn, status: ResumeStatus, wanted: list[str], replayed: int
     ) -> None:
-        """Runs under the consumer lock: the last chunk, then the rooms, with no event between."""
+        """Runs under the consumer lock, after the last chunk: the rooms, then the answer."""
         consumer = self.consumer
         assert consumer is not None
         try:
@@ -359,7 +367,6 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.disconnect(sid)
             return
         if status is ResumeStatus.OK:
-            replayed += self._replay(sid, conn, entries, wanted)
             self._stats.resume_hits.inc()
             self._stats.replayed.inc(replayed)
         else:

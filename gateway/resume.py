@@ -40,6 +40,7 @@ __all__ = [
     "ReplayLog",
     "Resume",
     "ResumeStatus",
+    "advance",
     "decode_position",
     "encode_position",
 ]
@@ -91,6 +92,7 @@ class Resume:
     entries: tuple[Logged, ...] = ()
     more: bool = False
     cursor: tuple[int, ...] = ()
+    start: tuple[int, ...] = ()  # the cursor this chunk started from
 
 
 class ReplayLog:
@@ -192,10 +194,16 @@ class ReplayLog:
             entries = tuple(itertools.islice(merged, limit + 1))
             more = len(entries) > limit
             entries = entries[:limit]
-        after = list(cursor)
-        for entry in entries:
-            after[entry.partition] = entry.offset + 1
-        return Resume(ResumeStatus.OK, entries, more, tuple(after))
+        start = tuple(cursor)
+        return Resume(ResumeStatus.OK, entries, more, advance(start, entries), start)
+
+
+def advance(cursor: Sequence[int], entries: Sequence[Logged]) -> tuple[int, ...]:
+    """The cursor after ``entries`` (taken in order from the cursor): where to go on from."""
+    after = list(cursor)
+    for entry in entries:
+        after[entry.partition] = entry.offset + 1
+    return tuple(after)
 
 
 def _offset(entry: Logged) -> int:

@@ -290,3 +290,24 @@ async def test_long_polling_upgrades_to_websocket_without_losing_order(
         assert [p["data"]["n"] for p in client.named(name)] == list(range(200))
         eio_sid = gw.sio.manager.eio_sid_from_sid(client.sio.get_sid("/"), "/")
         assert gw.sio.eio.sockets[eio_sid].upgraded
+
+
+async def test_a_replay_bigger_than_the_send_bound_is_paced_not_dropped(
+    settings: Settings, topics_ready: Topics, opened: list[Client]
+) -> None:
+    """A resume owed 5 MB with a 1 MiB bound: chunks wait for the client to drain."""
+    await put_directory(settings, *DIRECTORY)
+    async with running(settings.replace(gateway_send_buffer_bytes=BOUND)) as gw:
+        first = await connect(gw.url, {"token": token(settings, "alice")}, into=opened)
+        position = (await first.wait_for("connected"))["position"]
+        await hang_up(first)
+        missed = 320  # x 16 KiB
+        await publish(settings, *_big_samples(missed))
+        await until(lambda: len(gw.consumer.log) >= missed, DEADLINE_S)
+        auth = {"token": token(settings, "alice"), "lastPosition": position, "vmIds": ["vm-a"]}
+        again = await connect(gw.url, auth, into=opened)
+        resumed = await again.wait_for("resumed", DEADLINE_S * 3)
+        assert resumed["replayed"] == missed
+        assert [p["n"] for p in again.named("metricsUpdate")] == list(range(missed))
+        assert gw.stats.slow_consumers._value.get() == 0
+        assert gw.stats.replay_chunks._value.get() > 1  # the bytes, not the count, cut it
