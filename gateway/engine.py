@@ -75,6 +75,17 @@ def _frame_of(pkt: eio_packet.Packet) -> bytes:
 PING = Frame(eio_packet.PING)
 
 
+def _decode(data: str | bytes) -> eio_packet.Packet:
+    """A received websocket message as an Engine.IO packet.
+
+    A MESSAGE (nearly all of them) is taken as it is: engine.io's own decoder
+    first tries it as JSON, which fails, for every message.
+    """
+    if isinstance(data, str) and data[:1] == "4":
+        return eio_packet.Packet(eio_packet.MESSAGE, data[1:])
+    return eio_packet.Packet(encoded_packet=data)
+
+
 class Flusher:
     """Writes every socket that got packets this turn, once, after the turn's work."""
 
@@ -371,7 +382,7 @@ class EngineSocket:
                 if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
                     break
                 try:
-                    pkt = eio_packet.Packet(encoded_packet=msg.data)
+                    pkt = _decode(msg.data)
                 except (ValueError, IndexError, TypeError):
                     break  # not Engine.IO: a protocol error ends the session
                 try:

@@ -219,9 +219,10 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         for room in self._base_rooms(user):
             await self.enter_room(sid, room)
         position = self.consumer.log.position if self.consumer is not None else None
-        # The CONNECT packet is sent after this handler returns; emitting from a
-        # task keeps `connected` behind it, as clients expect.
-        self._spawn(self._greet(sid, user, position), f"greet-{sid}")
+        # The CONNECT packet is queued after this handler returns, in the same step
+        # of this task; a callback scheduled now runs after that step, so
+        # `connected` follows CONNECT, as clients expect (no task needed for it).
+        asyncio.get_running_loop().call_soon(self._greet, sid, user, position)
 
     def _base_rooms(self, user: User) -> list[str]:
         rooms = [self._namespace_of(user.id)]
@@ -229,7 +230,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             rooms.append(ADMIN_ROOM)
         return rooms
 
-    async def _greet(self, sid: str, user: User, position: str | None) -> None:
+    def _greet(self, sid: str, user: User, position: str | None) -> None:
         greeting = {
             "message": "Connected to vmpulse",
             "namespace": self._namespace_of(user.id),
@@ -238,7 +239,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         }
         if position is not None:
             greeting["position"] = position
-        await send_to_sid(self.server, sid, CONNECTED_EVENT, greeting)
+        send_to_sid_now(self.server, sid, CONNECTED_EVENT, greeting)
 
     def _resume_allowed(self, user_id: str) -> bool:
         limiter = self._resume_limiter
@@ -255,7 +256,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     ) -> None:
         consumer = self.consumer
         assert consumer is not None
-        await self._greet(sid, user, None)
+        self._greet(sid, user, None)
         wanted = (
             [v for v in (parse_vm_id(x) for x in vm_ids[:MAX_RESUME_VMS]) if v is not None]
             if isinstance(vm_ids, list)

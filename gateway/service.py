@@ -190,6 +190,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             max_http_buffer_size=settings.gateway_max_payload_bytes,
             logger=False,
             engineio_logger=False,
+            # A client's events are handled in its receive loop, in order, without
+            # a task each (the handlers do not wait on anything slow).
+            async_handlers=False,
             engine_options={
                 "max_sessions": settings.gateway_max_connections + session_slack,
                 "outbox_limit": settings.gateway_send_buffer_bytes,
