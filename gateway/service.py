@@ -24,6 +24,7 @@ from gateway.auth import TokenPolicy
 from gateway.consumer import OutboundConsumer, RecentMetrics
 from gateway.fanout import emit_to_room, event_frame
 from gateway.namespace import SESSION_ENDED_EVENT, SLOW_CONSUMER, GatewayNamespace
+from gateway.packets import SocketIOPacket
 from gateway.rooms import namespace_function
 from gateway.server import SocketIOServer
 from gateway.stats import GatewayStats
@@ -193,6 +194,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             # A client's events are handled in its receive loop, in order, without
             # a task each (the handlers do not wait on anything slow).
             async_handlers=False,
+            serializer=SocketIOPacket,
             engine_options={
                 "max_sessions": settings.gateway_max_connections + session_slack,
                 "outbox_limit": settings.gateway_send_buffer_bytes,
