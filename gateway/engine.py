@@ -376,6 +376,8 @@ class EngineSocket:
             self.connected = True
             self.upgraded = True
         self._attach(ws)
+        if self.closed:  # closed during the handshake: CLOSE is written, the peer must go
+            self._end_websocket()
         try:
             while True:
                 msg = await ws.receive()
