@@ -5,6 +5,8 @@
   (outbox plus transport buffer) stay under the bound, it is dropped and
   counted as a slow consumer, and a well-behaved client of the same room gets
   every event.
+- The same against ``vmpulse gateway`` as its own process (uvloop): 40 MB sent
+  toward a client that reads nothing grow the process's RSS by a fraction.
 - A client that reads again just after the drop is told why:
   ``session:ended {reason: "slow consumer"}``, then CLOSE.
 - Engine.IO sessions that never send a Socket.IO CONNECT hold a connection
@@ -20,8 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -311,3 +318,83 @@ async def test_a_replay_bigger_than_the_send_bound_is_paced_not_dropped(
         assert [p["n"] for p in again.named("metricsUpdate")] == list(range(missed))
         assert gw.stats.slow_consumers._value.get() == 0
         assert gw.stats.replay_chunks._value.get() > 1  # the bytes, not the count, cut it
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@contextlib.asynccontextmanager
+async def _gateway_process(settings: Settings, **env: str) -> AsyncIterator[tuple[int, int]]:
+    """``vmpulse gateway`` as its own process (uvloop, as deployed): (pid, port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "vmpulse"),
+        "gateway",
+        env={
+            **os.environ,
+            "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
+            "VMPULSE_TOPIC_PREFIX": settings.topic_prefix,
+            "VMPULSE_GATEWAY_ADDR": f"127.0.0.1:{port}",
+            "VMPULSE_DATA_DIR": str(settings.data_dir),
+            **env,
+        },
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + DEADLINE_S * 3
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                assert proc.returncode is None and time.monotonic() < deadline, "no gateway"
+                await asyncio.sleep(0.1)
+        yield proc.pid, port
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(proc.wait(), DEADLINE_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_the_gateway_process_holds_little_for_a_client_that_never_reads(
+    settings: Settings, topics_ready: Topics
+) -> None:
+    """40 MB sent toward a silent client: the running gateway's memory grows by a fraction."""
+    await put_directory(settings, *DIRECTORY)
+    # The replay log and the recent-samples buffer keep events on purpose; off here, so
+    # what the process holds is the send path's.
+    quiet = {"VMPULSE_GATEWAY_RESUME_MAX_EVENTS": "0", "VMPULSE_GATEWAY_RECENT_SAMPLES": "1"}
+    async with _gateway_process(settings, **quiet) as (pid, port):
+        raw = await RawSocket.connect("127.0.0.1", port, rcvbuf=4096)
+        await raw.socketio_connect({"token": token(settings, "alice")})
+        raw.send_text('420["subscribe",{"vmId":"vm-a"}]')
+        await raw.expect("430")
+        before = _rss_bytes(pid)
+        flood = 2500  # x 16 KiB
+        async with _blind_pongs(raw):
+            for start in range(0, flood, 250):
+                await publish(settings, *_big_samples(250, start=start))
+
+            async def dropped() -> bool:
+                url = f"http://127.0.0.1:{port}/metrics"
+                async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                    text = await resp.text()
+                return "vmpulse_gateway_slow_consumers_total 1.0" in text
+
+            deadline = time.monotonic() + DEADLINE_S * 2
+            while not await dropped():
+                assert time.monotonic() < deadline, "the silent client was not dropped"
+                await asyncio.sleep(0.2)
+        growth = _rss_bytes(pid) - before
+        raw.close()
+        assert growth < 16 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB for a 40 MB flood"
