@@ -117,7 +117,9 @@ class EngineSocket:
     Public to engine.io: ``sid``, ``connected``, ``upgrading``, ``upgraded``,
     ``closing``, ``closed``, ``session``, :meth:`send`, :meth:`close`,
     :meth:`handle_get_request`, :meth:`handle_post_request`. Public to the
-    gateway: :meth:`push` (synchronous send, used by fan-out), ``admitted``.
+    gateway: :meth:`push` (synchronous send, used by fan-out), :meth:`backlog`,
+    ``outbox``, ``overflowed``; the server's heartbeat keeps ``last_ping``,
+    ``ping_stamp``, ``connect_stamp`` and ``knocked``.
     """
 
     __slots__ = (
@@ -128,7 +130,6 @@ class EngineSocket:
         "_session",
         "_transport",
         "_waiter",
-        "_ws",
         "closed",
         "closing",
         "connect_stamp",
@@ -161,7 +162,6 @@ class EngineSocket:
         self.ping_stamp = 0.0
         self.connect_stamp = 0.0
         self._session: dict[str, Any] | None = None
-        self._ws: web.WebSocketResponse | None = None
         self._transport: asyncio.Transport | None = None
         self._protocol: Any = None
         self._waiter: asyncio.Future[None] | None = None
@@ -405,7 +405,6 @@ class EngineSocket:
     def _attach(self, ws: web.WebSocketResponse) -> None:
         writer = ws._writer
         assert writer is not None
-        self._ws = ws
         self._transport = writer.transport
         self._protocol = writer.protocol
         if self.outbox:
@@ -415,7 +414,6 @@ class EngineSocket:
     def _detach(self) -> None:
         self._transport = None
         self._protocol = None
-        self._ws = None
 
     def _end_websocket(self) -> None:
         """Write what is left (the CLOSE packet last) and let the peer close.
