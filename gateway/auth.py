@@ -27,10 +27,12 @@ gateway refuses it beyond loopback (:func:`check_listen_key`).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jwt
@@ -45,6 +47,7 @@ __all__ = [
     "MAX_USER_ID_LENGTH",
     "Identity",
     "TokenPolicy",
+    "VerifiedTokens",
     "bearer_token",
     "check_listen_key",
     "handshake_token",
@@ -172,6 +175,54 @@ def verify_token(
         claims_admin=claims.get("role") == "admin" or claims.get("admin") is True,
         expires_at=int(exp) if isinstance(exp, int | float) else None,
     )
+
+
+class VerifiedTokens:
+    """Tokens that passed :func:`verify_token` lately, so re-presenting one costs a lookup.
+
+    A browser presents the same token on every reconnect, and a gateway that
+    restarts sees every client reconnect at once: the signature check and JSON
+    decoding were the largest part of a handshake. A token is the exact key
+    (nothing derived from it is trusted), a hit is valid only until the
+    token's ``exp`` (with the policy's leeway; ``nbf`` was met when it was
+    checked, and time only moves on), and the table holds at most
+    ``max_entries``, the least recently used leaving first. Failures are not
+    kept: they are cheap to find again and must not crowd out good tokens.
+    What a token may do is never cached here: that comes from the directory.
+    """
+
+    def __init__(
+        self,
+        policy: TokenPolicy,
+        *,
+        max_entries: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_entries <= 0:
+            raise ValueError("max_entries must be positive")
+        self._policy = policy
+        self._max = max_entries
+        self._clock = clock
+        self._entries: collections.OrderedDict[str, Identity] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def verify(self, token: str | None) -> Identity:
+        """:func:`verify_token` under the policy, answered from the table when it can be."""
+        if isinstance(token, str):
+            hit = self._entries.get(token)
+            if hit is not None:
+                if hit.expires_at is None or self._clock() < hit.expires_at + self._policy.leeway_s:
+                    self._entries.move_to_end(token)
+                    return hit
+                del self._entries[token]
+        identity = verify_token(token, self._policy)
+        if isinstance(token, str):
+            self._entries[token] = identity
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return identity
 
 
 def _user_id(claims: Mapping[str, Any]) -> str:

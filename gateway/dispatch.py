@@ -29,6 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 import socketio
 from socketio import packet
 
+from gateway.packets import SocketIOPacket
+
 __all__ = ["ClientEventServer", "ClientEvents", "ClientPacket", "MalformedPacket"]
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,8 @@ class MalformedPacket(ValueError):
     """A client packet that the Socket.IO protocol does not allow."""
 
 
-class ClientPacket(packet.Packet):  # type: ignore[misc]
-    """python-socketio's packet, whose decoding refuses what a client may not send.
+class ClientPacket(SocketIOPacket):
+    """The gateway's packet (msgspec JSON, gateway/packets.py), whose decoding refuses what a client may not send.
 
     Every error of decoding (a bad type digit, unicode digits in an id, JSON
     nested too deep for the parser, a placeholder that names no attachment)

@@ -1,17 +1,16 @@
 """The hot path: one outbound event to every socket of a room, encoded once, no task per socket.
 
-python-socketio's ``AsyncServer.emit(room=...)`` already encodes the packet
-once per room, but then creates one asyncio task per recipient (each awaiting
-``engineio`` ``send_packet``) and waits for all of them: at thousands of
-sockets that is thousands of task objects per event, and most of the CPU. The
-work each task does is a put on the socket's unbounded outgoing queue, which
-the socket's own writer task drains to the websocket or the long poll. So here
-the packet is encoded once (msgspec, the same JSON as the stdlib would write)
-and put on each queue synchronously.
+python-socketio's ``AsyncServer.emit(room=...)`` encodes the packet once per
+room, but then creates one asyncio task per recipient and waits for all of
+them: at thousands of sockets that was most of the CPU. Here the event is
+encoded once (msgspec, the same JSON the stdlib would write) into one
+:class:`~gateway.engine.Frame`, whose websocket frame is built once too, and
+pushed synchronously into each socket's outbox; the engine writes each
+socket's packets of the turn in one write (gateway/engine.py).
 
-This reaches into python-socketio's room table (``manager.rooms``) and
-engine.io's per-socket ``queue``; the integration tests exercise it over real
-sockets, and any payload this cannot encode goes through ``sio.emit`` instead.
+This reaches into python-socketio's room table (``manager.rooms``) and the
+engine's session table; the integration tests exercise it over real sockets,
+and any payload this cannot encode goes through ``sio.emit`` instead.
 """
 
 from __future__ import annotations
@@ -21,11 +20,27 @@ from typing import Any
 import msgspec
 import socketio
 from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 
-__all__ = ["emit_to_room"]
+from gateway.engine import EngineSocket, Frame
+
+__all__ = ["emit_to_room", "event_frame", "send_backlog", "send_to_sid", "send_to_sid_now"]
 
 _EVENT = "2"  # socket.io EVENT packet type; namespace "/" is implicit
 _encode = msgspec.json.Encoder().encode
+
+
+def event_frame(event: str, payload: Any) -> Frame:
+    """The Engine.IO packet of a Socket.IO event on ``/``.
+
+    msgspec first; what it cannot encode goes through python-socketio's own
+    encoder (the stdlib's json), which raises if that cannot either.
+    """
+    try:
+        text = _EVENT + _encode([event, payload]).decode()
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        text = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()
+    return Frame(eio_packet.MESSAGE, text)
 
 
 async def emit_to_room(
@@ -33,25 +48,47 @@ async def emit_to_room(
 ) -> tuple[int, int]:
     """Send ``event`` with ``payload`` to the room's sockets.
 
-    Returns (sockets reached, sockets skipped because they were closing).
+    Returns (sockets reached, sockets skipped because they were closing or
+    over their send bound).
     """
     members = sio.manager.rooms.get("/", {}).get(room)
     if not members:
         return 0, 0
-    try:
-        text = _EVENT + _encode([event, payload]).decode()
-    except (TypeError, msgspec.EncodeError):
-        count = len(members)
-        await sio.emit(event, payload, room=room)
-        return count, 0
-    pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
+    pkt = event_frame(event, payload)
     sockets = sio.eio.sockets
     reached = skipped = 0
     for eio_sid in list(members.values()):
         sock = sockets.get(eio_sid)
-        if sock is None or sock.closed or sock.closing:
+        if sock is not None and sock.push(pkt):
+            reached += 1
+        else:
             skipped += 1
-            continue
-        sock.queue.put_nowait(pkt)
-        reached += 1
     return reached, skipped
+
+
+def _engine_socket(sio: socketio.AsyncServer, sid: str) -> EngineSocket | None:
+    eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+    sock: EngineSocket | None = sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+    return sock
+
+
+def send_to_sid_now(sio: socketio.AsyncServer, sid: str, event: str, payload: Any) -> bool:
+    """Send one event to one Socket.IO connection, synchronously; False if it is gone.
+
+    False also when the push took the socket over its bound (it is being ended).
+    """
+    sock = _engine_socket(sio, sid)
+    return sock is not None and sock.push(event_frame(event, payload))
+
+
+async def send_to_sid(sio: socketio.AsyncServer, sid: str, event: str, payload: Any) -> bool:
+    """:func:`send_to_sid_now` for async callers (python-socketio's emit makes a task per call)."""
+    return send_to_sid_now(sio, sid, event, payload)
+
+
+def send_backlog(sio: socketio.AsyncServer, sid: str) -> tuple[int, int] | None:
+    """(bytes not yet taken by the peer, the bound) of a connection; None if it is gone."""
+    sock = _engine_socket(sio, sid)
+    if sock is None:
+        return None
+    return sock.backlog(), sock.outbox.limit

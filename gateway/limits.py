@@ -38,6 +38,26 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1.0, now)
         return True
 
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def prune(self) -> int:
+        """Drop the buckets that have refilled (they hold nothing a new one would not).
+
+        For a limiter whose buckets outlive the user's sockets (the resume rate:
+        forgetting a user at disconnect would hand a reconnect loop a full
+        bucket every time); returns how many were dropped.
+        """
+        now = self._clock()
+        full = [
+            key
+            for key, (tokens, last) in self._buckets.items()
+            if tokens + (now - last) * self._rate >= self._capacity
+        ]
+        for key in full:
+            del self._buckets[key]
+        return len(full)
+
     def forget(self, user_id: str) -> None:
         for key in [k for k in self._buckets if k[0] == user_id]:
             del self._buckets[key]

@@ -16,8 +16,13 @@ of the contract dispatch; ``connect``, ``disconnect`` and every other name are
 refused (``{ok: false, error}`` when the client asked for an ack) and counted.
 
 A client that connects with ``auth.lastPosition`` resumes (docs/SOCKETIO.md):
-under the outbound consumer's lock, it is sent what it missed from the replay
-log and then joins its rooms, so each event reaches it exactly once.
+it is sent what it missed from the replay log and then joins its rooms, so
+each event reaches it exactly once. The replay goes in chunks of at most
+:data:`REPLAY_CHUNK` events, each under the outbound consumer's lock, with the
+lock released (live events flowing) and the socket's send backlog drained
+between chunks; the last chunk and the joining of the rooms share one hold.
+Resumes are rate-limited per user (``resumes_per_minute``): past it the
+client gets ``resync`` without a replay.
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ from typing import Any, NoReturn
 
 import socketio
 
-from gateway.auth import TokenPolicy, handshake_token, verify_token
+from gateway.auth import TokenPolicy, VerifiedTokens, handshake_token
 from gateway.consumer import OutboundConsumer, RecentMetrics, positioned
 from gateway.dispatch import ClientEventServer
 from gateway.exceptions import AuthError, UnknownUser
+from gateway.fanout import send_backlog, send_to_sid, send_to_sid_now
 from gateway.limits import RATE_LIMITED, RateLimiter
-from gateway.resume import ResumeStatus
+from gateway.resume import Logged, ResumeStatus, advance
 from gateway.rooms import ADMIN_ROOM, parse_vm_id, vm_room
 from gateway.router import route
 from gateway.stats import GatewayStats
@@ -50,6 +56,7 @@ __all__ = [
     "RESUMED_EVENT",
     "RESYNC_EVENT",
     "SESSION_ENDED_EVENT",
+    "SLOW_CONSUMER",
     "TOO_MANY_CONNECTIONS",
     "TOO_MANY_USER_CONNECTIONS",
     "GatewayNamespace",
@@ -61,11 +68,23 @@ CONNECTED_EVENT = "connected"
 RESUMED_EVENT = "resumed"
 RESYNC_EVENT = "resync"
 SESSION_ENDED_EVENT = "session:ended"
+SLOW_CONSUMER = "slow consumer"  # the session:ended reason of a socket dropped for not reading
 DEFAULT_RECENT_COUNT = 10
 MAX_RESUME_VMS = 1000
 # A client may come back with a position this instance has not reached yet
 # (it was on a faster instance); wait this long for it before giving up.
 RESUME_AHEAD_WAIT_S = 5.0
+# Events of the replay log examined per hold of the consumer's lock.
+REPLAY_CHUNK = 500
+# Between chunks a replay waits for the socket's backlog to fall below half its
+# bound, at most this long; a client that does not read by then is dropped.
+REPLAY_DRAIN_WAIT_S = 30.0
+_RESYNC_REASONS = {
+    ResumeStatus.GAP: "gap older than the resume window",
+    ResumeStatus.AHEAD: "position not reached by this server",
+    ResumeStatus.INVALID: "invalid position",
+    ResumeStatus.RATE_LIMITED: "resume rate limit exceeded",
+}
 TOO_MANY_CONNECTIONS = "Too many connections"
 TOO_MANY_USER_CONNECTIONS = "Too many connections for this user"
 TOKEN_EXPIRED = "Token expired"
@@ -114,17 +133,27 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         max_connections: int = 10_000,
         max_connections_per_user: int = 20,
         client_events_per_minute: int = 100,
+        resumes_per_minute: int = 30,
+        waiting_sessions: Callable[[], int] = lambda: 0,
         namespace: str = "/",
     ) -> None:
         super().__init__(namespace)
         self._directory = directory
         self._policy = policy
+        self._tokens = VerifiedTokens(policy)
         self._namespace_of = namespace_of
         self._recent = recent
         self._stats = stats if stats is not None else GatewayStats()
         self._max_connections = max_connections
+        # Engine.IO sessions that have not sent a CONNECT yet hold a slot too.
+        self._waiting_sessions = waiting_sessions
         self._max_per_user = max_connections_per_user
         self._limiter = RateLimiter(client_events_per_minute)
+        # Not forgotten when a user's last socket closes (a reconnect loop would
+        # get a full bucket each time); refilled buckets are pruned instead.
+        self._resume_limiter = RateLimiter(resumes_per_minute)
+        self._prune_resumes_at = 1024
+        self.replay_chunk = REPLAY_CHUNK
         self._conns: dict[str, _Conn] = {}
         self._by_user: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -195,10 +224,10 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         raise socketio.exceptions.ConnectionRefusedError(message)
 
     async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: object = None) -> None:
-        if len(self._conns) >= self._max_connections:
+        if len(self._conns) + self._waiting_sessions() >= self._max_connections:
             self._refuse(sid, "process_limit", TOO_MANY_CONNECTIONS)
         try:
-            identity = verify_token(handshake_token(auth, environ), self._policy)
+            identity = self._tokens.verify(handshake_token(auth, environ))
             user = self._directory.users.get(identity.user_id)
             if user is None:
                 raise UnknownUser()
@@ -218,14 +247,18 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         last = auth.get("lastPosition") if isinstance(auth, Mapping) else None
         if last is not None and self.consumer is not None:
             assert isinstance(auth, Mapping)
-            self._spawn(self._resume(sid, user, last, auth.get("vmIds")), f"resume-{sid}")
+            allowed = self._resume_allowed(user.id)
+            self._spawn(
+                self._resume(sid, user, last, auth.get("vmIds"), allowed=allowed), f"resume-{sid}"
+            )
             return
         for room in self._base_rooms(user):
             await self.enter_room(sid, room)
         position = self.consumer.log.position if self.consumer is not None else None
-        # The CONNECT packet is sent after this handler returns; emitting from a
-        # task keeps `connected` behind it, as clients expect.
-        self._spawn(self._greet(sid, user, position), f"greet-{sid}")
+        # The CONNECT packet is queued after this handler returns, in the same step
+        # of this task; a callback scheduled now runs after that step, so
+        # `connected` follows CONNECT, as clients expect (no task needed for it).
+        asyncio.get_running_loop().call_soon(self._greet, sid, user, position)
 
     def _base_rooms(self, user: User) -> list[str]:
         rooms = [self._namespace_of(user.id)]
@@ -233,7 +266,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             rooms.append(ADMIN_ROOM)
         return rooms
 
-    async def _greet(self, sid: str, user: User, position: str | None) -> None:
+    def _greet(self, sid: str, user: User, position: str | None) -> None:
         greeting = {
             "message": "Connected to vmpulse",
             "namespace": self._namespace_of(user.id),
@@ -242,12 +275,24 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         }
         if position is not None:
             greeting["position"] = position
-        await self.emit(CONNECTED_EVENT, greeting, to=sid)
+        send_to_sid_now(self.server, sid, CONNECTED_EVENT, greeting)
 
-    async def _resume(self, sid: str, user: User, last: object, vm_ids: object) -> None:
+    def _resume_allowed(self, user_id: str) -> bool:
+        limiter = self._resume_limiter
+        if len(limiter) >= self._prune_resumes_at:
+            limiter.prune()
+            self._prune_resumes_at = max(1024, 2 * len(limiter))
+        if limiter.allow(user_id, "resume"):
+            return True
+        self._stats.resumes_limited.inc()
+        return False
+
+    async def _resume(
+        self, sid: str, user: User, last: object, vm_ids: object, *, allowed: bool = True
+    ) -> None:
         consumer = self.consumer
         assert consumer is not None
-        await self._greet(sid, user, None)
+        self._greet(sid, user, None)
         wanted = (
             [v for v in (parse_vm_id(x) for x in vm_ids[:MAX_RESUME_VMS]) if v is not None]
             if isinstance(vm_ids, list)
@@ -255,44 +300,110 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RESUME_AHEAD_WAIT_S
+        cursor: tuple[int, ...] | None = None
+        replayed = 0
         while True:
+            ahead = False
             async with consumer.lock:
                 conn = self._conns.get(sid)
                 if conn is None:
                     return  # gone while we waited
-                result = consumer.log.since(last)
-                if result.status is not ResumeStatus.AHEAD or loop.time() >= deadline:
-                    await self._finish_resume(sid, conn, result.status, result.entries, wanted)
+                if not allowed:
+                    await self._finish_resume(sid, conn, ResumeStatus.RATE_LIMITED, wanted, 0)
                     return
-            try:
-                await asyncio.wait_for(consumer.wait_progress(), deadline - loop.time())
-            except TimeoutError:
-                pass
+                self._stats.replay_chunks.inc()
+                result = (
+                    consumer.log.since(last, limit=self.replay_chunk)
+                    if cursor is None
+                    else consumer.log.since_offsets(cursor, limit=self.replay_chunk)
+                )
+                if result.status is ResumeStatus.AHEAD and loop.time() < deadline:
+                    ahead = True
+                elif result.status is not ResumeStatus.OK:
+                    await self._finish_resume(sid, conn, result.status, wanted, replayed)
+                    return
+                else:
+                    # Not in its rooms yet: events handled between chunks reach the
+                    # socket through the log, after the cursor. A chunk stops early
+                    # when the socket's backlog reaches half its bound; the chunk
+                    # that ends the log, taken whole, is followed by the rooms in
+                    # the same hold of the lock.
+                    taken, sent = self._replay(sid, conn, result.entries, wanted)
+                    replayed += sent
+                    if taken == len(result.entries) and not result.more:
+                        await self._finish_resume(sid, conn, result.status, wanted, replayed)
+                        return
+                    cursor = advance(result.start, result.entries[:taken])
+            if ahead:
+                try:
+                    await asyncio.wait_for(consumer.wait_progress(), deadline - loop.time())
+                except TimeoutError:
+                    pass
+            elif not await self._drained(sid):
+                await self._end_session(sid, SLOW_CONSUMER)
+                return
 
-    async def _finish_resume(
-        self,
-        sid: str,
-        conn: _Conn,
-        status: ResumeStatus,
-        entries: tuple[Any, ...],
-        wanted: list[str],
-    ) -> None:
-        """Runs under the consumer lock: replay, then join rooms, with no event between."""
-        consumer = self.consumer
-        assert consumer is not None
+    def _resume_rooms(self, conn: _Conn, wanted: list[str]) -> tuple[User, list[str], set[str]]:
+        """The user, the wanted VMs they may watch, and the rooms a resume fills."""
         user = self._directory.users.get(conn.user_id)
         if user is None:
+            raise UnknownUser()
+        allowed = [v for v in dict.fromkeys(wanted) if self._directory.may_watch(user.id, v)]
+        return user, allowed, set(self._base_rooms(user)) | {vm_room(v) for v in allowed}
+
+    def _replay(
+        self, sid: str, conn: _Conn, entries: tuple[Logged, ...], wanted: list[str]
+    ) -> tuple[int, int]:
+        """Send ``entries``' deliveries for the socket's rooms-to-be.
+
+        Returns (entries taken, deliveries sent): it stops after the entry that
+        brought the socket's backlog to half its bound.
+        """
+        try:
+            _, _, rooms = self._resume_rooms(conn, wanted)
+        except UnknownUser:
+            return 0, 0
+        sent = 0
+        for taken, entry in enumerate(entries, 1):
+            for d in route(entry.event, self._directory, self._namespace_of):
+                if d.room in rooms:
+                    payload = positioned(d.payload, entry.position)
+                    if not send_to_sid_now(self.server, sid, d.event, payload):
+                        return taken, sent
+                    sent += 1
+            backlog = send_backlog(self.server, sid)
+            if backlog is None or backlog[0] > backlog[1] // 2:
+                return taken, sent
+        return len(entries), sent
+
+    async def _drained(self, sid: str) -> bool:
+        """Wait until the socket's send backlog is below half its bound; False if it stays."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLAY_DRAIN_WAIT_S
+        await asyncio.sleep(0)  # lets the engine write what the chunk queued
+        while True:
+            backlog = send_backlog(self.server, sid)
+            if backlog is None:
+                return True  # gone: the next chunk finds no connection
+            used, limit = backlog
+            if used <= limit // 2:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+    async def _finish_resume(
+        self, sid: str, conn: _Conn, status: ResumeStatus, wanted: list[str], replayed: int
+    ) -> None:
+        """Runs under the consumer lock, after the last chunk: the rooms, then the answer."""
+        consumer = self.consumer
+        assert consumer is not None
+        try:
+            _, allowed, rooms = self._resume_rooms(conn, wanted)
+        except UnknownUser:
             await self.disconnect(sid)
             return
-        allowed = [v for v in dict.fromkeys(wanted) if self._directory.may_watch(user.id, v)]
-        rooms = set(self._base_rooms(user)) | {vm_room(v) for v in allowed}
-        replayed = 0
         if status is ResumeStatus.OK:
-            for entry in entries:
-                for d in route(entry.event, self._directory, self._namespace_of):
-                    if d.room in rooms:
-                        await self.emit(d.event, positioned(d.payload, entry.position), to=sid)
-                        replayed += 1
             self._stats.resume_hits.inc()
             self._stats.replayed.inc(replayed)
         else:
@@ -304,15 +415,11 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         denied = [v for v in dict.fromkeys(wanted) if v not in allowed]
         if status is ResumeStatus.OK:
             body = {"replayed": replayed, "position": position, "vmIds": allowed, "denied": denied}
-            await self.emit(RESUMED_EVENT, body, to=sid)
+            await send_to_sid(self.server, sid, RESUMED_EVENT, body)
         else:
-            reason = {
-                ResumeStatus.GAP: "gap older than the resume window",
-                ResumeStatus.AHEAD: "position not reached by this server",
-                ResumeStatus.INVALID: "invalid position",
-            }[status]
+            reason = _RESYNC_REASONS[status]
             body = {"reason": reason, "position": position, "vmIds": allowed, "denied": denied}
-            await self.emit(RESYNC_EVENT, body, to=sid)
+            await send_to_sid(self.server, sid, RESYNC_EVENT, body)
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         conn = self._conns.pop(sid, None)
@@ -383,7 +490,7 @@ class GatewayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _end_session(self, sid: str, reason: str) -> None:
         if sid not in self._conns:
             return
-        await self.emit(SESSION_ENDED_EVENT, {"reason": reason}, to=sid)
+        await send_to_sid(self.server, sid, SESSION_ENDED_EVENT, {"reason": reason})
         await self.disconnect(sid)
 
     async def apply_directory_change(self, key: str) -> int:

@@ -15,6 +15,11 @@ The log keeps recent records per partition, bounded by age (the resume window)
 and by count; what fell out of it cannot be replayed, and the client is told to
 resync instead. ``floor[p]`` is the lowest offset from which partition ``p`` is
 complete in the log.
+
+A replay can be taken in chunks (``since(..., limit=n)``): each chunk says
+whether more follows and the cursor (offsets) to continue from, so the caller
+can hold the consumer's lock for one chunk at a time while live events go on
+between chunks; what arrives meanwhile is in the log, after the cursor.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "ReplayLog",
     "Resume",
     "ResumeStatus",
+    "advance",
     "decode_position",
     "encode_position",
 ]
@@ -74,12 +80,19 @@ class ResumeStatus(enum.Enum):
     GAP = "gap"  # the client missed records the log no longer holds
     AHEAD = "ahead"  # the client saw records this instance has not handled yet
     INVALID = "invalid"  # not a position of this topic
+    RATE_LIMITED = "rate_limited"  # the user resumed too often; not looked up
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Resume:
+    """What a client missed: ``entries`` in handling order; with a ``limit``,
+    ``more`` says whether entries follow, from ``cursor`` on."""
+
     status: ResumeStatus
     entries: tuple[Logged, ...] = ()
+    more: bool = False
+    cursor: tuple[int, ...] = ()
+    start: tuple[int, ...] = ()  # the cursor this chunk started from
 
 
 class ReplayLog:
@@ -149,10 +162,20 @@ class ReplayLog:
         entry = self._parts[self._order.popleft()].popleft()
         self._floor[entry.partition] = entry.offset + 1
 
-    def since(self, value: object) -> Resume:
-        """What a client whose last position is ``value`` missed, oldest handled first."""
+    def since(self, value: object, *, limit: int | None = None) -> Resume:
+        """What a client whose last position is ``value`` missed, oldest handled first.
+
+        With ``limit``, at most that many entries; continue with
+        :meth:`since_offsets` from the returned ``cursor`` while ``more``.
+        """
         cursor = decode_position(value, self.partitions)
         if cursor is None:
+            return Resume(ResumeStatus.INVALID)
+        return self.since_offsets(cursor, limit=limit)
+
+    def since_offsets(self, cursor: Sequence[int], *, limit: int | None = None) -> Resume:
+        """Like :meth:`since`, from a cursor of offsets (one per partition)."""
+        if len(cursor) != self.partitions:
             return Resume(ResumeStatus.INVALID)
         if any(c > n for c, n in zip(cursor, self._next, strict=True)):
             return Resume(ResumeStatus.AHEAD)
@@ -163,7 +186,24 @@ class ReplayLog:
             first = bisect.bisect_left(part, want, key=_offset)
             if first < len(part):
                 runs.append(itertools.islice(part, first, None))
-        return Resume(ResumeStatus.OK, tuple(heapq.merge(*runs, key=_seq)))
+        merged = heapq.merge(*runs, key=_seq)
+        if limit is None:
+            entries = tuple(merged)
+            more = False
+        else:
+            entries = tuple(itertools.islice(merged, limit + 1))
+            more = len(entries) > limit
+            entries = entries[:limit]
+        start = tuple(cursor)
+        return Resume(ResumeStatus.OK, entries, more, advance(start, entries), start)
+
+
+def advance(cursor: Sequence[int], entries: Sequence[Logged]) -> tuple[int, ...]:
+    """The cursor after ``entries`` (taken in order from the cursor): where to go on from."""
+    after = list(cursor)
+    for entry in entries:
+        after[entry.partition] = entry.offset + 1
+    return tuple(after)
 
 
 def _offset(entry: Logged) -> int:

@@ -10,6 +10,7 @@ any user.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -33,6 +34,7 @@ NAMESPACE_PREFIX = "user_"
 MAX_VM_ID_LENGTH = 128
 # 20 hex digits = 80 bits: collisions between users are out of reach, names stay short.
 _NAMESPACE_HEX = 20
+_NAMESPACE_CACHE = 65_536
 
 
 def user_namespace(secret: Secret | str, user_id: str) -> str:
@@ -43,9 +45,15 @@ def user_namespace(secret: Secret | str, user_id: str) -> str:
 
 
 def namespace_function(secret: Secret | str) -> Callable[[str], str]:
-    """Bind the secret once, so callers (router, namespace) never hold it themselves."""
+    """Bind the secret once, so callers (router, namespace) never hold it themselves.
+
+    Results are remembered (bounded, least recently used out first): the
+    router names a user's room for every event and every handshake names one,
+    and an HMAC each time showed on the profiles.
+    """
     key = secret.reveal() if isinstance(secret, Secret) else secret
 
+    @functools.lru_cache(maxsize=_NAMESPACE_CACHE)
     def namespace_of(user_id: str) -> str:
         return user_namespace(key, user_id)
 

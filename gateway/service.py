@@ -12,27 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import engineio
 import mode
 import socketio
 from aiohttp import web
-from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 from gateway.admin import AdminOverview, DlqCounts
 from gateway.api import GatewayApi, Query, cors_middleware, json_errors_middleware
 from gateway.auth import TokenPolicy, check_listen_key
 from gateway.consumer import OutboundConsumer, RecentMetrics
 from gateway.dashboard import dashboard_routes
-from gateway.dispatch import ClientEventServer
-from gateway.fanout import emit_to_room
-from gateway.namespace import GatewayNamespace
+from gateway.fanout import emit_to_room, event_frame
+from gateway.namespace import SESSION_ENDED_EVENT, SLOW_CONSUMER, GatewayNamespace
+from gateway.packets import SocketIOPacket
 from gateway.rooms import namespace_function
+from gateway.server import SocketIOServer
 from gateway.stats import GatewayStats
-from gateway.transport import checked_translate_request, is_engineio_frame
 from gateway.vmstate import VmStates
 from schemas.directory import Directory
 from schemas.topics import Topics
@@ -44,119 +41,11 @@ __all__ = ["GatewayService"]
 
 log = logging.getLogger(__name__)
 
-
-async def _poll_without_task(socket: Any) -> list[Any]:
-    """engine.io's ``AsyncSocket.poll`` for a websocket, without a task or timer per wake-up.
-
-    The original waits with ``asyncio.wait_for(queue.get(), ping_interval +
-    ping_timeout)``: on Python 3.11 a new Task plus a timer in the loop's heap
-    each time a socket's writer goes idle, i.e. once per delivered event at
-    fan-out, with heap operations that grow with the number of sockets. Here
-    the writer waits in its own task, with no timer: liveness is the ping
-    task's job, and the websocket handler always ends its writer by queueing
-    ``None`` when the connection closes. Same contract otherwise: packets to
-    send, ``[]`` when closed, ``QueueEmpty`` when cancelled.
-    """
-    queue = socket.queue
-    if queue.empty():
-        try:
-            first = await queue.get()
-        except asyncio.CancelledError:
-            raise engineio.exceptions.QueueEmpty() from None
-    else:
-        first = queue.get_nowait()
-    queue.task_done()
-    if first is None:
-        return []
-    packets = [first]
-    while not queue.empty():
-        pkt = queue.get_nowait()
-        queue.task_done()
-        if pkt is None:
-            queue.put_nowait(None)
-            break
-        packets.append(pkt)
-    return packets
-
-
-class _UncompressedWebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
-    """engine.io's aiohttp websocket without permessage-deflate.
-
-    aiohttp negotiates per-message deflate by default, and then compresses every
-    frame separately for every socket: at room fan-out the same small JSON is
-    deflated once per recipient, which was about a third of the gateway's CPU.
-    The payloads are small JSON; the Node.js socket.io server also ships with
-    ``perMessageDeflate: false``.
-    """
-
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-        socket = getattr(self.handler, "__self__", None)
-        if socket is not None and hasattr(socket, "queue") and not socket.connected:
-            # Only this socket's writer uses the cheaper wait (see _poll_without_task).
-            # Not on an upgrade from polling: the polling GET still in flight is ended
-            # by engine.io's NOOP through the original poll, and swapping the method
-            # under it stalled the upgrade for the full ping timeout.
-            socket.poll = types.MethodType(_poll_without_task, socket)
-        request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(
-            max_msg_size=self.server.max_http_buffer_size, compress=False
-        )
-        await self._sock.prepare(request)
-        self.environ = environ
-        await self.handler(self)
-        return self._sock
-
-    async def wait(self) -> str | bytes | None:
-        """The next frame; one that is no Engine.IO packet ends the connection like a hang-up.
-
-        ``None`` is engine.io's "client closed" (gateway/transport.py says why).
-        """
-        frame: str | bytes = await super().wait()
-        if is_engineio_frame(frame):
-            return frame
-        self.server.on_malformed()
-        return None
-
-    async def send(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            await self._sock.send_bytes(message)
-        else:
-            await self._sock.send_str(message)
-
-
-class _EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
-    """Remembers the tasks engine.io starts, so that stop can cancel them.
-
-    engine.io starts a fire-and-forget ping task per socket that sleeps for the
-    ping interval (25 s) and is not cancelled by ``shutdown()``; without this a
-    stopped gateway leaves tasks pending on the loop.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.background_tasks: set[asyncio.Future[Any]] = set()
-        # Counts input that is not Engine.IO (set by gateway.dispatch.ClientEventServer).
-        self.on_malformed: Callable[[], None] = lambda: None
-        # A copy: the driver table is module-level and shared with other servers.
-        self._async = {
-            **self._async,  # type: ignore[has-type]
-            "websocket": _UncompressedWebSocket,
-            "translate_request": checked_translate_request(
-                self._async["translate_request"],  # type: ignore[has-type]
-                lambda: self.on_malformed(),
-            ),
-        }
-
-    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
-        task = super().start_background_task(target, *args, **kwargs)
-        self.background_tasks.add(task)
-        task.add_done_callback(self.background_tasks.discard)
-        return task
-
-
-class _SocketIOServer(ClientEventServer):
-    def _engineio_server_class(self) -> type[_EngineIOServer]:
-        return _EngineIOServer
+# Connections the kernel may queue before accept. aiohttp's default (128) overflows
+# when many browsers reconnect at once (a gateway restart): the kernel then drops
+# SYNs and each client waits out a retransmission (1 s, 3 s, ...). Node's is 511;
+# the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 2048
 
 
 class GatewayService(mode.Service):  # type: ignore[misc]
@@ -208,7 +97,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self.stats = GatewayStats()
         self.recent = RecentMetrics(per_vm=settings.gateway_recent_samples)
         self.vm_states = VmStates()
-        self._sio: _SocketIOServer | None = None
+        self._sio: SocketIOServer | None = None
         self._namespace: GatewayNamespace | None = None
         self._runner: web.AppRunner | None = None
         self._consumer: OutboundConsumer | None = None
@@ -296,14 +185,29 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         directory = self._tail.directory
 
         settings = self.settings
-        self._sio = _SocketIOServer(
+        # Sessions beyond the connection cap that may exist at once: refused or
+        # closing ones, so that a refusal can still be told (CONNECT_ERROR) before
+        # the handshake itself has to be refused.
+        session_slack = max(64, settings.gateway_max_connections // 10)
+        self._sio = SocketIOServer(
             async_mode="aiohttp",
             cors_allowed_origins=self._socketio_cors(),
             max_http_buffer_size=settings.gateway_max_payload_bytes,
             logger=False,
             engineio_logger=False,
             on_refused=lambda reason: self.stats.client_events_refused.labels(reason).inc(),
+            # A client's events are handled in its receive loop, in order, without
+            # a task each (the handlers do not wait on anything slow).
+            async_handlers=False,
+            serializer=SocketIOPacket,
+            engine_options={
+                "max_sessions": settings.gateway_max_connections + session_slack,
+                "outbox_limit": settings.gateway_send_buffer_bytes,
+                "connect_timeout_s": settings.gateway_connect_timeout_s,
+                "stats": self.stats,
+            },
         )
+        self._sio.eio.farewell = event_frame(SESSION_ENDED_EVENT, {"reason": SLOW_CONSUMER})
         self._namespace = GatewayNamespace(
             directory=directory,
             policy=self._policy,
@@ -313,6 +217,8 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             max_connections=settings.gateway_max_connections,
             max_connections_per_user=settings.gateway_max_connections_per_user,
             client_events_per_minute=settings.gateway_client_events_per_minute,
+            resumes_per_minute=settings.gateway_resumes_per_minute,
+            waiting_sessions=lambda: self.sio.eio.waiting,
         )
         self._sio.register_namespace(self._namespace)
 
@@ -358,7 +264,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.gateway_host, settings.gateway_port)
+        site = web.TCPSite(
+            self._runner, settings.gateway_host, settings.gateway_port, backlog=LISTEN_BACKLOG
+        )
         await site.start()
         self._port = int(self._runner.addresses[0][1])
         log.info("gateway listening on %s", self.url)
@@ -390,8 +298,8 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             await self._step("consumer", self._consumer.stop())
         if self._sio is not None:
             # Close every client first, so the HTTP server has no websocket to wait for.
-            # Without waiting for each queue to drain: a polling client may never
-            # come back for its CLOSE packet, and a stop must not wait for it.
+            # Websockets get their closing handshake (bounded); a polling client is
+            # not waited for: it may never come back for its CLOSE packet.
             if self._sio.eio.sockets:
                 await self._step("socket.io clients", self._close_sockets())
             await self._step("socket.io", self._sio.shutdown())
@@ -417,10 +325,15 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._port = None
 
     async def _close_sockets(self) -> None:
+        # Together, each waiting for its websocket's closing handshake (bounded by
+        # the engine's grace), so no closing is left to a task that stop cancels.
         eio = self.sio.eio
-        for sid, socket in list(eio.sockets.items()):
-            await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
-            eio.sockets.pop(sid, None)
+        sockets = list(eio.sockets.values())
+        await asyncio.gather(
+            *(s.close(wait=True, reason=eio.reason.SERVER_DISCONNECT) for s in sockets),
+            return_exceptions=True,
+        )
+        eio.sockets.clear()
 
     async def _step(self, name: str, coro: Any) -> None:
         try:

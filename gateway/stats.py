@@ -79,6 +79,28 @@ class GatewayStats:
             ["reason"],
             registry=r,
         )
+        # The send path (issue 10.5): sockets dropped for not reading, sessions
+        # that never connected a namespace, resumes refused by the per-user rate.
+        self.slow_consumers = Counter(
+            "vmpulse_gateway_slow_consumers",
+            "Sockets disconnected because their unsent bytes passed the bound",
+            registry=r,
+        )
+        self.connect_timeouts = Counter(
+            "vmpulse_gateway_connect_timeouts",
+            "Engine.IO sessions closed for not connecting a Socket.IO namespace in time",
+            registry=r,
+        )
+        self.resumes_limited = Counter(
+            "vmpulse_gateway_resumes_rate_limited",
+            "Reconnects with lastPosition answered with resync by the per-user resume rate",
+            registry=r,
+        )
+        self.replay_chunks = Counter(
+            "vmpulse_gateway_replay_chunks",
+            "Holds of the outbound consumer's lock by resumes (each replays a bounded chunk)",
+            registry=r,
+        )
         self.per_user: dict[str, UserDeliveries] = {}
         self._lag: Callable[[], int] | None = None
 

@@ -144,10 +144,25 @@ def _cmd_hypervisor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
+    from vmpulse.up import tune_gc
 
     if _listen_key_refusal(settings):
         return 2
+    # The gateway alone is all sockets: uvloop's transports and timers cost less
+    # per connection and per write than asyncio's, and thousands of long-lived
+    # connection objects make the collector's default thresholds costly
+    # (docs/BENCHMARKS.md).
+    _use_uvloop()
+    tune_gc()
     return _run_services(settings, lambda s: GatewayService(s))
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # not on this platform: asyncio's own loop works too
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:

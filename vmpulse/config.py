@@ -92,6 +92,10 @@ class Settings:
     gateway_resume_window_s: float = 600.0
     gateway_resume_max_events: int = 100_000
     gateway_recent_samples: int = 1_000
+    # Gateway send path (issue 10.5): per-socket send bound, CONNECT deadline, resume rate.
+    gateway_send_buffer_bytes: int = 4 * 1024 * 1024
+    gateway_connect_timeout_s: float = 5.0
+    gateway_resumes_per_minute: int = 30
     agent_tcp_host: str | None = None
     """Where the development TCP agent listener binds; None (the default) = no TCP."""
     agent_tcp_port: int = 0
@@ -202,6 +206,11 @@ class Settings:
         window = _int(env, "VMPULSE_GATEWAY_RESUME_WINDOW_S", 600, errors, minimum=0)
         resume_max = _int(env, "VMPULSE_GATEWAY_RESUME_MAX_EVENTS", 100_000, errors, minimum=0)
         recent = _int(env, "VMPULSE_GATEWAY_RECENT_SAMPLES", 1_000, errors, minimum=1)
+        send_buffer = _int(
+            env, "VMPULSE_GATEWAY_SEND_BUFFER_BYTES", 4 * 1024 * 1024, errors, minimum=65_536
+        )
+        connect_timeout = _float(env, "VMPULSE_GATEWAY_CONNECT_TIMEOUT_S", 5.0, errors, minimum=0.5)
+        resumes = _int(env, "VMPULSE_GATEWAY_RESUMES_PER_MINUTE", 30, errors, minimum=1)
         tcp_host: str | None = None
         tcp_port = 0
         tcp_addr = env.get("VMPULSE_AGENT_TCP_ADDR") or ""
@@ -273,6 +282,9 @@ class Settings:
             gateway_resume_window_s=float(window),
             gateway_resume_max_events=resume_max,
             gateway_recent_samples=recent,
+            gateway_send_buffer_bytes=send_buffer,
+            gateway_connect_timeout_s=connect_timeout,
+            gateway_resumes_per_minute=resumes,
             agent_tcp_host=tcp_host,
             agent_tcp_port=tcp_port,
             vsock_port=vsock_port,

@@ -54,6 +54,12 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used: steadier than rates on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     import socket
 
@@ -252,8 +258,10 @@ async def bench_server(
         load = Load(proc)
         try:
             t0 = time.monotonic()
+            cpu0 = _cpu_s(pid)
             ready = await load.line(timeout=max(120.0, clients / 20))
             connect_s = time.monotonic() - t0
+            connect_cpu = _cpu_s(pid) - cpu0
             rss1 = _rss_kb(pid)
             # Both servers get the same pause after the connection storm before
             # the measured phases, so the figures are of delivery, not of handshakes.
@@ -262,6 +270,7 @@ async def bench_server(
             await producer.start()
             try:
                 per_room = clients // vms
+                cpu1 = _cpu_s(pid)
                 steady = await _phase(
                     producer,
                     topics,
@@ -273,6 +282,7 @@ async def bench_server(
                     per_room=per_room,
                     drain_s=60,
                 )
+                cpu2 = _cpu_s(pid)
                 burst = await _phase(
                     producer,
                     topics,
@@ -284,6 +294,7 @@ async def bench_server(
                     per_room=per_room,
                     drain_s=120,
                 )
+                cpu3 = _cpu_s(pid)
             finally:
                 await producer.stop()
             rss2 = _rss_kb(pid)
@@ -298,9 +309,17 @@ async def bench_server(
         "rss_connected_mb": round(rss1 / 1024, 1),
         "rss_after_mb": round(rss2 / 1024, 1),
         "kb_per_connection": round((rss1 - rss0) / max(clients, 1), 1),
+        "connect_cpu_ms_per_client": round(connect_cpu * 1000 / max(clients, 1), 2),
         "steady": _rounded(steady),
         "burst": _rounded(burst),
+        # Includes the phase's drain wait, when the server only waits: an upper bound.
+        "steady_cpu_us_per_delivery": _per(cpu2 - cpu1, steady.get("received")),
+        "burst_cpu_us_per_delivery": _per(cpu3 - cpu2, burst.get("received")),
     }
+
+
+def _per(cpu_s: float, count: Any) -> float | None:
+    return round(cpu_s * 1e6 / count, 1) if isinstance(count, int) and count else None
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -326,6 +345,9 @@ def _table(results: list[dict[str, Any]]) -> str:
         ("burst p50 ms", lambda r: r["burst"]["p50"], "lower"),
         ("burst p99 ms", lambda r: r["burst"]["p99"], "lower"),
         ("memory per connection KiB", lambda r: r["kb_per_connection"], "lower"),
+        ("connect CPU ms/client", lambda r: r["connect_cpu_ms_per_client"], "lower"),
+        ("steady CPU us/delivery", lambda r: r["steady_cpu_us_per_delivery"], "lower"),
+        ("burst CPU us/delivery", lambda r: r["burst_cpu_us_per_delivery"], "lower"),
         ("RSS with clients MiB", lambda r: r["rss_connected_mb"], "lower"),
     ]
     out = [f"{'figure':28} {'python':>14} {'node':>14} {'python/node':>12}"]

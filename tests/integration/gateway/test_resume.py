@@ -241,3 +241,26 @@ async def test_resume_with_nothing_missed_and_polling_transport(
         await publish(settings, OutboundEvent(resource="vms", action="delete", users=["alice"]))
         await second.wait_for(f"{ns}:vms:delete")
         assert second.names() == ["connected", "resumed", f"{ns}:vms:delete"]
+
+
+async def test_a_long_replay_goes_in_chunks_while_live_events_flow(
+    settings: Settings, topics_ready: Topics, opened: list[Client]
+) -> None:
+    """Each hold of the consumer's lock replays one chunk; live events go on between them."""
+    await put_directory(settings, *DIRECTORY)
+    async with running(settings) as gw, Stream(settings) as stream:
+        gw.namespace.replay_chunk = 25
+        first = await _first_session(gw.url, settings, opened)
+        position = (await first.wait_for("connected"))["position"]
+        await first.sio.disconnect()
+        await stream.steps(300)  # 600 records missed
+        await _drain(gw, sum(int(p) for p in position.split(".")) + 600)
+        holds_before = gw.stats.replay_chunks._value.get()
+        live = asyncio.create_task(stream.steps(150))  # produced while the replay runs
+        second = await _resume(gw.url, settings, position, opened)
+        resumed = await second.wait_for("resumed")
+        await live
+        await _all_arrived(first, second, stream.sent)
+        assert resumed["replayed"] >= 600
+        holds = gw.stats.replay_chunks._value.get() - holds_before
+        assert holds >= 600 / 25, holds

@@ -143,3 +143,19 @@ async def test_history_falls_back_to_raw_aggregation(
     assert body["source"] == source and body["resolution"] == "1m"
     if source == "system_metrics":
         assert "GROUP BY t" in store.seen[-1] and "FROM system_metrics " in store.seen[-1]
+
+
+def test_prune_drops_only_refilled_buckets() -> None:
+    clock = Clock()
+    limiter = RateLimiter(60, clock=clock)  # one token a second
+    assert limiter.allow("alice", "resume")
+    for _ in range(60):
+        limiter.allow("bob", "resume")
+    assert len(limiter) == 2
+    clock.now = 1.0  # alice's bucket is full again, bob's is not
+    assert limiter.prune() == 1
+    assert len(limiter) == 1
+    # Bob kept his state: one token refilled in that second, not a fresh 60.
+    assert limiter.allow("bob", "resume") and not limiter.allow("bob", "resume")
+    clock.now = 120.0
+    assert limiter.prune() == 1 and len(limiter) == 0

@@ -64,3 +64,41 @@ def test_disabled_log_only_tracks_positions() -> None:
     assert len(log) == 0
     assert log.since("0").status is ResumeStatus.GAP
     assert log.since("1").status is ResumeStatus.OK
+
+
+def test_a_replay_in_chunks_is_the_whole_replay_and_sees_what_came_meanwhile() -> None:
+    log = ReplayLog([0, 0, 0], window_ms=60_000, max_events=1000)
+    n = 0
+    for offset in range(20):
+        for partition in (0, 1, 2):
+            if (offset + partition) % 4:  # partitions fill unevenly
+                log.append(partition, offset, 1000, _event(n))
+                n += 1
+    whole = _numbers(log, "0.0.0")
+    chunks: list[list[int]] = []
+    result = log.since("0.0.0", limit=7)
+    while True:
+        assert result.status is ResumeStatus.OK
+        assert len(result.entries) <= 7
+        chunks.append([e.event.data["n"] for e in result.entries])
+        if len(chunks) == 3:  # events handled between two chunks come after the cursor
+            for partition in (0, 1, 2):
+                log.append(partition, 20, 1000, _event(n))
+                n += 1
+        if not result.more:
+            break
+        result = log.since_offsets(result.cursor, limit=7)
+    assert [x for chunk in chunks for x in chunk] == [*whole, n - 3, n - 2, n - 1]
+    assert all(len(c) == 7 for c in chunks[:-1])
+
+
+def test_a_chunk_cursor_that_fell_out_of_the_log_is_a_gap() -> None:
+    log = ReplayLog([0], window_ms=60_000, max_events=10)
+    for offset in range(10):
+        log.append(0, offset, 1000, _event(offset))
+    first = log.since("0", limit=3)
+    assert first.more and first.cursor == (3,)
+    for offset in range(10, 15):  # evicts offsets 0..4
+        log.append(0, offset, 1000, _event(offset))
+    assert log.since_offsets(first.cursor, limit=3).status is ResumeStatus.GAP
+    assert log.since_offsets((1, 2), limit=3).status is ResumeStatus.INVALID

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from pathlib import Path
 
 import jwt
@@ -13,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gateway.auth import TokenPolicy, issue_token, verify_token
+from gateway.auth import TokenPolicy, VerifiedTokens, issue_token, verify_token
 from gateway.exceptions import TokenInvalid
 from vmpulse.config import Secret, Settings
 
@@ -109,3 +110,45 @@ def test_policy_from_settings_reads_the_key_file(tmp_path: Path) -> None:
     token = issue_token(RSA_PRIVATE, "z", algorithm="RS256", issuer="idp", audience="vmpulse")
     assert verify_token(token, policy).user_id == "z"
     assert "unit-test-secret" not in repr(policy)
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_verified_tokens_answer_from_the_table_until_exp() -> None:
+    policy = TokenPolicy(SECRET)
+    good = issue_token(SECRET, "alice")
+    clock = _Clock(time.time())
+    tokens = VerifiedTokens(policy, clock=clock)
+    first = tokens.verify(good)
+    assert first.user_id == "alice" and len(tokens) == 1
+    assert tokens.verify(good) is first  # a hit: no second signature check
+    # Past the token's exp (by the table's clock) the hit is dropped and the token
+    # is checked again (still valid by PyJWT's real clock: a new Identity).
+    assert first.expires_at is not None
+    clock.now = first.expires_at + 1
+    again = tokens.verify(good)
+    assert again == first and again is not first
+
+
+def test_verified_tokens_keep_no_failure_and_stay_bounded() -> None:
+    policy = TokenPolicy(SECRET)
+    tokens = VerifiedTokens(policy, max_entries=2)
+    with pytest.raises(TokenInvalid):
+        tokens.verify(issue_token(Secret("another-secret-" + "x" * 40), "alice"))
+    with pytest.raises(TokenInvalid):
+        tokens.verify("a.b.c")
+    assert len(tokens) == 0
+    a, b, c = (issue_token(SECRET, u) for u in ("a", "b", "c"))
+    first_a = tokens.verify(a)
+    tokens.verify(b)
+    tokens.verify(c)  # the least recently used (a) leaves
+    assert len(tokens) == 2
+    assert tokens.verify(a) is not first_a
+    with pytest.raises(ValueError):
+        VerifiedTokens(policy, max_entries=0)

@@ -169,3 +169,29 @@ def test_vmpulse_token_mints_tokens_that_expire(
     assert main(["token", "--user", "alice", "--ttl-hours", "2"]) == 0
     claims = jwt.decode(capsys.readouterr().out.strip(), DEV_JWT_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "alice" and claims["exp"] - claims["iat"] == 2 * 3600
+
+
+def test_gateway_send_path_settings() -> None:
+    s = Settings.from_env({})
+    assert s.gateway_send_buffer_bytes == 4 * 1024 * 1024
+    assert s.gateway_connect_timeout_s == 5.0 and s.gateway_resumes_per_minute == 30
+    s = Settings.from_env(
+        {
+            "VMPULSE_GATEWAY_SEND_BUFFER_BYTES": "1048576",
+            "VMPULSE_GATEWAY_CONNECT_TIMEOUT_S": "2.5",
+            "VMPULSE_GATEWAY_RESUMES_PER_MINUTE": "5",
+        }
+    )
+    assert s.gateway_send_buffer_bytes == 1_048_576
+    assert s.gateway_connect_timeout_s == 2.5 and s.gateway_resumes_per_minute == 5
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                "VMPULSE_GATEWAY_SEND_BUFFER_BYTES": "1000",
+                "VMPULSE_GATEWAY_CONNECT_TIMEOUT_S": "nan",
+                "VMPULSE_GATEWAY_RESUMES_PER_MINUTE": "0",
+            }
+        )
+    text = str(info.value)
+    for name in ("SEND_BUFFER_BYTES", "CONNECT_TIMEOUT_S", "RESUMES_PER_MINUTE"):
+        assert name in text
