@@ -54,7 +54,7 @@ class MalformedPacket(ValueError):
 
 
 class ClientPacket(SocketIOPacket):
-    """The gateway's packet (msgspec JSON, gateway/packets.py), whose decoding refuses what a client may not send.
+    """The gateway's packet (msgspec JSON, gateway/packets.py), refusing what no client sends.
 
     Every error of decoding (a bad type digit, unicode digits in an id, JSON
     nested too deep for the parser, a placeholder that names no attachment)

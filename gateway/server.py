@@ -140,7 +140,7 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         # Counts input that is not Engine.IO (set by gateway.dispatch.ClientEventServer);
         # polling bodies are checked before engine.io decodes them (gateway/transport.py)
         self.on_malformed: Callable[[], None] = lambda: None
-        self._async = {  # type: ignore[has-type]
+        self._async = {
             **self._async,  # type: ignore[has-type]
             "translate_request": checked_translate_request(
                 _translate_request, lambda: self.on_malformed()
