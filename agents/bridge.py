@@ -24,7 +24,7 @@ record with an empty value and a ``control`` header (``connected`` /
 VM's lines.
 
 Back-pressure: at most ``max_in_flight`` records (and about ``max_in_flight_bytes``)
-wait in :class:`~agents.producing.BatchSender` for Kafka acknowledgements. When
+wait in :class:`~agents.producing.RecordSender` for Kafka acknowledgements. When
 Kafka is slow the loop stops reading the socket, the kernel buffer fills and the
 guest's writes block, so bridge memory stays bounded instead of growing with the
 broker's lag.
@@ -49,13 +49,13 @@ from agents.framing import Frame, LineFramer, Overflow, Oversize, Truncated
 from agents.identity import all_claims_own, claimed_other_vm
 from agents.listeners import Listener, tcp_identify, vsock_socket
 from agents.metrics import BridgeMetrics, serve_metrics
-from agents.producing import BatchSender
+from agents.producing import RecordSender, make_producer
 from agents.socket_watcher import SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream
 from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
 from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_settings_topics, make_producer
+from vmpulse.kafka_io import ensure_settings_topics
 
 __all__ = ["Bridge"]
 
@@ -105,7 +105,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             )
         self._read_size = read_size
         self._max_in_flight = (max_in_flight, max_in_flight_bytes)
-        self._sender: BatchSender | None = None
+        self._sender: RecordSender | None = None
         self.metrics = metrics if metrics is not None else BridgeMetrics()
         self._watcher = SocketWatcher(
             settings.socket_dir,
@@ -147,13 +147,9 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             # Standalone (`vmpulse bridge`): the topics may not exist yet.
             await ensure_settings_topics(self.settings)
             self._producer = make_producer(
-                self.settings.kafka_bootstrap,
-                client_id="vmpulse-bridge",
-                linger_ms=0,  # batches fill while the previous one is in flight
-                compression_type="zstd",  # aiokafka's lz4 is level 9: 4x the CPU
+                self.settings.kafka_bootstrap, client_id="vmpulse-bridge"
             )
-            await self._producer.start()
-        self._sender = BatchSender(
+        self._sender = RecordSender(
             self._producer,
             max_records=self._max_in_flight[0],
             max_bytes=self._max_in_flight[1],
@@ -229,9 +225,8 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         if self._sender is not None:
             await self._sender.close()
             self._sender = None
-        if self._owns_producer and self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        if self._owns_producer:
+            self._producer = None  # librdkafka's handle is destroyed with its last reference
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None
