@@ -114,8 +114,13 @@ def _run_services(settings: Settings, make: Any) -> int:
 
 
 def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.bridge import Bridge
+    from agents.bridge import Bridge, check_settings
 
+    try:
+        check_settings(settings)
+    except ConfigError as exc:
+        print(f"vmpulse bridge: {exc}", file=sys.stderr)
+        return 2
     return _run_services(settings, lambda s: Bridge(s))
 
 

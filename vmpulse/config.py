@@ -120,6 +120,13 @@ class Settings:
     # retention (streams/retention.py)
     raw_ttl_days: int = 30
     rollup_ttl_days: int = 365
+    # bridge admission (issue 10.7, agents/listeners.py, agents/socket_watcher.py)
+    agent_hello_timeout_s: float = 5.0
+    agent_max_identifying: int = 256
+    agent_max_identifying_per_peer: int = 8
+    agent_max_connections_per_vm: int = 4
+    socket_owners: frozenset[int] | None = None
+    """uids that may own a VM's socket; None = the bridge's own user and root."""
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -239,6 +246,12 @@ class Settings:
         }
         raw_ttl = _int(env, "VMPULSE_RAW_TTL_DAYS", 30, errors, minimum=1)
         rollup_ttl = _int(env, "VMPULSE_ROLLUP_TTL_DAYS", 365, errors, minimum=1)
+        # bridge admission (issue 10.7)
+        hello_s = _float(env, "VMPULSE_AGENT_HELLO_TIMEOUT_S", 5.0, errors, minimum=0.1)
+        identifying = _int(env, "VMPULSE_AGENT_MAX_IDENTIFYING", 256, errors, minimum=1)
+        per_peer = _int(env, "VMPULSE_AGENT_MAX_IDENTIFYING_PER_PEER", 8, errors, minimum=1)
+        per_vm = _int(env, "VMPULSE_AGENT_MAX_CONNECTIONS_PER_VM", 4, errors, minimum=1)
+        owners = _owners(env.get("VMPULSE_SOCKET_OWNER") or "", errors)
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -279,6 +292,11 @@ class Settings:
             worker_instance_id=env.get("VMPULSE_WORKER_ID") or None,
             raw_ttl_days=raw_ttl,
             rollup_ttl_days=rollup_ttl,
+            agent_hello_timeout_s=hello_s,
+            agent_max_identifying=identifying,
+            agent_max_identifying_per_peer=per_peer,
+            agent_max_connections_per_vm=per_vm,
+            socket_owners=owners,
             **floats,
         )
 
@@ -314,3 +332,21 @@ def _float(
     if not value >= minimum or value == float("inf"):
         errors.append(f"{name} must be a finite number >= {minimum}, got {raw!r}")
     return value
+
+
+def _owners(text: str, errors: list[str]) -> frozenset[int] | None:
+    """``VMPULSE_SOCKET_OWNER``: user names or numeric uids, comma-separated; empty = None."""
+    import pwd
+
+    owners: set[int] = set()
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        if item.isdigit():
+            owners.add(int(item))
+            continue
+        try:
+            owners.add(pwd.getpwnam(item).pw_uid)
+        except KeyError:
+            errors.append(f"VMPULSE_SOCKET_OWNER names an unknown user: {item!r}")
+    return frozenset(owners) if owners else None
