@@ -85,7 +85,7 @@ def test_admission_settings_and_socket_owners(tmp_path: Path) -> None:
     )
     assert (s.agent_hello_timeout_s, s.agent_max_identifying) == (1.5, 32)
     assert (s.agent_max_identifying_per_peer, s.agent_max_connections_per_vm) == (2, 1)
-    assert s.socket_owners == {0, 64055}
+    assert s.socket_owners == frozenset({0, 64055})
 
 
 def test_an_unknown_socket_owner_is_an_error(tmp_path: Path) -> None:

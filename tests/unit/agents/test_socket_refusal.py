@@ -51,4 +51,4 @@ def test_a_regular_file_is_refused(short_tmp: Path) -> None:
 
 
 def test_default_owners_are_the_bridge_user_and_root() -> None:
-    assert default_owners() == {ME, 0}
+    assert default_owners() == frozenset({ME, 0})
