@@ -106,6 +106,7 @@ class Listener:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._streams: set[Stream] = set()
+        self._refusal_log: dict[str, tuple[float, int]] = {}
 
     @property
     def address(self) -> tuple[Any, ...]:
@@ -230,8 +231,17 @@ class Listener:
             await stream.close()
 
     def _refuse(self, writer: asyncio.StreamWriter, reason: str, message: str) -> None:
-        peer = writer.get_extra_info("peername")
-        log.warning("%s connection from %s refused: %s", self.transport, peer, message)
+        # Anyone can make refusals happen: one warning per reason a second, the
+        # others counted into it (the metrics count every one).
+        now = time.monotonic()
+        last, skipped = self._refusal_log.get(reason, (float("-inf"), 0))
+        if now - last >= 1.0:
+            peer = writer.get_extra_info("peername")
+            more = f" (and {skipped} more like it)" if skipped else ""
+            log.warning("%s connection from %s refused: %s%s", self.transport, peer, message, more)
+            self._refusal_log[reason] = (now, 0)
+        else:
+            self._refusal_log[reason] = (last, skipped + 1)
         self._on_refused(self.transport, reason)
         writer.close()
 
