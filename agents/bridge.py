@@ -318,6 +318,10 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                         self._max_buffer,
                     )
                     return
+                # A read that finds data buffered does not suspend: without this,
+                # one busy VM would hold the loop (and the other VMs, and the
+                # delivery reports) until its socket ran dry.
+                await asyncio.sleep(0)
         finally:
             self.active_connections -= 1
             self.metrics.active.dec()

@@ -121,6 +121,9 @@ def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"vmpulse bridge: {exc}", file=sys.stderr)
         return 2
+    from vmpulse.up import tune_gc
+
+    tune_gc()  # a line allocates a dozen containers: keep the collector off the hot path
     return _run_services(settings, lambda s: Bridge(s))
 
 

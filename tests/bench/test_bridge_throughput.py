@@ -13,6 +13,7 @@ bridge runs in the pytest process and counts acknowledgements itself.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import shutil
@@ -29,6 +30,7 @@ from agents.simulator import system_metrics_line
 from schemas.topics import Topics
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_topics
+from vmpulse.up import tune_gc
 
 pytestmark = pytest.mark.bench
 
@@ -100,6 +102,9 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
 
     # The bridge (and its producer) start first, as in production; the clock
     # starts when the 1,000 sockets appear and stops at the last acknowledgement.
+    # As `vmpulse bridge` runs it: with the garbage collector tuned (vmpulse.up.tune_gc).
+    threshold = gc.get_threshold()
+    tune_gc()
     bridge = Bridge(settings)
     await bridge.start()
     profiler = None
@@ -147,6 +152,8 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
     finally:
         load.kill()
         load.wait()
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
     assert bridge.lines == total and bridge.send_errors == 0 and bridge.rejects == 0
     bridge_rate = total / (done - start)
     steady = total * 0.8 / max(marks[90] - marks[10], 1e-3)

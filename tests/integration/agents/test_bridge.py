@@ -188,7 +188,8 @@ class LaggingProducer:
             self.reports.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
-        if self.lagging:
+        if self.lagging or not self.reports:
+            time.sleep(min(timeout, 0.01))  # called in a loop by the sender's poll thread
             return 0
         reports, self.reports = self.reports, []
         for report in reports:
