@@ -120,6 +120,7 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
         assert (await asyncio.to_thread(load.stdout.readline)).strip() == b"bound"
         start = time.monotonic()
         cpu_start = time.process_time()
+        loop_cpu_start = time.thread_time()
         load.stdin.write(b"go\n")
         load.stdin.flush()
         marks: dict[int, float] = {}
@@ -145,6 +146,7 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
         first = first or done
         all_connected = all_connected or done
         cpu_s = time.process_time() - cpu_start
+        loop_cpu_s = time.thread_time() - loop_cpu_start
         await bridge.stop()
         if profiler is not None:
             profiler.stop()
@@ -165,7 +167,9 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
         f"  first read after {first_read - start:.2f} s, all {VMS} connected after "
         f"{all_connected - start:.2f} s, first acknowledgement after "
         f"{first - start:.2f} s, peak {peak} lines waiting for Kafka\n"
-        f"  bridge CPU: {cpu_s:.2f} s, {total / cpu_s:,.0f} lines per CPU second\n"
+        f"  bridge CPU: {cpu_s:.2f} s, {total / cpu_s:,.0f} lines per CPU second; event loop "
+        f"thread {loop_cpu_s:.2f} s ({loop_cpu_s / total * 1e6:.1f} us/line), librdkafka and "
+        f"poll threads {cpu_s - loop_cpu_s:.2f} s\n"
         f"  kcat  : {kcat_rate:,.0f} lines/s ({kcat_s:.2f} s)\n"
         f"  ratio bridge/kcat: {bridge_rate / kcat_rate:.2f} overall, "
         f"{steady / kcat_rate:.2f} steady"
