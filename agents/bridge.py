@@ -24,7 +24,7 @@ record with an empty value and a ``control`` header (``connected`` /
 VM's lines.
 
 Back-pressure: at most ``max_in_flight`` records (and about ``max_in_flight_bytes``)
-wait in :class:`~agents.producing.BatchSender` for Kafka acknowledgements. When
+wait in :class:`~agents.producing.RecordSender` for Kafka acknowledgements. When
 Kafka is slow the loop stops reading the socket, the kernel buffer fills and the
 guest's writes block, so bridge memory stays bounded instead of growing with the
 broker's lag.
@@ -44,27 +44,45 @@ from typing import Any, Final
 
 import mode
 
+from agents.admission import Slots
 from agents.exceptions import StreamError
 from agents.framing import Frame, LineFramer, Overflow, Oversize, Truncated
 from agents.identity import all_claims_own, claimed_other_vm
-from agents.listeners import Listener, tcp_identify, vsock_socket
+from agents.listeners import Listener, ListenerLimits, tcp_identify, vsock_socket
 from agents.metrics import BridgeMetrics, serve_metrics
-from agents.producing import BatchSender
+from agents.producing import RecordSender, make_producer
 from agents.socket_watcher import SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream
+from infra.network import is_loopback_host
 from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_settings_topics, make_producer
+from vmpulse.config import ConfigError, Settings
+from vmpulse.kafka_io import ensure_settings_topics
 from vmpulse.log_budget import WarningBudget, suppressed_note
 
-__all__ = ["Bridge"]
+__all__ = ["Bridge", "check_settings"]
 
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 
 _STOP_TIMEOUT_S: Final = 30.0
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse what the bridge must not run with; raises :class:`ConfigError`.
+
+    The development agent secret is public (it is in the source): a TCP listener
+    beyond loopback with it would let anyone on the network sign a hello for any VM.
+    """
+    host = settings.agent_tcp_host
+    if host is not None and settings.agent_secret_is_dev and not is_loopback_host(host):
+        raise ConfigError(
+            f"the TCP agent listener on {host} (VMPULSE_AGENT_TCP_ADDR) would accept the "
+            "development agent secret from the network: set VMPULSE_AGENT_SECRET to a "
+            "secret of your own (e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'),"
+            " or listen on a loopback address such as 127.0.0.1"
+        )
 
 
 class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type information
@@ -94,6 +112,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         metrics: BridgeMetrics | None = None,
         **kwargs: Any,
     ) -> None:
+        check_settings(settings)
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._producer: Any = producer
@@ -106,17 +125,19 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             )
         self._read_size = read_size
         self._max_in_flight = (max_in_flight, max_in_flight_bytes)
-        self._sender: BatchSender | None = None
+        self._sender: RecordSender | None = None
         self.metrics = metrics if metrics is not None else BridgeMetrics()
         self._watcher = SocketWatcher(
             settings.socket_dir,
             self.serve,
             poll_interval_s=poll_interval_s,
             reconnect_base_s=reconnect_base_s,
+            owners=settings.socket_owners,
+            on_refused=self._on_refused,
         )
         self._listeners: list[Listener] = []
         self._metrics_runner: Any = None
-        self._admitted = 0
+        self._slots = Slots(settings.agent_max_connections)
         self.lines = 0
         self.bytes = 0
         self.connections = 0
@@ -149,13 +170,9 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             # Standalone (`vmpulse bridge`): the topics may not exist yet.
             await ensure_settings_topics(self.settings)
             self._producer = make_producer(
-                self.settings.kafka_bootstrap,
-                client_id="vmpulse-bridge",
-                linger_ms=0,  # batches fill while the previous one is in flight
-                compression_type="zstd",  # aiokafka's lz4 is level 9: 4x the CPU
+                self.settings.kafka_bootstrap, client_id="vmpulse-bridge"
             )
-            await self._producer.start()
-        self._sender = BatchSender(
+        self._sender = RecordSender(
             self._producer,
             max_records=self._max_in_flight[0],
             max_bytes=self._max_in_flight[1],
@@ -195,25 +212,23 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         log.info("bridge watching %s -> %s", s.socket_dir, self.topics.agent_raw)
 
     def _listener(self, transport: str, identify: Any, **where: Any) -> Listener:
+        s = self.settings
+        limits = ListenerLimits(
+            hello_timeout_s=s.agent_hello_timeout_s,
+            idle_timeout_s=s.agent_idle_timeout_s,
+            max_identifying=s.agent_max_identifying,
+            max_identifying_per_peer=s.agent_max_identifying_per_peer,
+            max_connections_per_vm=s.agent_max_connections_per_vm,
+        )
         return Listener(
             transport,
             identify,
             self.serve,
-            admit=self._admit,
-            release=self._release,
+            slots=self._slots,
             on_refused=self._on_refused,
-            idle_timeout_s=self.settings.agent_idle_timeout_s,
+            limits=limits,
             **where,
         )
-
-    def _admit(self) -> bool:
-        if self._admitted >= self.settings.agent_max_connections:
-            return False
-        self._admitted += 1
-        return True
-
-    def _release(self) -> None:
-        self._admitted -= 1
 
     def _on_refused(self, transport: str, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
@@ -231,9 +246,8 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         if self._sender is not None:
             await self._sender.close()
             self._sender = None
-        if self._owns_producer and self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        if self._owns_producer:
+            self._producer = None  # librdkafka's handle is destroyed with its last reference
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None
@@ -306,6 +320,10 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                         self._max_buffer,
                     )
                     return
+                # A read that finds data buffered does not suspend: without this,
+                # one busy VM would hold the loop (and the other VMs, and the
+                # delivery reports) until its socket ran dry.
+                await asyncio.sleep(0)
         finally:
             self.active_connections -= 1
             self.metrics.active.dec()

@@ -30,7 +30,7 @@ provided the caller drains before feeding again (enforced, see :meth:`feed`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Final
+from typing import Final, cast
 
 from agents.exceptions import FramingError
 
@@ -205,6 +205,20 @@ class LineFramer:
                 block = bytes(buf[self._start : last])
                 self._start = self._scan_from = last + 1
                 limit = self._max_line
+                if len(block) <= limit and b"\r" not in block:
+                    # The common case, all in C: no line can be too long, none
+                    # ends in \r (a memchr over the block, not a test per line).
+                    # (list[bytes] is a list[Frame]; split makes it without a copy.)
+                    out = cast("list[Frame]", block.split(b"\n"))
+                    if self._start == len(buf):
+                        # Everything fed is framed: the same as next_frame() -> None.
+                        buf.clear()
+                        self._start = self._scan_from = 0
+                        self._drained = True
+                        return out
+                    while (frame := self.next_frame()) is not None:
+                        out.append(frame)
+                    return out
                 for line in block.split(b"\n"):
                     if line[-1:] == b"\r":
                         line = line[:-1]

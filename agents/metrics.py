@@ -29,7 +29,7 @@ class BridgeMetrics:
         )
         self.refused = Counter(
             "vmpulse_bridge_refused_connections",
-            "Connections refused before serving (cap, unknown CID, handshake)",
+            "Connections refused before serving (caps, handshake, unknown CID, socket checks)",
             ["transport", "reason"],
             registry=r,
         )

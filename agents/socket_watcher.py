@@ -9,6 +9,17 @@ The directory is polled with ``os.scandir`` (a few hundred entries cost
 microseconds) rather than watched with inotify: it works on every filesystem
 and platform, and a socket found 0.25 s late loses nothing because the guest's
 writes wait in the virtio-serial queue.
+
+Since the name is the identity, only a real socket created by a trusted user
+may carry it (:func:`refusal`): a symbolic link (``<vm-b>.socket`` pointing at
+VM A's socket would file A's lines under B), a second hard link to a socket
+(the same trick without a symlink), a file that is not a socket, and a socket
+not owned by one of the configured owners (``VMPULSE_SOCKET_OWNER``; by
+default the bridge's own user and root) are refused and counted once per
+appearance. The check is made again on the file the bridge connects to: it is
+opened with ``O_PATH | O_NOFOLLOW``, checked with ``fstat`` and connected
+through ``/proc/self/fd/<n>``, so a name swapped for a link between the scan
+and the connect is refused too.
 """
 
 from __future__ import annotations
@@ -24,10 +35,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
-from agents.exceptions import ConnectError, IdentityError
+from agents.exceptions import ConnectError, IdentityError, Refused
 from agents.stream import ConnectionInfo, Stream, UnixStream
 
-__all__ = ["SOCKET_SUFFIX", "Backoff", "ConnectionHandler", "SocketWatcher", "vm_id_from_name"]
+__all__ = [
+    "SOCKET_SUFFIX",
+    "Backoff",
+    "ConnectionHandler",
+    "SocketWatcher",
+    "default_owners",
+    "refusal",
+    "vm_id_from_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +61,29 @@ ConnectionHandler = Callable[[Stream, ConnectionInfo], Awaitable[None]]
 """Serves one connection until EOF; the watcher closes the stream afterwards."""
 
 Connector = Callable[[Path], Awaitable[Stream]]
+RefusedCallback = Callable[[str, str], None]
+"""(transport, reason) for each refused socket, once per appearance (metrics)."""
+
+
+def default_owners() -> frozenset[int]:
+    """The bridge's own user and root: root can do anything anyway, and the bridge's
+    user is the one that creates sockets in development (``vmpulse up``, the simulator)
+    and in deployments where the bridge runs as the hypervisor's user."""
+    return frozenset({os.geteuid(), 0})
+
+
+def refusal(st: os.stat_result, owners: frozenset[int]) -> str | None:
+    """Why a socket-directory entry (its ``lstat``/``fstat``) may not carry a VM's
+    identity, or None if it may: a stable reason code for metrics."""
+    if stat.S_ISLNK(st.st_mode):
+        return "symlink"
+    if not stat.S_ISSOCK(st.st_mode):
+        return "not_socket"
+    if st.st_uid not in owners:
+        return "foreign_owner"
+    if st.st_nlink != 1:
+        return "hardlink"
+    return None
 
 
 def vm_id_from_name(name: str) -> str:
@@ -82,8 +124,25 @@ class Backoff:
         self._attempt = 0
 
 
-async def _connect_unix(path: Path) -> Stream:
-    return await UnixStream.connect(path)
+def _connect_checked(owners: frozenset[int]) -> Connector:
+    """Connect to ``path`` only if the file there passes :func:`refusal`, on the very
+    file checked (no window between the check and the connect)."""
+
+    async def connect(path: Path) -> Stream:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConnectError(f"cannot open {path}: {exc}") from exc
+        try:
+            reason = refusal(os.fstat(fd), owners)
+            if reason is not None:
+                raise Refused(reason, f"{path}: {reason.replace('_', ' ')}")
+            # A socket is connected by path; /proc/self/fd/<n> is this very inode.
+            return await UnixStream.connect(Path(f"/proc/self/fd/{fd}"))
+        finally:
+            os.close(fd)
+
+    return connect
 
 
 class SocketWatcher:
@@ -105,7 +164,9 @@ class SocketWatcher:
         reconnect_factor: float = 1.5,
         reconnect_cap_s: float = 120.0,
         stop_timeout_s: float = 10.0,
-        connect: Connector = _connect_unix,
+        owners: frozenset[int] | None = None,
+        on_refused: RefusedCallback | None = None,
+        connect: Connector | None = None,
     ) -> None:
         self._dir = socket_dir
         self._handler = handler
@@ -116,7 +177,11 @@ class SocketWatcher:
             max(reconnect_cap_s, reconnect_base_s),
         )
         self._stop_timeout_s = stop_timeout_s
-        self._connect = connect
+        self._owners = default_owners() if owners is None else owners
+        self._on_refused = on_refused
+        self._connect = _connect_checked(self._owners) if connect is None else connect
+        # name -> (device, inode, reason) of a refused entry: counted once while it stays.
+        self._refused: dict[str, tuple[int, int, str]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._streams: dict[str, Stream] = {}
         self._poll_task: asyncio.Task[None] | None = None
@@ -189,25 +254,41 @@ class SocketWatcher:
         except FileNotFoundError:
             return []
         found: list[tuple[str, Path | None]] = []
+        names: set[str] = set()
         for entry in entries:
             if not entry.name.endswith(SOCKET_SUFFIX):
                 continue
+            names.add(entry.name)
             try:
                 vm_id = vm_id_from_name(entry.name)
                 if vm_id in self._tasks:  # known: skip the stat (1,000 VMs, 4 scans a second)
                     found.append((vm_id, None))
                     continue
-                is_socket = stat.S_ISSOCK(entry.stat().st_mode)
+                st = entry.stat(follow_symlinks=False)
             except IdentityError as exc:
                 self._warn_once(entry.name, str(exc))
                 continue
             except OSError:
                 continue  # removed between scandir and stat
-            if is_socket:
+            reason = refusal(st, self._owners)
+            if reason is None:
+                self._refused.pop(entry.name, None)
                 found.append((vm_id, Path(entry.path)))
             else:
-                self._warn_once(entry.name, f"{entry.name} is not a socket")
+                self._refuse_once(entry.name, st, reason)
+        for name in self._refused.keys() - names:
+            del self._refused[name]  # gone: counted again if it comes back
         return found
+
+    def _refuse_once(self, name: str, st: os.stat_result, reason: str) -> None:
+        """Count and log a refused entry once while the same file stays under ``name``."""
+        seen = (st.st_dev, st.st_ino, reason)
+        if self._refused.get(name) == seen:
+            return
+        self._refused[name] = seen
+        log.warning("refusing %s in %s: %s", name, self._dir, reason.replace("_", " "))
+        if self._on_refused is not None:
+            self._on_refused(TRANSPORT, reason)
 
     def _warn_once(self, name: str, message: str) -> None:
         if name not in self._warned:
@@ -220,6 +301,11 @@ class SocketWatcher:
         while not self._stopping:
             try:
                 stream = await self._connect(path)
+            except Refused as exc:
+                # Swapped between the scan and the connect: the next scan sees it again.
+                with contextlib.suppress(OSError):
+                    self._refuse_once(path.name, os.lstat(path), exc.reason)
+                return
             except ConnectError as exc:
                 delay = backoff.next_delay()
                 log.info("VM %s: %s; retrying in %.2fs", vm_id, exc, delay)

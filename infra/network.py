@@ -21,14 +21,19 @@ def is_loopback_host(host: str) -> bool:
     if not name:
         return False  # an empty host binds every interface
     try:
-        return ipaddress.ip_address(name.split("%", 1)[0]).is_loopback
+        return _loopback(ipaddress.ip_address(name.split("%", 1)[0]))
     except ValueError:
         pass
     try:
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return False
-    addresses = {info[4][0] for info in infos}
-    return bool(addresses) and all(
-        ipaddress.ip_address(str(a).split("%", 1)[0]).is_loopback for a in addresses
-    )
+    addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    return bool(addresses) and all(_loopback(ipaddress.ip_address(a)) for a in addresses)
+
+
+def _loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    # ::ffff:127.0.0.1 is loopback too (an IPv4-mapped address on a dual-stack socket)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback

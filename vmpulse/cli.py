@@ -128,8 +128,16 @@ def _run_services(settings: Settings, make: Any) -> int:
 
 
 def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.bridge import Bridge
+    from agents.bridge import Bridge, check_settings
 
+    try:
+        check_settings(settings)
+    except ConfigError as exc:
+        print(f"vmpulse bridge: {exc}", file=sys.stderr)
+        return 2
+    from vmpulse.up import tune_gc
+
+    tune_gc()  # a line allocates a dozen containers: keep the collector off the hot path
     return _run_services(settings, lambda s: Bridge(s))
 
 

@@ -126,6 +126,13 @@ class Settings:
     rollup_ttl_days: int = 365
     # browser edge (issue 10): a token without `exp` never expires, so it is refused unless allowed
     jwt_allow_no_exp: bool = False
+    # bridge admission (issue 10.7, agents/listeners.py, agents/socket_watcher.py)
+    agent_hello_timeout_s: float = 5.0
+    agent_max_identifying: int = 256
+    agent_max_identifying_per_peer: int = 8
+    agent_max_connections_per_vm: int = 4
+    socket_owners: frozenset[int] | None = None
+    """uids that may own a VM's socket; None = the bridge's own user and root."""
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -253,6 +260,12 @@ class Settings:
         allow_no_exp = (env.get("VMPULSE_JWT_ALLOW_NO_EXP") or "0").strip().lower()
         if allow_no_exp not in ("0", "1", "false", "true", "no", "yes"):
             errors.append(f"VMPULSE_JWT_ALLOW_NO_EXP must be 1 or 0, got {allow_no_exp!r}")
+        # bridge admission (issue 10.7)
+        hello_s = _float(env, "VMPULSE_AGENT_HELLO_TIMEOUT_S", 5.0, errors, minimum=0.1)
+        identifying = _int(env, "VMPULSE_AGENT_MAX_IDENTIFYING", 256, errors, minimum=1)
+        per_peer = _int(env, "VMPULSE_AGENT_MAX_IDENTIFYING_PER_PEER", 8, errors, minimum=1)
+        per_vm = _int(env, "VMPULSE_AGENT_MAX_CONNECTIONS_PER_VM", 4, errors, minimum=1)
+        owners = _owners(env.get("VMPULSE_SOCKET_OWNER") or "", errors)
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -297,6 +310,11 @@ class Settings:
             raw_ttl_days=raw_ttl,
             rollup_ttl_days=rollup_ttl,
             jwt_allow_no_exp=allow_no_exp in ("1", "true", "yes"),
+            agent_hello_timeout_s=hello_s,
+            agent_max_identifying=identifying,
+            agent_max_identifying_per_peer=per_peer,
+            agent_max_connections_per_vm=per_vm,
+            socket_owners=owners,
             **floats,
         )
 
@@ -332,3 +350,21 @@ def _float(
     if not value >= minimum or value == float("inf"):
         errors.append(f"{name} must be a finite number >= {minimum}, got {raw!r}")
     return value
+
+
+def _owners(text: str, errors: list[str]) -> frozenset[int] | None:
+    """``VMPULSE_SOCKET_OWNER``: user names or numeric uids, comma-separated; empty = None."""
+    import pwd
+
+    owners: set[int] = set()
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        if item.isdigit():
+            owners.add(int(item))
+            continue
+        try:
+            owners.add(pwd.getpwnam(item).pw_uid)
+        except KeyError:
+            errors.append(f"VMPULSE_SOCKET_OWNER names an unknown user: {item!r}")
+    return frozenset(owners) if owners else None

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.producing import BatchSender
+from agents.producing import RecordSender, make_producer
 from schemas.topics import Topics
 from streams.app import ingest_group_id
 from tests.integration.streams.worker_process import (
@@ -36,7 +36,7 @@ from tests.integration.streams.worker_process import (
     topic_partitions,
 )
 from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_settings_topics, make_producer
+from vmpulse.kafka_io import ensure_settings_topics
 
 pytestmark = pytest.mark.bench
 
@@ -62,9 +62,8 @@ async def _produce(
     rather than one aiokafka ``send`` per record, which alone cost half a core
     at 10,000 msg/s.
     """
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=20)
-    await producer.start()
-    sender = BatchSender(producer)
+    producer = make_producer(settings.kafka_bootstrap or "", client_id="bench", linger_ms=20)
+    sender = RecordSender(producer)
     await sender.prepare([topics.agent_raw])
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -81,9 +80,8 @@ async def _produce(
                 sent += 1
             await asyncio.sleep(0.005 if rate else 0)
         assert await sender.flush(120), "the broker did not acknowledge every line"
-        await sender.close()
     finally:
-        await producer.stop()
+        await sender.close()
     return loop.time() - start
 
 

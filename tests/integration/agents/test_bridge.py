@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -165,43 +164,47 @@ async def test_stop_flushes_everything_read(
     assert len(collector.raw) == produced
 
 
-class _Batch:
-    def __init__(self) -> None:
-        self.values: list[bytes] = []
-
-    def append(self, *, timestamp: Any, key: bytes, value: bytes, headers: Any) -> object:
-        self.values.append(value)
-        return object()
-
-
 class LaggingProducer:
-    """Takes batches but acknowledges only on request, like a broker that falls behind."""
+    """Takes records like ``confluent_kafka.Producer`` but reports their delivery only on
+    request, like a broker that falls behind. (A stand-in: a real broker cannot be made
+    to hold acknowledgements back on cue.)"""
 
     def __init__(self) -> None:
         self.values: list[bytes] = []
-        self.acks: list[asyncio.Future[None]] = []
+        self.reports: list[Callable[[Any, Any], None]] = []
         self.lagging = True
 
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0, 1, 2}
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        *,
+        headers: Any,
+        on_delivery: Callable[[Any, Any], None] | None = None,
+    ) -> None:
+        self.values.append(value)
+        if on_delivery is not None:
+            self.reports.append(on_delivery)
 
-    def create_batch(self) -> _Batch:
-        return _Batch()
+    def poll(self, timeout: float) -> int:
+        if self.lagging or not self.reports:
+            time.sleep(min(timeout, 0.01))  # called in a loop by the sender's poll thread
+            return 0
+        reports, self.reports = self.reports, []
+        for report in reports:
+            report(None, None)
+        return len(reports)
 
-    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
-        self.values.extend(batch.values)
-        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.acks.append(ack)
-        if not self.lagging:
-            ack.set_result(None)
-        return ack
+    def list_topics(self, topic: str, timeout: float) -> None:
+        return None
+
+    def purge(self) -> None:
+        self.reports.clear()
 
     def ack_all(self) -> None:
         """Acknowledge everything so far and from now on: the broker caught up."""
         self.lagging = False
-        for ack in self.acks:
-            if not ack.done():
-                ack.set_result(None)
 
 
 async def test_slow_kafka_stops_reading_instead_of_buffering(

@@ -15,6 +15,7 @@ from typing import Any
 import libvirt
 import pytest
 
+from agents.admission import Slots
 from agents.listeners import Listener, Refused, vsock_socket
 from agents.stream import ConnectionInfo, Stream
 from agents.vsock import LibvirtCidMap, vsock_identify
@@ -64,10 +65,8 @@ async def test_the_vsock_listener_binds_and_stops() -> None:
         "vsock",
         vsock_identify(lookup),
         handler,
-        admit=lambda: True,
-        release=lambda: None,
+        slots=Slots(10),
         on_refused=lambda *_: None,
-        idle_timeout_s=1.0,
         sock=vsock_socket(port),
     )
     await listener.start()

@@ -66,3 +66,30 @@ def test_receive_buffer_may_not_be_smaller_than_a_line(tmp_path: Path) -> None:
                 "VMPULSE_AGENT_MAX_BUFFER": "65535",
             }
         )
+
+
+def test_admission_settings_and_socket_owners(tmp_path: Path) -> None:
+    s = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
+    assert (s.agent_hello_timeout_s, s.agent_max_identifying) == (5.0, 256)
+    assert (s.agent_max_identifying_per_peer, s.agent_max_connections_per_vm) == (8, 4)
+    assert s.socket_owners is None  # the bridge's own user and root
+    s = Settings.from_env(
+        {
+            "VMPULSE_DATA_DIR": str(tmp_path),
+            "VMPULSE_AGENT_HELLO_TIMEOUT_S": "1.5",
+            "VMPULSE_AGENT_MAX_IDENTIFYING": "32",
+            "VMPULSE_AGENT_MAX_IDENTIFYING_PER_PEER": "2",
+            "VMPULSE_AGENT_MAX_CONNECTIONS_PER_VM": "1",
+            "VMPULSE_SOCKET_OWNER": "root, 64055",
+        }
+    )
+    assert (s.agent_hello_timeout_s, s.agent_max_identifying) == (1.5, 32)
+    assert (s.agent_max_identifying_per_peer, s.agent_max_connections_per_vm) == (2, 1)
+    assert s.socket_owners == frozenset({0, 64055})
+
+
+def test_an_unknown_socket_owner_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="VMPULSE_SOCKET_OWNER names an unknown user"):
+        Settings.from_env(
+            {"VMPULSE_DATA_DIR": str(tmp_path), "VMPULSE_SOCKET_OWNER": "no-such-user-here"}
+        )

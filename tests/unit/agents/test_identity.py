@@ -46,3 +46,14 @@ def test_block_check_passes_only_blocks_whose_every_claim_is_own() -> None:
     assert not all_claims_own(b"\n".join([*own, forged]), A)
     assert not all_claims_own(b'{"vmId": "' + A.encode() + b'"}', A)  # spaced: check per line
     assert not all_claims_own(b'{"vm\\u0049d":"x"}', A)
+
+
+def test_block_check_is_conservative_about_other_vm_keys() -> None:
+    # Another key starting with "vm makes the block go line by line; the line still passes.
+    line = b'{"type":"system_metrics","vmId":"' + A.encode() + b'","vmName":"web-1"}'
+    assert not all_claims_own(line, A)
+    assert claimed_other_vm(line, A) is None
+    # A backslash alone (a Windows path) keeps the fast path; a \u escape does not.
+    path = b'{"vmId":"' + A.encode() + b'","cmd":"C:\\\\Program Files\\\\agent.exe"}'
+    assert all_claims_own(path, A)
+    assert not all_claims_own(path.replace(b"agent", b"\\u0061gent"), A)
