@@ -73,6 +73,13 @@ class GatewayStats:
             "Client events refused by the per-user rate limit",
             registry=r,
         )
+        self.reads = Counter(
+            "vmpulse_gateway_reads",
+            "History and admin SQL requests by outcome (ok, rejected, busy, rate_limited, "
+            "timeout, failed)",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.per_user: dict[str, UserDeliveries] = {}
         self._lag: Callable[[], int] | None = None
 

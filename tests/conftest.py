@@ -20,6 +20,7 @@ from schemas.topics import Topics
 from streams.store import ClickHouseStore
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_settings_topics
+from vmpulse.reader import Reader, ReadLimits
 
 _BROKER_USED: list[str] = []
 
@@ -114,3 +115,12 @@ async def chdb_store() -> AsyncIterator[ClickHouseStore]:
     await store.start()
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+async def chdb_reader(chdb_store: ClickHouseStore) -> AsyncIterator[Reader]:
+    """Read-only connections of their own on the session's chDB engine (as `vmpulse up` has)."""
+    reader = Reader(chdb_store.url, ReadLimits(concurrency=4, per_user=4, timeout_s=20))
+    await reader.start()
+    yield reader
+    reader.close()
