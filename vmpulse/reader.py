@@ -85,7 +85,7 @@ class ReadLimits:
     per_user: int = 2
     timeout_s: float = 30.0
     max_execution_time_s: float | None = None
-    """The engine's own limit; None: ``timeout_s``. Tests set it apart to see each at work."""
+    """The engine's own limit, the backstop if a KILL is lost; None: ``timeout_s`` + 1 s."""
     max_memory_bytes: int = 1 << 30
     max_result_rows: int = 10_000
     max_result_bytes: int = 64 << 20
@@ -104,7 +104,7 @@ class ReadLimits:
 
     def engine_settings(self) -> dict[str, Any]:
         """Session settings of a reader connection, in order: ``readonly`` last locks the rest."""
-        engine_time = self.max_execution_time_s or self.timeout_s
+        engine_time = self.max_execution_time_s or self.timeout_s + 1
         return {
             "max_execution_time": max(1, math.ceil(engine_time)),
             "max_memory_usage": self.max_memory_bytes,
@@ -359,7 +359,7 @@ def _call(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
     except Exception as exc:
         message = _engine_message(exc)
         if message.startswith(_CANCELLED_CODES):
-            raise ReadTimeout(message) from None
+            raise ReadTimeout(f"the read was stopped in the engine: {message}") from None
         raise ReadFailed(message) from None
 
 

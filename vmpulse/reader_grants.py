@@ -10,7 +10,6 @@ statements' meaning.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -37,17 +36,17 @@ def render_reader_grants(read_url: str, limits: ReadLimits) -> list[str]:
             raise ValueError(f"the read URL's {what} must be a plain identifier, got {value!r}")
     if not password:
         raise ValueError("the read URL must carry the reader's password")
-    engine_time = limits.max_execution_time_s or limits.timeout_s
+    engine = limits.engine_settings()
     text = TEMPLATE.read_text().format(
         profile=f"{user}_profile",
         user=user,
         database=database,
         password_sha256=hashlib.sha256(password.encode()).hexdigest(),
-        max_execution_time=max(1, math.ceil(engine_time)),
-        max_memory_usage=limits.max_memory_bytes,
-        max_result_rows=limits.max_result_rows,
-        max_result_bytes=limits.max_result_bytes,
-        max_threads=limits.max_threads,
+        max_execution_time=engine["max_execution_time"],
+        max_memory_usage=engine["max_memory_usage"],
+        max_result_rows=engine["max_result_rows"],
+        max_result_bytes=engine["max_result_bytes"],
+        max_threads=engine["max_threads"],
         system_grants="\n".join(
             f"GRANT SELECT ON system.{table} TO {user};" for table in sorted(SYSTEM_TABLES)
         ),

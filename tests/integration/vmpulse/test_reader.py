@@ -13,14 +13,14 @@ import datetime as dt
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from streams.pipeline import SYSTEM_METRICS_COLUMNS
 from streams.store import ClickHouseStore
-from tests.support.sql_attacks import ALLOWED, ATTACKS, SECRET_ROW, Traps
+from tests.support.sql_attacks import ALLOWED, ATTACKS, Traps
 from vmpulse.exceptions import QueryRejected, ReadFailed, ReadTimeout
 from vmpulse.reader import Reader, ReadLimits
 from vmpulse.reader_grants import render_reader_grants
@@ -28,22 +28,8 @@ from vmpulse.sql_policy import DENIED_CATEGORIES, DENIED_PREFIXES
 
 pytestmark = pytest.mark.integration
 
-OTHER_DB = "vmpulse_other"
 # Burns one core until stopped: 10^12 rows would take hours.
 ENDLESS = "SELECT count() FROM numbers(1000000000000) WHERE sipHash64(number) % 7 = 3"
-
-
-@pytest.fixture(scope="module")
-async def other_db(chdb_store: ClickHouseStore) -> AsyncIterator[str]:
-    """A database beside the metric one, with a row no read may reach."""
-    await chdb_store.command(f"CREATE DATABASE IF NOT EXISTS {OTHER_DB}")
-    await chdb_store.command(f"CREATE TABLE IF NOT EXISTS {OTHER_DB}.t (s String) ENGINE = Log")
-    await chdb_store.command(f"INSERT INTO {OTHER_DB}.t VALUES ('{SECRET_ROW}')")
-    await chdb_store.command(
-        f"CREATE TABLE IF NOT EXISTS {OTHER_DB}.j (k UInt8, v String) ENGINE = Join(ANY, LEFT, k)"
-    )
-    await chdb_store.command(f"INSERT INTO {OTHER_DB}.j VALUES (1, '{SECRET_ROW}')")
-    yield OTHER_DB
 
 
 @pytest.fixture
