@@ -15,7 +15,9 @@ thread for each, and one control connection that only cancels:
 
 Every reader connection runs with ``readonly=1`` set after its limits
 (``max_execution_time``, ``max_memory_usage``, ``max_result_rows`` and
-``max_result_bytes`` with ``result_overflow_mode='break'``, ``max_threads``),
+``max_result_bytes`` with ``result_overflow_mode='break'``, ``max_threads``,
+and ``os_thread_priority``: the engine runs a read's threads at nice 10, so
+where a read and the worker's inserts want the same core, the insert wins),
 so no statement can change them; where the server's profile already makes
 the user read-only, the profile's limits apply and none are sent. Opening
 checks that the engine reports ``readonly`` for each connection.
@@ -58,7 +60,15 @@ from vmpulse.sql_policy import (
     precheck,
 )
 
-__all__ = ["QueryResult", "ReadLimits", "ReadSession", "ReadSlots", "Reader", "jsonable"]
+__all__ = [
+    "READ_THREAD_NICENESS",
+    "QueryResult",
+    "ReadLimits",
+    "ReadSession",
+    "ReadSlots",
+    "Reader",
+    "jsonable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,7 @@ QueryResult = dict[str, Any]
 """``{"columns": [...], "rows": [[...], ...]}``, plus ``"truncated": True`` when capped."""
 
 _TAG = "/* vmpulse-read {} */ "
+READ_THREAD_NICENESS = 10
 _CANCELLED_CODES = ("Code: 159.", "Code: 394.")  # TIMEOUT_EXCEEDED, QUERY_WAS_CANCELLED
 _KILL_GRACE_S = 10.0
 _PARSE = "SELECT c, parseQueryToJSON(c) FROM (SELECT formatQuery({q:String}) AS c)"
@@ -112,6 +123,8 @@ class ReadLimits:
             "max_result_bytes": self.max_result_bytes,
             "result_overflow_mode": "break",
             "max_threads": self.max_threads,
+            # a read's threads yield the CPU to ingest (nice 10) when both want it
+            "os_thread_priority": READ_THREAD_NICENESS,
             "readonly": 1,
         }
 

@@ -47,6 +47,7 @@ def render_reader_grants(read_url: str, limits: ReadLimits) -> list[str]:
         max_result_rows=engine["max_result_rows"],
         max_result_bytes=engine["max_result_bytes"],
         max_threads=engine["max_threads"],
+        os_thread_priority=engine["os_thread_priority"],
         system_grants="\n".join(
             f"GRANT SELECT ON system.{table} TO {user};" for table in sorted(SYSTEM_TABLES)
         ),

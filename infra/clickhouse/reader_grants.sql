@@ -16,6 +16,7 @@ CREATE SETTINGS PROFILE OR REPLACE {profile} SETTINGS
     max_result_bytes = {max_result_bytes} READONLY,
     result_overflow_mode = 'break' READONLY,
     max_threads = {max_threads} READONLY,
+    os_thread_priority = {os_thread_priority} READONLY,
     cancel_http_readonly_queries_on_client_close = 1 READONLY;
 
 -- Only the password's SHA-256 is stored here, never the password.
