@@ -263,10 +263,13 @@ def _query_via_gateway(settings: Settings, sql: str) -> dict[str, Any]:
 
 def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
     """A server: read as the gateway does (same policy, limits and read-only user)."""
+    import dataclasses
+
     from vmpulse.exceptions import ReadError
     from vmpulse.reader import Reader, ReadLimits
 
-    reader = Reader(settings.read_url, ReadLimits.from_settings(settings))
+    limits = dataclasses.replace(ReadLimits.from_settings(settings), concurrency=1, per_user=1)
+    reader = Reader(settings.read_url, limits)
 
     async def run() -> dict[str, Any]:
         await reader.start()

@@ -29,3 +29,9 @@ CREATE USER OR REPLACE {user} IDENTIFIED WITH sha256_hash BY '{password_sha256}'
 REVOKE ALL ON *.* FROM {user};
 GRANT SELECT ON {database}.* TO {user};
 {system_grants}
+
+-- The reader's own bookkeeping, which admin SQL cannot reach (the policy refuses these
+-- tables): the client's handshake reads the session's settings, and the policy lists
+-- the metric database's tables.
+GRANT SELECT(name, value, readonly) ON system.settings TO {user};
+GRANT SELECT(database, name) ON system.tables TO {user};
