@@ -204,14 +204,17 @@ class Reader:
         self._free: list[Any] = []
         self._control: Any = None
         self._denied: frozenset[str] = frozenset()
+        self._settings: dict[str, Any] | None = None
         self.cancelled = 0
         """Statements this reader stopped in the engine (timeouts and cancelled callers)."""
 
     def open(self) -> None:
         """Open the connections and read the function catalogue (blocking)."""
         try:
-            self._control = self._control_pool.submit(self._connect).result()
-            self._free = [self._pool.submit(self._connect).result() for _ in range(self._size)]
+            self._control = self._control_pool.submit(self._connect_first).result()
+            self._free = [
+                self._pool.submit(self._connect).result() for _ in range(self.limits.concurrency)
+            ]
             self._denied = self._control_pool.submit(self._load_denied).result()
         except Exception:
             self.close()
@@ -221,31 +224,38 @@ class Reader:
         await asyncio.get_running_loop().run_in_executor(None, self.open)
 
     @property
-    def _size(self) -> int:
-        return self.limits.concurrency
-
-    @property
     def denied_functions(self) -> frozenset[str]:
         """The scalar functions the policy refuses, as built from the engine's catalogue."""
         return self._denied
 
+    def _connect_first(self) -> Any:
+        """The control connection; it finds out whether the user is read-only already.
+
+        A server user whose profile says ``readonly=1`` may not send settings at
+        all: the profile's limits apply (``infra/clickhouse/reader_grants.sql``).
+        Otherwise every connection sets the reader's own limits, ``readonly`` last.
+        """
+        client = self._client(None)
+        if _readonly(client) == 0:
+            client.close()
+            self._settings = self.limits.engine_settings()
+            return self._connect()
+        log.info("the reader's user is read-only already: the server profile's limits apply")
+        return client
+
     def _connect(self) -> Any:
-        """One reader connection, read-only by the engine's own account."""
-        try:
-            client = clickhouse_connect.get_client(dsn=self.url)
-            if _readonly(client) == 0:
-                client.close()
-                client = clickhouse_connect.get_client(
-                    dsn=self.url, settings=self.limits.engine_settings()
-                )
-            else:
-                log.info("reader user is read-only already: the server profile's limits apply")
-        except Exception as exc:
-            raise ReadFailed(f"cannot open a read connection: {_engine_message(exc)}") from exc
+        """One connection, read-only by the engine's own account."""
+        client = self._client(self._settings)
         if _readonly(client) == 0:
             client.close()
             raise ReadFailed("the read connection is not read-only (readonly=0)")
         return client
+
+    def _client(self, settings: dict[str, Any] | None) -> Any:
+        try:
+            return clickhouse_connect.get_client(dsn=self.url, settings=settings)
+        except Exception as exc:
+            raise ReadFailed(f"cannot open a read connection: {_engine_message(exc)}") from exc
 
     def _load_denied(self) -> frozenset[str]:
         try:
