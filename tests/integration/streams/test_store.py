@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import pytest
-
-from streams.exceptions import StoreError
 from streams.pipeline import SYSTEM_METRICS_COLUMNS
 from streams.store import ClickHouseStore, redact_url
 
@@ -54,18 +51,6 @@ async def test_migrations_are_idempotent(chdb_store: ClickHouseStore) -> None:
         "SELECT count() FROM system.tables WHERE name = 'system_metrics'"
     )
     assert result["rows"] == [[1]]
-
-
-@pytest.mark.parametrize(
-    "sql",
-    ["DROP TABLE system_metrics", "INSERT INTO system_metrics (vm_id) VALUES ('x')"],
-)
-async def test_the_pipelines_own_reads_cannot_write(chdb_store: ClickHouseStore, sql: str) -> None:
-    """The store's query() is for the pipeline's SQL; the engine still refuses a write there
-    (user SQL goes through vmpulse.reader, tests/integration/vmpulse/test_reader.py)."""
-    with pytest.raises(StoreError, match="readonly"):
-        await chdb_store.query(sql)
-    assert (await chdb_store.query("EXISTS TABLE system_metrics"))["rows"] == [[1]]
 
 
 async def test_query_rows_are_capped(chdb_store: ClickHouseStore) -> None:
