@@ -2,10 +2,12 @@
 
 One `vmpulse up` process (worker, bridge, gateway and one simulated VM, on the
 session's broker) stores metrics lines offered at VMPULSE_BENCH_READ_RATE
-(default 5,000/s) through three phases of VMPULSE_BENCH_PHASE_S seconds
-(default 20): quiet, then one admin looping a two-year history query of a
-VM whose 1-hour rollup holds two years of rows, then quiet again. The peer of
-the reading phase is the mean of the two quiet ones, measured in the same run.
+(default 1,500/s: below the worker's capacity on a shared 2-core machine, so
+that a phase measures the reads, not a saturated worker) through five phases of
+VMPULSE_BENCH_PHASE_S seconds (default 15), quiet and reading in turn: in a
+reading phase one admin loops the two-year history of a VM whose 1-hour rollup
+holds two years of rows. Turns average out the machine's drift; the peer of
+the reading phases is the quiet ones of the same run.
 
 The stored rate is the slope of the worker's committed offsets during a phase
 (as in test_worker_bench.py), the lag the mean of end offset minus committed
@@ -43,8 +45,8 @@ from vmpulse.demo import demo_vm_ids
 
 pytestmark = pytest.mark.bench
 
-RATE = int(os.environ.get("VMPULSE_BENCH_READ_RATE", "5000"))
-PHASE_S = float(os.environ.get("VMPULSE_BENCH_PHASE_S", "20"))
+RATE = int(os.environ.get("VMPULSE_BENCH_READ_RATE", "1500"))
+PHASE_S = float(os.environ.get("VMPULSE_BENCH_PHASE_S", "15"))
 PARTITIONS = 6
 HOURS = 2 * 365 * 24
 VMPULSE = str(Path(sys.executable).parent / "vmpulse")
@@ -222,14 +224,18 @@ async def test_history_reads_do_not_slow_ingest(settings: Settings, tmp_path: Pa
                 assert not producing.done(), producing
                 assert time.monotonic() < caught_up, (done, end)
                 await asyncio.sleep(0.5)
-            quiet1 = await _phase(offsets, PHASE_S)
+            quiet: list[tuple[float, float]] = []
+            reads: list[tuple[float, float]] = []
             reading = Reading(url, vm)
-            stop = asyncio.Event()
-            reader = asyncio.create_task(reading.loop(stop))
-            with_reads = await _phase(offsets, PHASE_S)
-            stop.set()
-            await reader
-            quiet2 = await _phase(offsets, PHASE_S)
+            for turn in range(5):
+                if turn % 2 == 0:
+                    quiet.append(await _phase(offsets, PHASE_S))
+                    continue
+                stop = asyncio.Event()
+                reader = asyncio.create_task(reading.loop(stop))
+                reads.append(await _phase(offsets, PHASE_S))
+                stop.set()
+                await reader
         finally:
             await offsets.stop()
         assert not producing.done(), producing
@@ -243,19 +249,30 @@ async def test_history_reads_do_not_slow_ingest(settings: Settings, tmp_path: Pa
         except subprocess.TimeoutExpired:
             up.kill()
             up.wait()
-    quiet_rate = (quiet1[0] + quiet2[0]) / 2
-    quiet_lag = (quiet1[1] + quiet2[1]) / 2
+    quiet_rate = sum(r for r, _ in quiet) / len(quiet)
+    quiet_lag = sum(lag for _, lag in quiet) / len(quiet)
+    read_rate = sum(r for r, _ in reads) / len(reads)
+    read_lag = sum(lag for _, lag in reads) / len(reads)
     answers = sorted(reading.answers)
+    turns = " / ".join(f"{r:,.0f}" for r, _ in _interleave(quiet, reads))
+    lags = " / ".join(f"{lag:,.0f}" for _, lag in _interleave(quiet, reads))
     print(
-        f"\nreads vs ingest at {RATE:,} msgs/s offered, {PHASE_S:.0f} s phases, "
-        f"rollup {rollup_rows:,} rows: stored {quiet1[0]:,.0f} / {with_reads[0]:,.0f} / "
-        f"{quiet2[0]:,.0f} msgs/s (quiet / reading / quiet; reading = "
-        f"{with_reads[0] / quiet_rate:.1%} of quiet); lag {quiet1[1]:,.0f} / "
-        f"{with_reads[1]:,.0f} / {quiet2[1]:,.0f} msgs (reading = "
-        f"{with_reads[1] / quiet_lag:.1%} of quiet); two-year history answers "
-        f"{len(answers)} ({len(answers) / PHASE_S:.1f}/s, {reading.points:,} points each, "
-        f"median {answers[len(answers) // 2] * 1000:.0f} ms), 429s {reading.refused}"
+        f"\nreads vs ingest at {RATE:,} msgs/s offered, 5 x {PHASE_S:.0f} s phases (quiet "
+        f"first, then in turn), rollup {rollup_rows:,} rows: stored {turns} msgs/s, "
+        f"reading = {read_rate / quiet_rate:.1%} of quiet; lag {lags} msgs, reading = "
+        f"{read_lag / quiet_lag:.1%} of quiet; two-year history answers {len(answers)} "
+        f"({len(answers) / (2 * PHASE_S):.1f}/s, {reading.points:,} points each, median "
+        f"{answers[len(answers) // 2] * 1000:.0f} ms), 429s {reading.refused}"
     )
-    assert answers, "no history answer during the reading phase"
-    assert with_reads[0] >= 0.9 * quiet_rate, "ingest slowed by more than 10 % while reading"
-    assert with_reads[1] <= 1.1 * quiet_lag, "lag grew by more than 10 % while reading"
+    assert answers, "no history answer during the reading phases"
+    assert read_rate >= 0.9 * quiet_rate, "ingest slowed by more than 10 % while reading"
+    assert read_lag <= 1.1 * quiet_lag, "lag grew by more than 10 % while reading"
+
+
+def _interleave(
+    quiet: list[tuple[float, float]], reads: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    order = [quiet[0]]
+    for read, after in zip(reads, quiet[1:], strict=True):
+        order += [read, after]
+    return order
