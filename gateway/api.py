@@ -10,16 +10,18 @@ Query parameters are declared, parsed strictly and documented in
 :mod:`gateway.params` (a bad one is a 400 naming it, never a 500); the OpenAPI
 document (:mod:`gateway.openapi`) is served at ``/openapi.json``.
 
-Read-only SQL is judged by :func:`streams.store.check_read_only`, the one rule
-set of the project; the store then runs it with ``readonly`` and row and time
-limits, and this layer bounds the time again.
+History and admin SQL are reads (:class:`vmpulse.reader.Reader`): their own
+connections, never the worker's, at most a few at once per process and per
+user (429 with ``Retry-After`` past that), a per-user rate, and a time limit
+that stops the statement in the engine (504). Admin SQL is judged by
+:mod:`vmpulse.sql_policy` on the engine's own parse and runs ``readonly=1``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -31,30 +33,20 @@ from gateway.auth import TokenPolicy, bearer_token, verify_token
 from gateway.consumer import RecentMetrics
 from gateway.exceptions import AuthError, QueryRejected, UnknownUser
 from gateway.history import fetch_history, parse_time, plan_history
+from gateway.limits import RATE_LIMITED, RateLimiter
 from gateway.openapi import openapi_json
 from gateway.params import HISTORY_FROM, HISTORY_STEP, HISTORY_TO, RECENT_COUNT, ParamError
 from gateway.rooms import parse_vm_id
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory, User
-from streams.store import check_read_only
+from vmpulse.exceptions import ReadBusy, ReadError, ReadFailed, ReadTimeout
+from vmpulse.reader import Reader
 
-__all__ = [
-    "QUERY_MAX_ROWS",
-    "QUERY_TIMEOUT_S",
-    "GatewayApi",
-    "Query",
-    "cors_middleware",
-    "json_errors_middleware",
-]
+__all__ = ["GatewayApi", "cors_middleware", "json_errors_middleware"]
 
 log = logging.getLogger(__name__)
 
-Query = Callable[[str], Awaitable[dict[str, Any]]]
-"""``await query(sql)`` -> ``{"columns": [...], "rows": [[...], ...]}``."""
-
-QUERY_MAX_ROWS = 10_000
-QUERY_TIMEOUT_S = 30.0
 _DENIED = "Access denied"
 _ADMIN_ONLY = "Admin role required"
 _JSON_ERROR_PATHS = ("/api/", "/debug/")
@@ -67,6 +59,12 @@ def _json(body: object, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
+
+
+def _retry(message: str, seconds: int) -> web.Response:
+    response = _error(429, message)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def cors_middleware(origins: Sequence[str] | None) -> Any:
@@ -129,7 +127,8 @@ class GatewayApi:
         recent: RecentMetrics,
         vm_states: VmStates,
         connections: Callable[[], list[dict[str, Any]]],
-        query: Query | None = None,
+        reader: Reader | None = None,
+        reads_per_minute: int = 600,
     ) -> None:
         self._directory = directory
         self._policy = policy
@@ -139,7 +138,9 @@ class GatewayApi:
         self._recent = recent
         self._vm_states = vm_states
         self._connections = connections
-        self._query = query
+        self._reader = reader
+        self._reads_per_minute = reads_per_minute
+        self._read_limiter = RateLimiter(reads_per_minute)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -234,6 +235,10 @@ class GatewayApi:
         vm_id = self._watched_vm(request)
         if isinstance(vm_id, web.Response):
             return vm_id
+        try:
+            user = self._caller(request)  # whose reads count: checked again, it is cheap
+        except AuthError as exc:
+            return _error(401, str(exc))
         now = dt.datetime.now(dt.UTC)
         try:
             end = parse_time(HISTORY_TO.get(request.query), now)
@@ -241,16 +246,23 @@ class GatewayApi:
             plan = plan_history(start, end, HISTORY_STEP.parse(request.query))
         except ParamError as exc:
             return _error(400, str(exc))
-        if self._query is None:
+        if self._reader is None:
             return _error(503, "No metric store configured")
+        refusal = self._rate_limited(user)
+        if refusal is not None:
+            return self._counted("history", "rate_limited", refusal)
         try:
-            body = await asyncio.wait_for(fetch_history(self._query, vm_id, plan), QUERY_TIMEOUT_S)
-        except TimeoutError:
-            return _error(504, "metric store did not answer in time")
-        except Exception as exc:
-            log.warning("history of %s failed: %s", vm_id, type(exc).__name__)
-            return _error(502, "metric store failed")
-        return _json(body)
+            async with self._reader.session(user.id) as read:
+                body = await fetch_history(read.query, vm_id, plan)
+        except ReadError as exc:
+            if isinstance(exc, ReadFailed):
+                log.warning("history of %s failed: %s", vm_id, exc)
+                return self._counted("history", "failed", _error(502, "metric store failed"))
+            return self._refused("history", exc)
+        except Exception:
+            log.exception("history of %s failed", vm_id)
+            return self._counted("history", "failed", _error(502, "metric store failed"))
+        return self._counted("history", "ok", _json(body))
 
     async def run_query(self, request: web.Request) -> web.Response:
         try:
@@ -259,7 +271,7 @@ class GatewayApi:
             return _error(401, str(exc))
         if not user.is_admin:
             return _error(403, _ADMIN_ONLY)
-        if self._query is None:
+        if self._reader is None:
             return _error(503, "No metric store configured")
         try:
             # The bytes, not request.json(): a bogus charset in Content-Type made
@@ -270,23 +282,46 @@ class GatewayApi:
         sql = body.get("sql") if isinstance(body, dict) else None
         if not isinstance(sql, str):
             return _error(400, 'Body must be JSON: {"sql": "SELECT ..."}')
+        refusal = self._rate_limited(user)
+        if refusal is not None:
+            return self._counted("query", "rate_limited", refusal)
         try:
-            statement = check_read_only(sql)
-        except QueryRejected as exc:
-            return _error(400, str(exc))
-        try:
-            result = await asyncio.wait_for(self._query(statement), QUERY_TIMEOUT_S)
-        except TimeoutError:
-            return _error(504, f"query took longer than {QUERY_TIMEOUT_S:.0f} s")
-        except Exception as exc:
-            # The store's own message (syntax error, unknown column) is what an
-            # admin needs to fix the query; only its text goes back, truncated.
-            log.info("admin query by %s failed: %s", user.id, type(exc).__name__)
-            return _error(400, f"query failed: {str(exc)[:1000]}")
-        rows = result.get("rows", [])
-        if isinstance(rows, list) and len(rows) > QUERY_MAX_ROWS:
-            result = {**result, "rows": rows[:QUERY_MAX_ROWS], "truncated": True}
-        return _json(result)
+            async with self._reader.session(user.id) as read:
+                result = await read.admin_query(sql)
+        except ReadError as exc:
+            if isinstance(exc, ReadFailed):
+                # The engine's own message (syntax error, unknown column) is what an
+                # admin needs to fix the query; only its first line goes back.
+                log.info("admin query by %s failed: %s", user.id, exc)
+                return self._counted("query", "failed", _error(400, f"query failed: {exc}"))
+            if isinstance(exc, QueryRejected):
+                log.warning("admin query by %s refused: %s", user.id, exc)
+            return self._refused("query", exc)
+        except Exception:
+            log.exception("admin query by %s failed", user.id)
+            return self._counted("query", "failed", _error(502, "metric store failed"))
+        return self._counted("query", "ok", _json(result))
+
+    def _rate_limited(self, user: User) -> web.Response | None:
+        """The per-user rate of reads (history and admin SQL share one allowance)."""
+        if self._read_limiter.allow(user.id, "read"):
+            return None
+        per_minute = self._reads_per_minute
+        return _retry(
+            f"{RATE_LIMITED}: at most {per_minute} reads a minute",
+            max(1, math.ceil(60 / per_minute)),
+        )
+
+    def _refused(self, kind: str, exc: ReadError) -> web.Response:
+        if isinstance(exc, ReadBusy):
+            return self._counted(kind, "busy", _retry(str(exc), exc.retry_after_s))
+        if isinstance(exc, ReadTimeout):
+            return self._counted(kind, "timeout", _error(504, str(exc)))
+        return self._counted(kind, "rejected", _error(400, str(exc)))
+
+    def _counted(self, kind: str, outcome: str, response: web.Response) -> web.Response:
+        self._stats.reads.labels(kind, outcome).inc()
+        return response
 
     async def _admin(self, request: web.Request) -> web.Response | None:
         try:

@@ -9,9 +9,9 @@ Hierarchy::
     │   ├── TokenInvalid      "Authentication failed" (bad signature, expired, malformed)
     │   └── UnknownUser       "User not found" (valid token, no such user in the directory)
 
-    streams.exceptions.QueryRejected (re-exported here): SQL sent to /api/query
-    is not a single read-only statement; the one rule set is
-    :func:`streams.store.check_read_only`.
+    vmpulse.exceptions.QueryRejected (re-exported here): SQL sent to /api/query
+    is not one read-only SELECT over what it may touch; the one rule set is
+    :mod:`vmpulse.sql_policy`, judged on the engine's own parse.
 
 PyJWT errors never leave :mod:`gateway.auth`; they become :class:`TokenInvalid`
 so callers handle one family of errors and the refusal text cannot drift.
@@ -19,7 +19,7 @@ so callers handle one family of errors and the refusal text cannot drift.
 
 from __future__ import annotations
 
-from streams.exceptions import QueryRejected
+from vmpulse.exceptions import QueryRejected
 
 __all__ = [
     "AUTH_FAILED",

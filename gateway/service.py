@@ -20,7 +20,7 @@ import socketio
 from aiohttp import web
 
 from gateway.admin import AdminOverview, DlqCounts
-from gateway.api import GatewayApi, Query, cors_middleware, json_errors_middleware
+from gateway.api import GatewayApi, cors_middleware, json_errors_middleware
 from gateway.auth import TokenPolicy, check_listen_key
 from gateway.consumer import OutboundConsumer, RecentMetrics
 from gateway.dashboard import dashboard_routes
@@ -36,6 +36,7 @@ from schemas.topics import Topics
 from vmpulse.config import Settings
 from vmpulse.dlq_tool import read_dlq
 from vmpulse.kafka_io import DirectoryTail
+from vmpulse.reader import Reader
 
 __all__ = ["GatewayService"]
 
@@ -55,6 +56,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
     ``gateway_port=0``), :attr:`ready` (directory caught up and consumer
     consuming), :attr:`directory`, :attr:`sio`, :attr:`consumer`.
 
+    A ``reader`` (history and admin SQL; without one those endpoints answer
+    503) belongs to the caller, who opens and closes it.
+
     A ``directory_tail`` passed in belongs to the caller (shared with the worker
     in ``vmpulse up``): the caller starts and stops it, and should build it with
     ``on_change=lambda key: service.on_directory_change(key)`` so that revoked
@@ -70,7 +74,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self,
         settings: Settings,
         *,
-        query: Query | None = None,
+        reader: Reader | None = None,
         directory_tail: DirectoryTail | None = None,
         cors_allowed_origins: Sequence[str] | str | None = None,
         directory_timeout_s: float = 30.0,
@@ -81,7 +85,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         check_listen_key(settings)  # development key: loopback only
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
-        self._query = query
+        self._reader = reader
         self._tail = directory_tail
         self._owns_tail = directory_tail is None
         origins = (
@@ -254,7 +258,8 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             recent=self.recent,
             vm_states=self.vm_states,
             connections=namespace.connections,
-            query=self._query,
+            reader=self._reader,
+            reads_per_minute=settings.read_requests_per_minute,
         )
         app.add_routes(api.routes())
         dlq = DlqCounts(lambda n: read_dlq(bootstrap, settings.topic_prefix, max_per_partition=n))

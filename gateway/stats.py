@@ -101,6 +101,13 @@ class GatewayStats:
             "Holds of the outbound consumer's lock by resumes (each replays a bounded chunk)",
             registry=r,
         )
+        self.reads = Counter(
+            "vmpulse_gateway_reads",
+            "History and admin SQL requests by outcome (ok, rejected, busy, rate_limited, "
+            "timeout, failed)",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.per_user: dict[str, UserDeliveries] = {}
         self._lag: Callable[[], int] | None = None
 

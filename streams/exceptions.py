@@ -2,12 +2,13 @@
 
 StreamsError
 +-- StoreError          the metric store refused or failed a request
-    +-- QueryRejected   a query is not allowed (not read-only, too large)
+
+Reads for users have their own errors (``vmpulse.exceptions``, ReadError).
 """
 
 from __future__ import annotations
 
-__all__ = ["QueryRejected", "StoreError", "StreamsError"]
+__all__ = ["StoreError", "StreamsError"]
 
 
 class StreamsError(Exception):
@@ -16,7 +17,3 @@ class StreamsError(Exception):
 
 class StoreError(StreamsError):
     """The metric store refused or failed a request; the message says which."""
-
-
-class QueryRejected(StoreError):
-    """A query is not allowed by the read-only rules."""

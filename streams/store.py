@@ -5,8 +5,10 @@ directory); ``http(s)://user:password@host:8123/db`` talks to a server. The
 same DDL (``sql/*.sql``, applied in order, idempotent) and SQL serve both.
 
 clickhouse-connect is synchronous and chDB has no async client, so every call
-runs on one dedicated thread: the event loop never blocks on the store, and
-the embedded engine only ever sees one caller at a time.
+runs on one dedicated thread: the event loop never blocks on the store. That
+thread is the writer's: reads for users (history, admin SQL) go through
+:class:`vmpulse.reader.Reader`, with connections, limits and cancellation of
+their own, and :meth:`ClickHouseStore.query` is for the pipeline's own SQL.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,16 +24,10 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 import msgspec
 
-from streams.exceptions import QueryRejected, StoreError
+from streams.exceptions import StoreError
+from vmpulse.reader import jsonable
 
-__all__ = [
-    "MAX_SQL_LENGTH",
-    "ClickHouseStore",
-    "QueryResult",
-    "Store",
-    "check_read_only",
-    "redact_url",
-]
+__all__ = ["ClickHouseStore", "QueryResult", "Store", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +35,6 @@ _SQL_DIR = Path(__file__).resolve().parent / "sql"
 _row_encoder = msgspec.json.Encoder()
 
 QueryResult = dict[str, Any]
-
-MAX_SQL_LENGTH = 20_000
-_READ_ONLY_VERBS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
-_LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.DOTALL)
-_FORBIDDEN = re.compile(
-    r"\bINTO\s+OUTFILE\b"
-    r"|\b(?:file|url|s3|s3Cluster|gcs|azureBlobStorage|hdfs|remote|remoteSecure|cluster"
-    r"|clusterAllReplicas|mysql|postgresql|mongodb|redis|sqlite|jdbc|odbc|executable"
-    r"|input|iceberg|deltaLake|hudi|urlCluster|fileCluster)\s*\(",
-    re.IGNORECASE,
-)
 
 
 class Store(Protocol):
@@ -75,38 +59,6 @@ def redact_url(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
-
-
-def check_read_only(sql: str) -> str:
-    """Return ``sql`` without a trailing ``;`` if it is one read-only statement.
-
-    The one set of rules for every entry point (``vmpulse query``, the
-    gateway's ``POST /api/query``, :meth:`ClickHouseStore.query`).
-    Deliberately conservative: any ``;`` inside the text (even in a string
-    literal) is refused rather than parsed, because a wrong guess here runs a
-    write; table functions that reach outside the store (files, URLs, other
-    servers, processes) and ``INTO OUTFILE`` are refused because ClickHouse's
-    ``readonly`` setting does not stop all of them. The store also executes
-    with ``readonly=2``: this is the first line, not the only one.
-    """
-    text = sql.strip()
-    if not text:
-        raise QueryRejected("empty query")
-    if len(text) > MAX_SQL_LENGTH:
-        raise QueryRejected(f"query longer than {MAX_SQL_LENGTH} characters")
-    if text.endswith(";"):
-        text = text[:-1].rstrip()
-    if ";" in text:
-        raise QueryRejected("only a single statement is allowed")
-    body = _LEADING_NOISE.sub("", text, count=1)
-    verb = re.match(r"[A-Za-z]+", body)
-    if verb is None or verb.group(0).upper() not in _READ_ONLY_VERBS:
-        raise QueryRejected(
-            "only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN statements are allowed"
-        )
-    if _FORBIDDEN.search(text):
-        raise QueryRejected("table functions and INTO OUTFILE are not allowed")
-    return text
 
 
 class ClickHouseStore:
@@ -187,8 +139,12 @@ class ClickHouseStore:
             raise StoreError(str(exc).strip().splitlines()[0][:500]) from exc
 
     async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult:
-        """Run one read-only statement with row and time limits; return columns and rows."""
-        text = check_read_only(sql)
+        """Run the pipeline's own read (never user input) with row and time limits.
+
+        It runs on the writer's thread, between inserts: keep it small (the
+        watermarks read one row per partition). ``readonly=2`` still stops a
+        write slipping in; user SQL goes through :class:`vmpulse.reader.Reader`.
+        """
         settings = {
             "readonly": 2,
             "max_result_rows": max_rows,
@@ -198,14 +154,12 @@ class ClickHouseStore:
         loop = asyncio.get_running_loop()
 
         def run() -> QueryResult:
-            result = self._client.query(text, settings=settings)
-            rows = [[_jsonable(v) for v in row] for row in result.result_rows[:max_rows]]
+            result = self._client.query(sql, settings=settings)
+            rows = [jsonable(row) for row in result.result_rows[:max_rows]]
             return {"columns": list(result.column_names), "rows": rows}
 
         try:
             return await loop.run_in_executor(self._pool, run)
-        except QueryRejected:
-            raise
         except Exception as exc:
             raise StoreError(str(exc).strip().splitlines()[0][:500]) from exc
 
@@ -224,15 +178,3 @@ def _statements(sql: str) -> list[str]:
     lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
     parts = (s.strip().rstrip(";").strip() for s in "\n".join(lines).split(";\n"))
     return [p for p in parts if p]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return str(value)

@@ -20,6 +20,7 @@ from schemas.topics import Topics
 from streams.store import ClickHouseStore
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_settings_topics
+from vmpulse.reader import Reader, ReadLimits
 
 _BROKER_USED: list[str] = []
 
@@ -114,3 +115,28 @@ async def chdb_store() -> AsyncIterator[ClickHouseStore]:
     await store.start()
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+async def chdb_reader(chdb_store: ClickHouseStore) -> AsyncIterator[Reader]:
+    """Read-only connections of their own on the session's chDB engine (as `vmpulse up` has)."""
+    reader = Reader(chdb_store.url, ReadLimits(concurrency=4, per_user=4, timeout_s=20))
+    await reader.start()
+    yield reader
+    reader.close()
+
+
+@pytest.fixture(scope="session")
+async def other_db(chdb_store: ClickHouseStore) -> AsyncIterator[str]:
+    """A database beside the metric one, with a row no read may reach (sql_attacks.py)."""
+    from tests.support.sql_attacks import SECRET_ROW
+
+    name = "vmpulse_other"
+    await chdb_store.command(f"CREATE DATABASE IF NOT EXISTS {name}")
+    await chdb_store.command(f"CREATE TABLE IF NOT EXISTS {name}.t (s String) ENGINE = Log")
+    await chdb_store.command(f"INSERT INTO {name}.t VALUES ('{SECRET_ROW}')")
+    await chdb_store.command(
+        f"CREATE TABLE IF NOT EXISTS {name}.j (k UInt8, v String) ENGINE = Join(ANY, LEFT, k)"
+    )
+    await chdb_store.command(f"INSERT INTO {name}.j VALUES (1, '{SECRET_ROW}')")
+    yield name

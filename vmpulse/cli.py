@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bridge", help="run the ingest bridge")
     sub.add_parser("hypervisor", help="watch libvirt (VMPULSE_LIBVIRT_URI) for lifecycle events")
     sub.add_parser("gateway", help="run the Socket.IO gateway (no query endpoint on chDB)")
+    sub.add_parser(
+        "reader-grants",
+        help="print the SQL that creates VMPULSE_CLICKHOUSE_READ_URL's read-only user",
+    )
 
     sim = sub.add_parser("simulate", help="simulated guest agents (unix sockets or TCP)")
     sim.add_argument("--vms", type=int, default=5)
@@ -152,6 +156,8 @@ def _cmd_hypervisor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
+    from vmpulse.exceptions import ReadError
+    from vmpulse.reader import Reader, ReadLimits
     from vmpulse.up import tune_gc
 
     if _listen_key_refusal(settings):
@@ -162,7 +168,32 @@ def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     # (docs/BENCHMARKS.md).
     _use_uvloop()
     tune_gc()
-    return _run_services(settings, lambda s: GatewayService(s))
+    if settings.read_url.startswith("chdb:"):
+        # the embedded store belongs to the worker's process: history and SQL answer 503
+        return _run_services(settings, lambda s: GatewayService(s))
+    reader = Reader(settings.read_url, ReadLimits.from_settings(settings))
+    try:
+        reader.open()
+    except ReadError as exc:
+        print(f"cannot read the metric store: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run_services(settings, lambda s: GatewayService(s, reader=reader))
+    finally:
+        reader.close()
+
+
+def _cmd_reader_grants(settings: Settings, args: argparse.Namespace) -> int:
+    from vmpulse.reader import ReadLimits
+    from vmpulse.reader_grants import render_reader_grants
+
+    try:
+        statements = render_reader_grants(settings.read_url, ReadLimits.from_settings(settings))
+    except ValueError as exc:
+        print(f"VMPULSE_CLICKHOUSE_READ_URL: {exc}", file=sys.stderr)
+        return 2
+    print(";\n".join(statements) + ";")
+    return 0
 
 
 def _use_uvloop() -> None:
@@ -270,21 +301,26 @@ def _query_via_gateway(settings: Settings, sql: str) -> dict[str, Any]:
 
 
 def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
-    from streams.exceptions import StoreError
-    from streams.store import ClickHouseStore
+    """A server: read as the gateway does (same policy, limits and read-only user)."""
+    import dataclasses
 
-    store = ClickHouseStore(settings.clickhouse_url)
+    from vmpulse.exceptions import ReadError
+    from vmpulse.reader import Reader, ReadLimits
+
+    limits = dataclasses.replace(ReadLimits.from_settings(settings), concurrency=1, per_user=1)
+    reader = Reader(settings.read_url, limits)
 
     async def run() -> dict[str, Any]:
-        await store.start()
-        return await store.query(sql)
+        await reader.start()
+        async with reader.session("cli") as read:
+            return await read.admin_query(sql)
 
     try:
         return asyncio.run(run())
-    except StoreError as exc:
+    except ReadError as exc:
         raise QueryFailed(str(exc)) from exc
     finally:
-        store.close()
+        reader.close()
 
 
 def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
@@ -316,6 +352,7 @@ _COMMANDS = {
     "simulate": _cmd_simulate,
     "token": _cmd_token,
     "query": _cmd_query,
+    "reader-grants": _cmd_reader_grants,
     "dlq": _cmd_dlq,
     "emit": _platform,
     "directory": _platform,

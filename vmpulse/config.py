@@ -133,6 +133,16 @@ class Settings:
     agent_max_connections_per_vm: int = 4
     socket_owners: frozenset[int] | None = None
     """uids that may own a VM's socket; None = the bridge's own user and root."""
+    # reads (issue 10; vmpulse/reader.py): history and admin SQL on their own connections
+    clickhouse_read_url: str | None = None
+    """The readers' store URL (a server's read-only user); None = clickhouse_url."""
+    read_concurrency: int = 4
+    read_concurrency_per_user: int = 2
+    read_requests_per_minute: int = 600
+    read_timeout_s: float = 30.0
+    read_max_memory_mb: int = 1024
+    read_max_result_mb: int = 64
+    read_max_threads: int = 1
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -149,6 +159,11 @@ class Settings:
     @property
     def uses_embedded_store(self) -> bool:
         return self.clickhouse_url.startswith("chdb:")
+
+    @property
+    def read_url(self) -> str:
+        """Where reads go: VMPULSE_CLICKHOUSE_READ_URL, else the store itself."""
+        return self.clickhouse_read_url or self.clickhouse_url
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -266,6 +281,24 @@ class Settings:
         per_peer = _int(env, "VMPULSE_AGENT_MAX_IDENTIFYING_PER_PEER", 8, errors, minimum=1)
         per_vm = _int(env, "VMPULSE_AGENT_MAX_CONNECTIONS_PER_VM", 4, errors, minimum=1)
         owners = _owners(env.get("VMPULSE_SOCKET_OWNER") or "", errors)
+        # reads (issue 10)
+        read_url = env.get("VMPULSE_CLICKHOUSE_READ_URL") or None
+        if read_url is not None and not read_url.startswith(("chdb:", "http://", "https://")):
+            errors.append(
+                "VMPULSE_CLICKHOUSE_READ_URL must start with chdb://, http:// or https://"
+            )
+        read_ints = {
+            name: _int(env, f"VMPULSE_{name.upper()}", default, errors, minimum=1)
+            for name, default in (
+                ("read_concurrency", 4),
+                ("read_concurrency_per_user", 2),
+                ("read_requests_per_minute", 600),
+                ("read_max_memory_mb", 1024),
+                ("read_max_result_mb", 64),
+                ("read_max_threads", 1),
+            )
+        }
+        read_timeout = _float(env, "VMPULSE_READ_TIMEOUT_S", 30.0, errors, minimum=0.1)
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -315,6 +348,14 @@ class Settings:
             agent_max_identifying_per_peer=per_peer,
             agent_max_connections_per_vm=per_vm,
             socket_owners=owners,
+            clickhouse_read_url=read_url,
+            read_timeout_s=read_timeout,
+            read_concurrency=read_ints["read_concurrency"],
+            read_concurrency_per_user=read_ints["read_concurrency_per_user"],
+            read_requests_per_minute=read_ints["read_requests_per_minute"],
+            read_max_memory_mb=read_ints["read_max_memory_mb"],
+            read_max_result_mb=read_ints["read_max_result_mb"],
+            read_max_threads=read_ints["read_max_threads"],
             **floats,
         )
 

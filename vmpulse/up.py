@@ -36,6 +36,7 @@ from vmpulse.kafka_io import (
     wait_for_group_coordinator,
     wait_for_leaders,
 )
+from vmpulse.reader import Reader, ReadLimits
 
 __all__ = ["FleetService", "run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
 
@@ -191,23 +192,30 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
         )
     try:
         with _runtime(settings) as (settings, store, loop):
-            vm_ids = demo_vm_ids(vms)
-            loop.run_until_complete(_prepare(settings, vm_ids))
-            app = create_app(settings, store)
-            gateway = GatewayService(settings, query=store.query)
-            services: list[mode.Service] = [
-                # The bridge's series go to the process-wide registry, which the
-                # gateway's /metrics (one per process) can expose.
-                Bridge(settings, metrics=BridgeMetrics(prometheus_client.REGISTRY)),
-                gateway,
-                FleetService(settings.socket_dir, vm_ids, interval_s),
-                Announcer(settings, gateway, demo_user_ids() if vm_ids else []),
-            ]
-            if settings.libvirt_uri:
-                from agents.hypervisor import HypervisorWatcher
+            # Reads get connections of their own on the same engine: a history or
+            # admin query never waits for, nor holds up, the worker's inserts.
+            reader = Reader(settings.read_url, ReadLimits.from_settings(settings))
+            reader.open()
+            try:
+                vm_ids = demo_vm_ids(vms)
+                loop.run_until_complete(_prepare(settings, vm_ids))
+                app = create_app(settings, store)
+                gateway = GatewayService(settings, reader=reader)
+                services: list[mode.Service] = [
+                    # The bridge's series go to the process-wide registry, which the
+                    # gateway's /metrics (one per process) can expose.
+                    Bridge(settings, metrics=BridgeMetrics(prometheus_client.REGISTRY)),
+                    gateway,
+                    FleetService(settings.socket_dir, vm_ids, interval_s),
+                    Announcer(settings, gateway, demo_user_ids() if vm_ids else []),
+                ]
+                if settings.libvirt_uri:
+                    from agents.hypervisor import HypervisorWatcher
 
-                services.append(HypervisorWatcher(settings))
-            _run_worker(app, services, loop)
+                    services.append(HypervisorWatcher(settings))
+                _run_worker(app, services, loop)
+            finally:
+                reader.close()
     finally:
         print("vmpulse stopped", flush=True)
     return 0

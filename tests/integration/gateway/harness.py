@@ -15,7 +15,6 @@ from typing import Any
 
 import socketio
 
-from gateway.api import Query
 from gateway.auth import issue_token
 from gateway.service import GatewayService
 from schemas.directory import Department, User, Vm, directory_key, encode_record
@@ -23,6 +22,7 @@ from schemas.events import OutboundEvent, encode_outbound
 from schemas.topics import Topics
 from tests.support.kafka import produce
 from vmpulse.config import Settings
+from vmpulse.reader import Reader
 
 __all__ = [
     "DEADLINE_S",
@@ -158,9 +158,9 @@ async def put_directory(
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, query: Query | None = None, **kwargs: Any
+    settings: Settings, reader: Reader | None = None, **kwargs: Any
 ) -> AsyncIterator[GatewayService]:
-    service = GatewayService(settings, query=query, **kwargs)
+    service = GatewayService(settings, reader=reader, **kwargs)
     await service.start()
     try:
         yield service

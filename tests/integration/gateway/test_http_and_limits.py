@@ -25,6 +25,7 @@ from tests.integration.gateway.harness import (
     until,
 )
 from vmpulse.config import Settings
+from vmpulse.reader import Reader
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +106,7 @@ async def test_vms_carry_states_and_recent_metrics_follow_authorization(
 
 
 async def test_history_from_the_store_picks_resolution_and_authorizes(
-    settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
+    settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore, chdb_reader: Reader
 ) -> None:
     vm_id = f"vm-h-{uuid.uuid4().hex[:8]}"
     await put_directory(settings, *DIRECTORY, Vm(id=vm_id, owner="alice"))
@@ -129,7 +130,7 @@ async def test_history_from_the_store_picks_resolution_and_authorizes(
     ]
     await chdb_store.insert("system_metrics", rows, columns, token=None)
 
-    async with running(settings, query=chdb_store.query) as gw:
+    async with running(settings, reader=chdb_reader) as gw:
         url = f"{gw.url}/api/vms/{vm_id}/metrics"
         frm, to = int(base.timestamp()), int((base + dt.timedelta(hours=2)).timestamp())
         status, body = await _get(f"{url}?from={frm}&to={to}", _auth(settings, "alice"))
