@@ -30,9 +30,9 @@ import pytest
 from gateway.openapi import render
 from schemas.directory import Vm
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
 from tests.integration.gateway.harness import DIRECTORY, put_directory, running, token
 from vmpulse.config import Settings
+from vmpulse.reader import Reader
 
 pytestmark = pytest.mark.integration
 
@@ -63,12 +63,12 @@ HOSTILE = {
 
 
 async def test_every_hostile_parameter_gets_a_400_with_a_message(
-    settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
+    settings: Settings, topics_ready: Topics, chdb_reader: Reader
 ) -> None:
     await put_directory(settings, *DIRECTORY)
     headers = {"Authorization": f"Bearer {token(settings, 'alice')}"}
     base = "/api/vms/vm-a/metrics"
-    async with running(settings, query=chdb_store.query) as gw, aiohttp.ClientSession() as http:
+    async with running(settings, reader=chdb_reader) as gw, aiohttp.ClientSession() as http:
 
         async def status_of(path: str, params: list[tuple[str, str]]) -> tuple[int, Any]:
             async with http.get(f"{gw.url}{path}", params=params, headers=headers) as resp:
@@ -110,12 +110,12 @@ async def test_every_hostile_parameter_gets_a_400_with_a_message(
 
 
 async def test_the_gateway_answers_every_request_as_its_document_says(
-    settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore, short_tmp: Path
+    settings: Settings, topics_ready: Topics, chdb_reader: Reader, short_tmp: Path
 ) -> None:
     await put_directory(settings, *DIRECTORY, Vm(id=EXAMPLE_VM, name="example", owner="alice"))
     seed = int(os.environ.get("VMPULSE_FUZZ_SEED") or random.randrange(2**31))
     print(f"schemathesis seed {seed} (VMPULSE_FUZZ_SEED={seed} repeats this run)")
-    async with running(settings, query=chdb_store.query) as gw:
+    async with running(settings, reader=chdb_reader) as gw:
         async with aiohttp.ClientSession() as http, http.get(f"{gw.url}/openapi.json") as resp:
             assert resp.status == 200
             assert await resp.text() == render()  # what is served is what is checked in
