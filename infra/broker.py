@@ -24,7 +24,14 @@ import time
 import uuid
 from pathlib import Path
 
-__all__ = ["KAFKA_VERSION", "BrokerError", "LocalBroker", "ensure_jars", "free_port"]
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerError",
+    "LocalBroker",
+    "die_with_parent",
+    "ensure_jars",
+    "free_port",
+]
 
 KAFKA_VERSION = "4.1.1"
 _HERE = Path(__file__).resolve().parent / "kafka"
@@ -181,7 +188,7 @@ class LocalBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + timeout_s
@@ -228,8 +235,9 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent() -> None:
-    """In the broker's child process: SIGKILL it when its owner dies, however it dies.
+def die_with_parent() -> None:
+    """In a child process (the broker, the simulated fleet): SIGKILL it when its owner
+    dies, however it dies.
 
     A `vmpulse up` or test session that is killed (kill -9, a crashed runner)
     cannot stop its broker; without this the JVM lingers with half a gigabyte of
