@@ -134,3 +134,41 @@ async def test_every_rule_reaches_exactly_the_people_it_names(
     metrics = [p for n, p in dave.events if n == "metricsUpdate"]
     assert metrics[0]["vmId"] == "vm-a"
     assert metrics[0]["metrics"]["cpu"]["usage_percent"] == 12.5
+
+
+HOSTILE_PLATFORM_RECORDS = [
+    b"",  # a tombstone where an event belongs
+    b"{not json",
+    b"[]",
+    b'{"resource": "vms"}',  # no action
+    b'{"resource": 1, "action": "update", "data": {}}',
+    b'{"resource": "vms", "action": "update", "data": {"id": "vm-a"}, "id": ' + b"9" * 5000 + b"}",
+    b"\xff\xfe" * 100,
+]
+
+
+async def test_malformed_platform_records_are_counted_and_the_next_event_still_routes(
+    settings: Settings,
+    topics_ready: Topics,
+    worker: faust.App,
+    browsers: dict[str, Browser],
+) -> None:
+    """The platform backend's boundary: raw records on control.events and hypervisor.events
+    that no publisher of ours writes. The worker neither dies nor routes them; the event after
+    them reaches its people."""
+    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    await producer.start()
+    try:
+        for raw in HOSTILE_PLATFORM_RECORDS:
+            await producer.send_and_wait(topics_ready.control_events, raw, key=b"vm-a")
+            await producer.send_and_wait(topics_ready.hypervisor_events, raw, key=b"vm-a")
+        after = await publish_event(producer, topics_ready, "vms", "update", {"id": "vm-a"}, "trig")
+        await until(
+            lambda: browsers["alice"].got("ns:vms:update", after.id), "the event after them"
+        )
+    finally:
+        await producer.stop()
+    stats = worker.vmpulse_event_stages.stats
+    assert stats["bad_control"] == len(HOSTILE_PLATFORM_RECORDS)
+    assert stats["bad_hypervisor"] == len(HOSTILE_PLATFORM_RECORDS)
+    assert browsers["stranger"].names() == []
