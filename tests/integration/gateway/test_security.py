@@ -12,6 +12,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -270,3 +271,26 @@ async def test_user_who_leaves_the_department_is_unsubscribed(
         )
         await carol.wait(lambda: len(carol.events) == 2)
         assert "metricsUpdate" not in carol.names()
+
+
+async def test_a_role_claim_in_the_token_makes_no_one_an_admin(
+    settings: Settings, topics_ready: Topics, opened: list[Client]
+) -> None:
+    """`role: admin` in a validly signed token is information; the directory decides."""
+    await put_directory(settings, *DIRECTORY)
+    claimed = token(settings, "alice", admin=True)
+    assert jwt.decode(claimed, options={"verify_signature": False})["role"] == "admin"
+    async with running(settings) as gw:
+        alice = await connect(gw.url, {"token": claimed}, into=opened)
+        await alice.wait_for("connected")
+        assert "admin" not in gw.sio.rooms(alice.sio.get_sid("/"))
+        ack = await alice.sio.call("subscribe", {"vmId": "vm-b"}, timeout=10)  # bob's VM
+        assert ack == {"ok": False, "error": "Access denied"}
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {claimed}"}
+            async with http.get(f"{gw.url}/debug/connections", headers=headers) as resp:
+                assert resp.status == 403
+            async with http.post(
+                f"{gw.url}/api/query", headers=headers, json={"sql": "SELECT 1"}
+            ) as resp:
+                assert resp.status == 403
