@@ -17,6 +17,7 @@ passes the clock in.
 
 from __future__ import annotations
 
+import heapq
 from typing import Generic, TypeVar
 
 __all__ = ["LiveThrottle"]
@@ -31,6 +32,9 @@ class LiveThrottle(Generic[T]):
         # per VM: (tokens, when they were counted)
         self._tokens: dict[str, tuple[float, float]] = {}
         self._pending: dict[str, T] = {}
+        # (when the VM has a token again, VM) for pending VMs, so that :meth:`due` looks
+        # only at those whose time has come, not at every pending VM on every tick
+        self._due: list[tuple[float, str]] = []
 
     def _take(self, key: str, now: float) -> bool:
         """Spend a token of ``key`` if it has one (refilled up to ``now``)."""
@@ -49,16 +53,26 @@ class LiveThrottle(Generic[T]):
         if self._take(key, now):
             self._pending.pop(key, None)
             return item
+        if key not in self._pending:
+            tokens, at = self._tokens[key]
+            heapq.heappush(self._due, (at + (1.0 - tokens) * self.interval_s, key))
         self._pending[key] = item
         return None
 
     def due(self, now: float) -> list[tuple[str, T]]:
         """Pending updates whose VM has a token again; each is handed out once."""
-        if not self._pending:
-            return []
-        ready = [(key, item) for key, item in self._pending.items() if self._take(key, now)]
-        for key, _ in ready:
-            del self._pending[key]
+        ready: list[tuple[str, T]] = []
+        heap = self._due
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            if key not in self._pending:
+                continue  # went out with a later offer meanwhile
+            if self._take(key, now):
+                ready.append((key, self._pending.pop(key)))
+            else:  # float rounding left it a hair short: look again a moment later
+                tokens, at = self._tokens[key]
+                again = max(at + (1.0 - tokens) * self.interval_s, now + 0.001)
+                heapq.heappush(heap, (again, key))
         return ready
 
     @property
