@@ -32,7 +32,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from gateway.auth import issue_token
@@ -40,6 +39,7 @@ from infra.broker import LocalBroker
 from schemas.directory import User, Vm, directory_key, encode_record
 from schemas.events import OutboundEvent, encode_outbound
 from schemas.topics import Topics
+from tests.support.ready import wait_ready
 from vmpulse.config import DEV_JWT_SECRET
 from vmpulse.kafka_io import ensure_topics
 
@@ -148,18 +148,7 @@ async def _server(kind: str, bootstrap: str, topics: Topics, port: int) -> Async
         proc = await asyncio.create_subprocess_exec(
             str(exe), "gateway", env=env, stdout=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline or proc.returncode is not None:
-                    raise RuntimeError("python gateway did not become ready")
-                await asyncio.sleep(0.2)
+        await wait_ready(f"http://127.0.0.1:{port}", 60, alive=lambda: proc.returncode is None)
     else:
         env = {
             **os.environ,

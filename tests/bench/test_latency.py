@@ -23,13 +23,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from gateway.auth import issue_token
 from infra.broker import free_port
 from tests.bench.latency import kafka_hop, percentile, watch
 from tests.e2e.support import VMPULSE, Up, run_up
+from tests.support.ready import wait_ready
 from vmpulse.config import DEV_JWT_SECRET, Settings
 from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
 from vmpulse.kafka_io import ensure_settings_topics, make_producer
@@ -80,21 +80,6 @@ async def test_live_latency_through_up(up_fleet: Up) -> None:
     assert percentile(ms, 0.99) <= P99_MS
 
 
-async def _ready(url: str, within_s: float) -> None:
-    """Wait until the gateway answers /readyz with 200 (it listens and consumes)."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(f"{url}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert asyncio.get_running_loop().time() < deadline, "the gateway never got ready"
-            await asyncio.sleep(0.2)
-
-
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [VMPULSE, *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
@@ -123,7 +108,7 @@ async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: 
     stages = [["worker"], ["gateway"], ["bridge"], ["simulate", "--vms", str(STAGES_VMS)]]
     procs = [_start(args, env, short_tmp / f"{args[0]}.log") for args in stages]
     try:
-        await _ready(f"http://127.0.0.1:{port}", within_s=90)
+        await wait_ready(f"http://127.0.0.1:{port}", 90)
         ms = await _measure(
             f"http://127.0.0.1:{port}", s.kafka_bootstrap or "", STAGES_VMS, "as separate stages"
         )
