@@ -39,6 +39,7 @@ from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory
 from schemas.events import OutboundEvent, decode_outbound
+from vmpulse.kafka_io import LIVE_FETCH_WAIT_MS
 from vmpulse.tasks import cancel_and_wait
 
 __all__ = ["POSITION_KEY", "Emit", "OutboundConsumer", "RecentMetrics", "positioned"]
@@ -161,6 +162,7 @@ class OutboundConsumer:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
+            fetch_max_wait_ms=LIVE_FETCH_WAIT_MS,
         )
         await consumer.start()
         self._consumer = consumer

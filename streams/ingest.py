@@ -43,6 +43,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from streams.pipeline import RawRecord
 from streams.readback import to_raw_record
+from vmpulse.kafka_io import LIVE_FETCH_WAIT_MS
 
 __all__ = ["RawIngest"]
 
@@ -129,6 +130,7 @@ class RawIngest(Generic[P]):
             "heartbeat_interval_ms": int(min(3.0, session_timeout_s / 3) * 1000),
             "max_partition_fetch_bytes": 4 * 1024 * 1024,
             "fetch_max_bytes": 32 * 1024 * 1024,
+            "fetch_max_wait_ms": LIVE_FETCH_WAIT_MS,
         }
         self.batches = 0
         self.failures = 0
