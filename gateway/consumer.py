@@ -33,12 +33,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from gateway.resume import ReplayLog
-from gateway.rooms import VM_ROOM_PREFIX
 from gateway.router import METRICS_RESOURCE, Delivery, route
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory
-from schemas.events import OutboundEvent, decode_outbound
+from schemas.events import VM_ROOM_PREFIX, OutboundEvent, decode_outbound
 from vmpulse.tasks import cancel_and_wait
 
 __all__ = ["POSITION_KEY", "Emit", "OutboundConsumer", "RecentMetrics", "positioned"]

@@ -44,10 +44,11 @@ from gateway.exceptions import AuthError, UnknownUser
 from gateway.fanout import send_backlog, send_to_sid, send_to_sid_now
 from gateway.limits import RATE_LIMITED, RateLimiter
 from gateway.resume import Logged, ResumeStatus, advance
-from gateway.rooms import ADMIN_ROOM, parse_vm_id, vm_room
+from gateway.rooms import parse_vm_id
 from gateway.router import route
 from gateway.stats import GatewayStats
 from schemas.directory import Directory, User
+from schemas.events import ADMIN_ROOM, vm_room
 
 __all__ = [
     "CONNECTED_EVENT",

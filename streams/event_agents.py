@@ -40,7 +40,7 @@ import faust
 import mode
 import msgspec
 
-from schemas.events import ResourceEvent, encode_outbound
+from schemas.events import ResourceEvent, encode_outbound, routing_key
 from schemas.facts import SystemSample
 from schemas.hypervisor import HypervisorEventError, decode_hypervisor_event
 from schemas.topics import Topics
@@ -48,7 +48,7 @@ from streams.alerts import AlertEngine, AlertSample, Rule
 from streams.outbox import TopicSender
 from streams.pipeline import RawRecord
 from streams.presence import Presence
-from streams.router import route_event, routing_key
+from streams.router import route_event
 from streams.state_log import read_partitions, restore_all, snapshot
 from vmpulse.config import Settings
 from vmpulse.kafka_io import DirectoryTail

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from gateway.rooms import ADMIN_ROOM, namespace_function, vm_room
+from gateway.rooms import namespace_function
 from gateway.router import route
 from schemas.directory import Department, Directory, User, Vm, directory_key, encode_record
-from schemas.events import OutboundEvent
+from schemas.events import ADMIN_ROOM, OutboundEvent, vm_room
 from schemas.topics import Topics
 from tests.integration.gateway.harness import (
     Client,

@@ -7,13 +7,8 @@ import hmac
 
 import pytest
 
-from gateway.rooms import (
-    ADMIN_ROOM,
-    namespace_function,
-    parse_vm_id,
-    user_namespace,
-    vm_room,
-)
+from gateway.rooms import namespace_function, parse_vm_id, user_namespace
+from schemas.events import ADMIN_ROOM, vm_room
 from vmpulse.config import Secret
 
 
