@@ -30,12 +30,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.auth import TokenPolicy, bearer_token, verify_token
-from gateway.consumer import RecentMetrics
 from gateway.exceptions import AuthError, QueryRejected, UnknownUser
 from gateway.history import fetch_history, parse_time, plan_history
 from gateway.limits import RATE_LIMITED, RateLimiter
 from gateway.openapi import openapi_json
 from gateway.params import HISTORY_FROM, HISTORY_STEP, HISTORY_TO, RECENT_COUNT, ParamError
+from gateway.recent import RecentMetrics
 from gateway.rooms import parse_vm_id
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates

@@ -38,11 +38,12 @@ from typing import Any, NoReturn
 import socketio
 
 from gateway.auth import TokenPolicy, VerifiedTokens, handshake_token
-from gateway.consumer import OutboundConsumer, RecentMetrics, positioned
+from gateway.consumer import OutboundConsumer, positioned
 from gateway.dispatch import ClientEventServer
 from gateway.exceptions import AuthError, UnknownUser
 from gateway.fanout import send_backlog, send_to_sid, send_to_sid_now
 from gateway.limits import RATE_LIMITED, RateLimiter
+from gateway.recent import RecentMetrics
 from gateway.resume import Logged, ResumeStatus, advance
 from gateway.rooms import parse_vm_id
 from gateway.router import route

@@ -22,11 +22,12 @@ from aiohttp import web
 from gateway.admin import AdminOverview, DlqCounts
 from gateway.api import GatewayApi, cors_middleware, json_errors_middleware
 from gateway.auth import TokenPolicy, check_listen_key
-from gateway.consumer import OutboundConsumer, RecentMetrics
+from gateway.consumer import OutboundConsumer
 from gateway.dashboard import dashboard_routes
 from gateway.fanout import emit_to_room, event_frame
 from gateway.namespace import SESSION_ENDED_EVENT, SLOW_CONSUMER, GatewayNamespace
 from gateway.packets import SocketIOPacket
+from gateway.recent import RecentMetrics
 from gateway.rooms import namespace_function
 from gateway.server import SocketIOServer
 from gateway.stats import GatewayStats

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.consumer import RecentMetrics
+from gateway.recent import RecentMetrics
 from gateway.router import Delivery, route
 from schemas.directory import Directory, User, encode_record
 from schemas.events import OutboundEvent
