@@ -1,4 +1,4 @@
-"""The outbound consumer: ``events.outbound`` -> router -> Socket.IO rooms.
+"""The outbound consumer: ``events.outbound`` -> deliveries -> Socket.IO rooms.
 
 Every gateway instance reads *all* partitions without a consumer group: a
 browser may be connected to any instance, so each instance must see every
@@ -31,9 +31,9 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from gateway.deliveries import Delivery, route
 from gateway.recent import RecentMetrics
 from gateway.resume import ReplayLog
-from gateway.router import Delivery, route
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from gateway.router import METRICS_RESOURCE
+from gateway.deliveries import METRICS_RESOURCE
 from schemas.events import VM_ROOM_PREFIX, OutboundEvent
 
 __all__ = ["RecentMetrics"]

@@ -1,6 +1,6 @@
 """Wiring of the event stages into the Faust app: routing, presence and alerts.
 
-Thin on purpose: every decision is in a pure module (router.py, presence.py,
+Thin on purpose: every decision is in a pure module (recipients.py, presence.py,
 alerts.py); this module only moves records between Kafka and them.
 
 * ``control.events`` (the platform's resource events) -> route -> events.outbound
@@ -48,7 +48,7 @@ from streams.alerts import AlertEngine, AlertSample, Rule
 from streams.outbox import TopicSender
 from streams.pipeline import RawRecord
 from streams.presence import Presence
-from streams.router import route_event
+from streams.recipients import route_event
 from streams.state_log import read_partitions, restore_all, snapshot
 from vmpulse.config import Settings
 from vmpulse.kafka_io import DirectoryTail

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from gateway.deliveries import route
 from gateway.rooms import namespace_function
-from gateway.router import route
 from schemas.directory import Department, Directory, User, Vm, directory_key, encode_record
 from schemas.events import ADMIN_ROOM, OutboundEvent, vm_room
 from schemas.topics import Topics

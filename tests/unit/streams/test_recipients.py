@@ -6,7 +6,7 @@ import pytest
 
 from schemas.directory import Department, Directory, User, Vm, directory_key, encode_record
 from schemas.events import ResourceEvent, routing_key
-from streams.router import route_event
+from streams.recipients import route_event
 
 
 @pytest.fixture

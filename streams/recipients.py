@@ -1,7 +1,7 @@
 """Who receives a resource event: the routing rules, as one pure function over the directory.
 
 The worker decides recipients once, here; gateways only deliver to the users
-and rooms an :class:`OutboundEvent` names (gateway/router.py). Every rule
+and rooms an :class:`OutboundEvent` names (gateway/deliveries.py). Every rule
 names people explicitly, so a user who is not named never sees the event.
 
 Rules (DESIGN.md, issue 5):
