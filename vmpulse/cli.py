@@ -205,7 +205,7 @@ def _use_uvloop() -> None:
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.simulate import run_fleet
+    from agents.simulator.runner import run_fleet
     from vmpulse.demo import demo_vm_ids
 
     if args.vms < 0 or args.interval <= 0 or not 0 <= args.bad_rate <= 1:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from agents.bridge import Bridge
-from agents.simulator import system_metrics_line
+from agents.simulator.fleet import system_metrics_line
 from schemas.topics import Topics
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_topics

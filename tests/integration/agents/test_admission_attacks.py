@@ -30,7 +30,7 @@ import pytest
 
 from agents.bridge import Bridge
 from agents.handshake import make_hello
-from agents.simulator import FleetSimulator
+from agents.simulator.fleet import FleetSimulator
 from schemas.topics import Topics
 from tests.e2e.support import VMPULSE
 from tests.support.kafka import Collector, wait_until

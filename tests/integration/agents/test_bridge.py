@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agents.bridge import Bridge
-from agents.simulator import FleetSimulator
+from agents.simulator.fleet import FleetSimulator
 from schemas.topics import Topics
 from tests.support.kafka import Collector, header, wait_until
 from vmpulse.config import Settings

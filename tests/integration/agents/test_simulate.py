@@ -9,7 +9,7 @@ import json
 import pytest
 
 from agents.bridge import Bridge
-from agents.simulate import run_fleet
+from agents.simulator.runner import run_fleet
 from schemas.topics import Topics
 from tests.support.kafka import Collector
 from vmpulse.config import Settings

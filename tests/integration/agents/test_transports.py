@@ -17,7 +17,7 @@ import pytest
 
 from agents.bridge import Bridge
 from agents.handshake import make_hello
-from agents.simulator import FleetSimulator
+from agents.simulator.fleet import FleetSimulator
 from schemas.topics import Topics
 from tests.support.kafka import Collector, header, wait_until
 from vmpulse.config import Settings

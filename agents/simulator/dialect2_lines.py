@@ -1,6 +1,6 @@
-"""Dialect 2 messages (the InfiniService agent as it ships) for the simulator: pure.
+"""Dialect 2 lines (the InfiniService agent as it ships) that the simulated agents write: pure.
 
-The numbers come from the dialect 1 generator (:func:`agents.simulator.system_metrics_line`),
+The numbers come from the dialect 1 generator (:func:`agents.simulator.fleet.system_metrics_line`),
 re-shaped into dialect 2's nesting (PROTOCOL.md): machine facts under
 ``data.system.system``, processes and ports under ``data.system``. Processes
 churn: a few long-lived services plus short-lived jobs whose pids depend on
