@@ -30,6 +30,7 @@ from gateway.packets import SocketIOPacket
 from gateway.recent import RecentMetrics
 from gateway.rooms import namespace_function
 from gateway.server import SocketIOServer
+from gateway.socketio_internals import engine_sessions
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory
@@ -306,7 +307,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             # Close every client first, so the HTTP server has no websocket to wait for.
             # Websockets get their closing handshake (bounded); a polling client is
             # not waited for: it may never come back for its CLOSE packet.
-            if self._sio.eio.sockets:
+            if engine_sessions(self._sio):
                 await self._step("socket.io clients", self._close_sockets())
             await self._step("socket.io", self._sio.shutdown())
             pending = list(self._sio.eio.background_tasks)
@@ -333,13 +334,13 @@ class GatewayService(mode.Service):  # type: ignore[misc]
     async def _close_sockets(self) -> None:
         # Together, each waiting for its websocket's closing handshake (bounded by
         # the engine's grace), so no closing is left to a task that stop cancels.
-        eio = self.sio.eio
-        sockets = list(eio.sockets.values())
+        sessions = engine_sessions(self.sio)
+        reason = self.sio.eio.reason.SERVER_DISCONNECT
         await asyncio.gather(
-            *(s.close(wait=True, reason=eio.reason.SERVER_DISCONNECT) for s in sockets),
+            *(s.close(wait=True, reason=reason) for s in list(sessions.values())),
             return_exceptions=True,
         )
-        eio.sockets.clear()
+        sessions.clear()
 
     async def _step(self, name: str, coro: Any) -> None:
         try:
