@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from gateway.exceptions import (
     AuthError,
     GatewayError,
-    QueryRejected,
     TokenInvalid,
     TokenMissing,
     UnknownUser,
@@ -23,7 +22,6 @@ __all__ = [
     "AuthError",
     "GatewayError",
     "GatewayService",
-    "QueryRejected",
     "TokenInvalid",
     "TokenMissing",
     "UnknownUser",

@@ -153,7 +153,7 @@ def raw_sql(vm_id: str, plan: HistoryPlan) -> str:
 
 
 def rollup_sql(vm_id: str, plan: HistoryPlan) -> str:
-    """Merge the rollup's aggregate states per requested bucket (streams/sql/010_rollups.sql).
+    """Merge the rollup's aggregate states per requested bucket (store/sql/010_rollups.sql).
 
     The rollups keep avg and p95 as -State columns and max / sample counts as
     SimpleAggregateFunction columns; they hold no memory total, so that column

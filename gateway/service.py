@@ -35,10 +35,10 @@ from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory
 from schemas.topics import Topics
+from store.reader import Reader
 from vmpulse.config import Settings
 from vmpulse.dlq_tool import read_dlq
 from vmpulse.kafka_io import DirectoryTail
-from vmpulse.reader import Reader
 
 __all__ = ["GatewayService"]
 

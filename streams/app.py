@@ -22,6 +22,7 @@ from typing import Any
 import faust
 
 from schemas.topics import Topics
+from store.clickhouse import Store
 from streams.blocks import Span
 from streams.conductor import Conductor
 from streams.event_agents import register_event_agents
@@ -30,7 +31,6 @@ from streams.outbox import TopicSender
 from streams.pipeline import RawRecord
 from streams.readback import read_back
 from streams.retention import register_retention
-from streams.store import Store
 from streams.storing import BlockPlanner
 from vmpulse.config import Settings
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 from vmpulse.config import Settings
 
 __all__ = [

@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
+from store.clickhouse import Store
 from streams.blocks import (
     NO_MARK,
     Block,
@@ -50,7 +51,6 @@ from streams.blocks import (
 )
 from streams.pipeline import TABLE_COLUMNS, RawRecord
 from streams.rows import Row
-from streams.store import Store
 
 __all__ = [
     "INGEST_BLOCKS_COLUMNS",

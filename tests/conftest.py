@@ -17,10 +17,10 @@ import pytest
 
 from infra.broker import KAFKA_VERSION, LocalBroker
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
+from store.reader import Reader, ReadLimits
 from vmpulse.config import Settings
 from vmpulse.kafka_io import ensure_settings_topics
-from vmpulse.reader import Reader, ReadLimits
 
 _BROKER_USED: list[str] = []
 

@@ -156,8 +156,8 @@ def _cmd_hypervisor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
-    from vmpulse.exceptions import ReadError
-    from vmpulse.reader import Reader, ReadLimits
+    from store.exceptions import ReadError
+    from store.reader import Reader, ReadLimits
     from vmpulse.up import tune_gc
 
     if _listen_key_refusal(settings):
@@ -184,8 +184,8 @@ def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_reader_grants(settings: Settings, args: argparse.Namespace) -> int:
-    from vmpulse.reader import ReadLimits
-    from vmpulse.reader_grants import render_reader_grants
+    from store.reader import ReadLimits
+    from store.reader_grants import render_reader_grants
 
     try:
         statements = render_reader_grants(settings.read_url, ReadLimits.from_settings(settings))
@@ -304,8 +304,8 @@ def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
     """A server: read as the gateway does (same policy, limits and read-only user)."""
     import dataclasses
 
-    from vmpulse.exceptions import ReadError
-    from vmpulse.reader import Reader, ReadLimits
+    from store.exceptions import ReadError
+    from store.reader import Reader, ReadLimits
 
     limits = dataclasses.replace(ReadLimits.from_settings(settings), concurrency=1, per_user=1)
     reader = Reader(settings.read_url, limits)

@@ -28,8 +28,9 @@ from agents.metrics import BridgeMetrics
 from gateway.auth import issue_token
 from gateway.service import GatewayService
 from infra.broker import LocalBroker, die_with_parent
+from store.clickhouse import ClickHouseStore, redact_url
+from store.reader import Reader, ReadLimits
 from streams.app import create_app, ingest_group_id
-from streams.store import ClickHouseStore, redact_url
 from vmpulse.config import Settings
 from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
 from vmpulse.kafka_io import (
@@ -38,7 +39,6 @@ from vmpulse.kafka_io import (
     wait_for_group_coordinator,
     wait_for_leaders,
 )
-from vmpulse.reader import Reader, ReadLimits
 
 __all__ = ["FleetService", "run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
 

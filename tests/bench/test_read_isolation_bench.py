@@ -53,7 +53,7 @@ VMPULSE = str(Path(sys.executable).parent / "vmpulse")
 
 SEED = """
 import asyncio, sys
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 async def main():
     store = ClickHouseStore(sys.argv[1])

@@ -21,6 +21,7 @@ from gateway.service import GatewayService
 from schemas.directory import Vm
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
+from store.reader import Reader
 from tests.integration.gateway.harness import (
     DEADLINE_S,
     DIRECTORY,
@@ -34,7 +35,6 @@ from tests.integration.gateway.harness import (
 )
 from tests.support.kafka import produce
 from vmpulse.config import Secret, Settings
-from vmpulse.reader import Reader
 
 pytestmark = pytest.mark.integration
 

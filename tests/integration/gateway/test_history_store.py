@@ -7,8 +7,8 @@ import datetime as dt
 import uuid
 
 from gateway.history import fetch_history, plan_history
+from store.clickhouse import ClickHouseStore
 from streams.pipeline import SYSTEM_METRICS_COLUMNS
-from streams.store import ClickHouseStore
 
 
 async def test_day_range_is_answered_from_the_minute_rollup(chdb_store: ClickHouseStore) -> None:

@@ -13,7 +13,8 @@ import socketio
 from schemas.directory import Vm
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
+from store.reader import Reader
 from tests.integration.gateway.harness import (
     DIRECTORY,
     Client,
@@ -25,7 +26,6 @@ from tests.integration.gateway.harness import (
     until,
 )
 from vmpulse.config import Settings
-from vmpulse.reader import Reader
 
 pytestmark = pytest.mark.integration
 

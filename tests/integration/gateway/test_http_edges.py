@@ -30,9 +30,9 @@ import pytest
 from gateway.openapi import render
 from schemas.directory import Vm
 from schemas.topics import Topics
+from store.reader import Reader
 from tests.integration.gateway.harness import DIRECTORY, put_directory, running, token
 from vmpulse.config import Settings
-from vmpulse.reader import Reader
 
 pytestmark = pytest.mark.integration
 

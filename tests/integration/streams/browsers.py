@@ -20,8 +20,8 @@ from gateway.auth import issue_token
 from gateway.service import GatewayService
 from schemas.directory import Department, User, Vm
 from schemas.topics import Topics
+from store.clickhouse import ClickHouseStore
 from streams.app import create_app
-from streams.store import ClickHouseStore
 from vmpulse.config import Settings
 from vmpulse.kafka_io import make_producer
 from vmpulse.publish import put_record

@@ -12,7 +12,7 @@ import faust
 import pytest
 
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 from vmpulse.config import Settings
 
 from .browsers import running_worker

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streams.store import ClickHouseStore, QueryResult
+from store.clickhouse import ClickHouseStore, QueryResult
 
 __all__ = ["FaultyStore"]
 

@@ -34,7 +34,7 @@ import pytest
 from agents.bridge import Bridge
 from schemas.directory import User, Vm
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 from tests.support import examples as ex
 from tests.support.kafka import collect, reading_from_start
 from vmpulse.config import Settings

@@ -15,7 +15,7 @@ import pytest
 from schemas.directory import User, Vm
 from schemas.hypervisor import HypervisorEvent, encode_hypervisor_event
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 from vmpulse.config import Settings
 from vmpulse.kafka_io import make_producer
 

@@ -19,8 +19,8 @@ import faust
 import pytest
 
 from schemas.topics import Topics
+from store.clickhouse import ClickHouseStore
 from streams.app import create_app, ingest_group_id
-from streams.store import ClickHouseStore
 from vmpulse.config import Settings
 
 from .browsers import until

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from schemas.topics import Topics
+from store.clickhouse import ClickHouseStore
 from streams.blocks import Span
 from streams.pipeline import TABLE_COLUMNS, RawRecord, process_batch
 from streams.readback import read_back
-from streams.store import ClickHouseStore
 from streams.storing import BlockPlanner, write_block
 from tests.support import examples as ex
 from vmpulse.config import Settings

@@ -170,7 +170,7 @@ async def topic_partitions(settings: Settings, topics: Topics) -> dict[str, int]
 
 QUERY = """
 import asyncio, json, sys
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 async def main():
     store = ClickHouseStore(sys.argv[1])

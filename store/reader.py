@@ -24,7 +24,7 @@ checks that the engine reports ``readonly`` for each connection.
 
 Admission is decided before any engine work (:class:`ReadSlots`): at most
 ``concurrency`` reads in the process and ``per_user`` per user, else
-:class:`~vmpulse.exceptions.ReadBusy` with a Retry-After estimate. A read
+:class:`~store.exceptions.ReadBusy` with a Retry-After estimate. A read
 that outlives ``timeout_s``, or whose caller is cancelled, is stopped in the
 engine: each statement starts with a comment carrying a fresh tag, and the
 control connection runs ``KILL QUERY`` on it; the engine's own
@@ -49,9 +49,8 @@ from typing import Any
 import clickhouse_connect
 import msgspec
 
-from vmpulse.config import Settings
-from vmpulse.exceptions import QueryRejected, ReadBusy, ReadFailed, ReadTimeout
-from vmpulse.sql_policy import (
+from store.exceptions import QueryRejected, ReadBusy, ReadFailed, ReadTimeout
+from store.sql_policy import (
     ReadPolicy,
     denied_functions,
     judge_ast,
@@ -59,6 +58,7 @@ from vmpulse.sql_policy import (
     parse_refusal,
     precheck,
 )
+from vmpulse.config import Settings
 
 __all__ = [
     "READ_THREAD_NICENESS",
@@ -324,7 +324,7 @@ class ReadSession:
         return result
 
     async def admin_query(self, sql: str) -> QueryResult:
-        """Run user SQL if :mod:`vmpulse.sql_policy` allows it; raises QueryRejected."""
+        """Run user SQL if :mod:`store.sql_policy` allows it; raises QueryRejected."""
         text = precheck(sql)
         try:
             canonical, tree_json = (await self._run(_PARSE, _first_row, q=text))[:2]

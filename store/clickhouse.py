@@ -7,7 +7,7 @@ same DDL (``sql/*.sql``, applied in order, idempotent) and SQL serve both.
 clickhouse-connect is synchronous and chDB has no async client, so every call
 runs on one dedicated thread: the event loop never blocks on the store. That
 thread is the writer's: reads for users (history, admin SQL) go through
-:class:`vmpulse.reader.Reader`, with connections, limits and cancellation of
+:class:`store.reader.Reader`, with connections, limits and cancellation of
 their own, and :meth:`ClickHouseStore.query` is for the pipeline's own SQL.
 """
 
@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 import msgspec
 
-from streams.exceptions import StoreError
-from vmpulse.reader import jsonable
+from store.exceptions import StoreError
+from store.reader import jsonable
 
 __all__ = ["ClickHouseStore", "QueryResult", "Store", "redact_url"]
 
@@ -143,7 +143,7 @@ class ClickHouseStore:
 
         It runs on the writer's thread, between inserts: keep it small (the
         watermarks read one row per partition). ``readonly=2`` still stops a
-        write slipping in; user SQL goes through :class:`vmpulse.reader.Reader`.
+        write slipping in; user SQL goes through :class:`store.reader.Reader`.
         """
         settings = {
             "readonly": 2,
