@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -49,7 +49,9 @@ class Store(Protocol):
         token: str | None,
     ) -> None: ...
 
-    async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult: ...
+    async def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, max_rows: int = 10_000
+    ) -> QueryResult: ...
 
 
 def redact_url(url: str) -> str:
@@ -138,8 +140,14 @@ class ClickHouseStore:
         except Exception as exc:
             raise StoreError(str(exc).strip().splitlines()[0][:500]) from exc
 
-    async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult:
-        """Run the pipeline's own read (never user input) with row and time limits.
+    async def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, max_rows: int = 10_000
+    ) -> QueryResult:
+        """Run the pipeline's own read (never user SQL) with row and time limits.
+
+        Values go in ``parameters`` and are named in the SQL as ``{name:Type}``:
+        clickhouse-connect sends them apart from the text and the engine binds
+        them, so no caller builds a literal by hand.
 
         It runs on the writer's thread, between inserts: keep it small (the
         watermarks read one row per partition). ``readonly=2`` still stops a
@@ -154,7 +162,7 @@ class ClickHouseStore:
         loop = asyncio.get_running_loop()
 
         def run() -> QueryResult:
-            result = self._client.query(sql, settings=settings)
+            result = self._client.query(sql, parameters=parameters or None, settings=settings)
             rows = [jsonable(row) for row in result.result_rows[:max_rows]]
             return {"columns": list(result.column_names), "rows": rows}
 
