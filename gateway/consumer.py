@@ -36,9 +36,9 @@ from gateway.recent import RecentMetrics
 from gateway.resume import ReplayLog
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
+from infra.tasks import cancel_and_wait
 from schemas.directory import Directory
 from schemas.events import OutboundEvent, decode_outbound
-from vmpulse.tasks import cancel_and_wait
 
 __all__ = ["POSITION_KEY", "Emit", "OutboundConsumer", "positioned"]
 

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-from vmpulse.config import Secret
+from infra.config import Secret
 
 __all__ = [
     "MAX_VM_ID_LENGTH",

@@ -33,12 +33,12 @@ from gateway.server import SocketIOServer
 from gateway.socketio_internals import engine_sessions
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
+from infra.config import Settings
+from infra.dlq_reader import read_dlq
+from infra.kafka_io import DirectoryTail
 from schemas.directory import Directory
 from schemas.topics import Topics
 from store.reader import Reader
-from vmpulse.config import Settings
-from vmpulse.dlq_tool import read_dlq
-from vmpulse.kafka_io import DirectoryTail
 
 __all__ = ["GatewayService"]
 

@@ -49,6 +49,7 @@ from typing import Any
 import clickhouse_connect
 import msgspec
 
+from infra.config import Settings
 from store.exceptions import QueryRejected, ReadBusy, ReadFailed, ReadTimeout
 from store.sql_policy import (
     ReadPolicy,
@@ -58,7 +59,6 @@ from store.sql_policy import (
     parse_refusal,
     precheck,
 )
-from vmpulse.config import Settings
 
 __all__ = [
     "READ_THREAD_NICENESS",

@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 
+from infra.config import Settings
 from schemas.topics import Topics
 from store.clickhouse import Store
 from streams.blocks import Span
@@ -32,7 +33,6 @@ from streams.pipeline import RawRecord
 from streams.readback import read_back
 from streams.retention import register_retention
 from streams.storing import BlockPlanner
-from vmpulse.config import Settings
 
 __all__ = ["create_app", "ingest_group_id"]
 

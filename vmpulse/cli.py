@@ -17,7 +17,8 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from vmpulse.config import ConfigError, Settings
+from infra.config import ConfigError, Settings
+from vmpulse.up_info import read_up_info, up_info_path
 
 __all__ = ["main"]
 
@@ -272,13 +273,13 @@ def _query_via_gateway(settings: Settings, sql: str) -> dict[str, Any]:
     """The embedded store belongs to the running `vmpulse up`: ask its gateway (admin only)."""
     from gateway.auth import issue_token
 
-    info_path = settings.data_dir / "up.json"
-    try:
-        url = json.loads(info_path.read_text())["gateway_url"]
-    except (OSError, ValueError, KeyError) as exc:
+    info = read_up_info(settings.data_dir)
+    url = info.gateway_url if info is not None else None
+    if not url:
         raise QueryFailed(
-            f"the embedded store is owned by `vmpulse up`, and no {info_path} says where it runs"
-        ) from exc
+            "the embedded store is owned by `vmpulse up`, and no "
+            f"{up_info_path(settings.data_dir)} says where it runs"
+        )
     token = issue_token(settings.jwt_secret, "admin", admin=True)
     req = urllib.request.Request(
         f"{url}/api/query",
@@ -326,7 +327,8 @@ def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
 def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     import dataclasses
 
-    from vmpulse.dlq_tool import locate_broker, read_dlq, render, summarize
+    from infra.dlq_reader import read_dlq, summarize
+    from vmpulse.dlq_tool import locate_broker, render
 
     bootstrap, prefix = locate_broker(
         settings.kafka_bootstrap, settings.topic_prefix, settings.data_dir

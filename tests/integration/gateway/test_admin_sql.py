@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from infra.config import Settings
 from schemas.directory import User
 from schemas.topics import Topics
 from store.clickhouse import ClickHouseStore
 from store.reader import Reader, ReadLimits
 from tests.integration.gateway.harness import DIRECTORY, put_directory, running, token
 from tests.support.sql_attacks import ALLOWED, ATTACKS, Traps
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.deliveries import route
 from gateway.rooms import namespace_function
+from infra.config import Settings
 from schemas.directory import Department, Directory, User, Vm, directory_key, encode_record
 from schemas.events import ADMIN_ROOM, OutboundEvent, vm_room
 from schemas.topics import Topics
@@ -21,7 +22,6 @@ from tests.integration.gateway.harness import (
     running,
     token,
 )
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

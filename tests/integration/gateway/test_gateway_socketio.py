@@ -18,6 +18,7 @@ import socketio
 from gateway.auth import issue_token
 from gateway.rooms import user_namespace
 from gateway.service import GatewayService
+from infra.config import Secret, Settings
 from schemas.directory import Vm
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
@@ -34,7 +35,6 @@ from tests.integration.gateway.harness import (
     until,
 )
 from tests.support.kafka import produce
-from vmpulse.config import Secret, Settings
 
 pytestmark = pytest.mark.integration
 

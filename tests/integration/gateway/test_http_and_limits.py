@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 import socketio
 
+from infra.config import Settings
 from schemas.directory import Vm
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
@@ -25,7 +26,6 @@ from tests.integration.gateway.harness import (
     token,
     until,
 )
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -32,12 +32,12 @@ import faust
 import pytest
 
 from agents.bridge import Bridge
+from infra.config import Settings
 from schemas.directory import User, Vm
 from schemas.topics import Topics
 from store.clickhouse import ClickHouseStore
 from tests.support import examples as ex
 from tests.support.kafka import collect, reading_from_start
-from vmpulse.config import Settings
 
 from .browsers import Browser, gateway_with, running_worker, until
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
 from store.clickhouse import ClickHouseStore
 from streams.blocks import Span
@@ -18,8 +20,6 @@ from streams.pipeline import TABLE_COLUMNS, RawRecord, process_batch
 from streams.readback import read_back
 from streams.storing import BlockPlanner, write_block
 from tests.support import examples as ex
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 from .faulty_store import FaultyStore
 

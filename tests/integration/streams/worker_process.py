@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 __all__ = [
     "WorkerProcess",
