@@ -53,12 +53,12 @@ from agents.metrics import BridgeMetrics, serve_metrics
 from agents.producing import RecordSender, make_producer
 from agents.socket_watcher import SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream
+from infra.config import ConfigError, Settings
+from infra.kafka_io import ensure_settings_topics
+from infra.log_budget import WarningBudget, suppressed_note
 from infra.network import is_loopback_host
 from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
-from vmpulse.config import ConfigError, Settings
-from vmpulse.kafka_io import ensure_settings_topics
-from vmpulse.log_budget import WarningBudget, suppressed_note
 
 __all__ = ["Bridge", "check_settings"]
 

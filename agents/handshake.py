@@ -1,7 +1,7 @@
 """The signed hello that opens a TCP agent connection: pure, no I/O.
 
 On TCP (development and tests only) nothing in the transport says which VM is
-talking, so the first line must prove it. The line is a JSON object::
+talking, so the first line must prove it. The line is a :class:`schemas.hello.Hello`::
 
     {"type": "hello", "vm_id": "<uuid>", "ts": <epoch seconds, int>,
      "nonce": "<16-64 hex chars>", "sig": "<hex HMAC-SHA256>"}
@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import re
 import secrets
 import time
 from collections import OrderedDict
 from typing import Final
 
+import msgspec
+
 from agents.exceptions import HandshakeError
+from schemas.hello import HELLO_FIELDS, Hello, decode_hello, encode_hello
 
 __all__ = [
     "HANDSHAKE_MAX_BYTES",
@@ -41,8 +42,13 @@ HANDSHAKE_MAX_BYTES: Final = 4096
 
 DEFAULT_WINDOW_S: Final = 60.0
 
-_UUID_RE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_NONCE_RE: Final = re.compile(r"[0-9a-f]{16,64}")
+# What each field's refusal says; a missing field and a field of the wrong shape alike.
+_REFUSALS: Final = {
+    "vm_id": ("handshake_malformed", "vm_id is not a lowercase UUID"),
+    "ts": ("handshake_malformed", "ts is not an integer"),
+    "nonce": ("handshake_malformed", "nonce is not 16-64 hex characters"),
+    "sig": ("handshake_unsigned", "hello has no signature"),
+}
 
 
 def vm_key(master_secret: str, vm_id: str) -> bytes:
@@ -62,8 +68,7 @@ def make_hello(
     ts = int(time.time()) if ts is None else ts
     nonce = secrets.token_hex(16) if nonce is None else nonce
     sig = _signature(vm_key(master_secret, vm_id), vm_id, ts, nonce)
-    body = {"type": "hello", "vm_id": vm_id, "ts": ts, "nonce": nonce, "sig": sig}
-    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    return encode_hello(Hello(type="hello", vm_id=vm_id, ts=ts, nonce=nonce, sig=sig)) + b"\n"
 
 
 class NonceCache:
@@ -97,21 +102,12 @@ def verify_hello(
     window_s: float = DEFAULT_WINDOW_S,
 ) -> str:
     """The VM id a valid hello proves; raises :class:`HandshakeError` otherwise."""
-    try:
-        body = json.loads(line)
-    except ValueError as exc:
-        raise HandshakeError("handshake_malformed", "first line is not JSON") from exc
-    if not isinstance(body, dict) or body.get("type") != "hello":
-        raise HandshakeError("handshake_missing", "first line is not a hello")
-    vm_id, ts, nonce, sig = (body.get(k) for k in ("vm_id", "ts", "nonce", "sig"))
-    if not isinstance(vm_id, str) or not _UUID_RE.fullmatch(vm_id):
-        raise HandshakeError("handshake_malformed", "vm_id is not a lowercase UUID")
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        raise HandshakeError("handshake_malformed", "ts is not an integer")
-    if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
-        raise HandshakeError("handshake_malformed", "nonce is not 16-64 hex characters")
-    if not isinstance(sig, str):
-        raise HandshakeError("handshake_unsigned", "hello has no signature")
+    hello = _decode(line)
+    vm_id, ts, nonce, sig = hello.vm_id, hello.ts, hello.nonce, hello.sig
+    for field, value in zip(HELLO_FIELDS, (vm_id, ts, nonce, sig), strict=True):
+        if value is None:
+            raise HandshakeError(*_REFUSALS[field])
+    assert vm_id is not None and ts is not None and nonce is not None and sig is not None
     expected = _signature(vm_key(master_secret, vm_id), vm_id, ts, nonce)
     if not hmac.compare_digest(expected.encode(), sig.encode()):
         raise HandshakeError("handshake_bad_signature", f"bad signature for VM {vm_id}")
@@ -120,3 +116,18 @@ def verify_hello(
     if not nonces.check_and_add(nonce, now):
         raise HandshakeError("handshake_replay", f"nonce replayed for VM {vm_id}")
     return vm_id
+
+
+def _decode(line: bytes) -> Hello:
+    """The hello of a first line; what is wrong with it as a :class:`HandshakeError`."""
+    try:
+        return decode_hello(line)
+    except msgspec.ValidationError as exc:  # a DecodeError too: caught first
+        # msgspec names the first bad field as "... - at `$.<field>`"; anything else
+        # (not an object, no or another "type") is not a hello at all.
+        field = str(exc).rpartition("`$.")[2].rstrip("`")
+        if field in _REFUSALS:
+            raise HandshakeError(*_REFUSALS[field]) from None
+        raise HandshakeError("handshake_missing", "first line is not a hello") from None
+    except msgspec.DecodeError as exc:
+        raise HandshakeError("handshake_malformed", "first line is not JSON") from exc

@@ -29,10 +29,10 @@ import mode
 
 from agents.libvirt_states import event_state, state_name
 from agents.socket_watcher import Backoff
+from infra.config import Settings
+from infra.kafka_io import ensure_settings_topics, make_producer
 from schemas.hypervisor import RECONCILE, HypervisorEvent, encode_event
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_settings_topics, make_producer
 
 __all__ = ["HypervisorWatcher"]
 

@@ -1,6 +1,6 @@
 """The Socket.IO + HTTP gateway: browsers' live view of the pipeline (DESIGN.md, gateway/).
 
-Pure cores (``auth``, ``rooms``, ``router``) are importable without starting
+Pure cores (``auth``, ``rooms``, ``deliveries``) are importable without starting
 anything; :class:`~gateway.service.GatewayService` wires them to Kafka,
 python-socketio and aiohttp. It is imported lazily so that ``vmpulse token``
 (which only needs ``gateway.auth``) does not pull in the server stack.
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from gateway.exceptions import (
     AuthError,
     GatewayError,
-    QueryRejected,
     TokenInvalid,
     TokenMissing,
     UnknownUser,
@@ -23,7 +22,6 @@ __all__ = [
     "AuthError",
     "GatewayError",
     "GatewayService",
-    "QueryRejected",
     "TokenInvalid",
     "TokenMissing",
     "UnknownUser",

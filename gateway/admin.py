@@ -26,8 +26,8 @@ from aiohttp import web
 from gateway.auth import TokenPolicy, bearer_token, verify_token
 from gateway.exceptions import AuthError, UnknownUser
 from gateway.stats import GatewayStats
+from infra.dlq_reader import DlqEntry, summarize
 from schemas.directory import Directory
-from vmpulse.dlq_tool import DlqEntry, summarize
 
 __all__ = ["DLQ_CACHE_S", "DLQ_SCAN_PER_PARTITION", "AdminOverview", "DlqCounts"]
 

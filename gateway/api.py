@@ -10,11 +10,11 @@ Query parameters are declared, parsed strictly and documented in
 :mod:`gateway.params` (a bad one is a 400 naming it, never a 500); the OpenAPI
 document (:mod:`gateway.openapi`) is served at ``/openapi.json``.
 
-History and admin SQL are reads (:class:`vmpulse.reader.Reader`): their own
+History and admin SQL are reads (:class:`store.reader.Reader`): their own
 connections, never the worker's, at most a few at once per process and per
 user (429 with ``Retry-After`` past that), a per-user rate, and a time limit
 that stops the statement in the engine (504). Admin SQL is judged by
-:mod:`vmpulse.sql_policy` on the engine's own parse and runs ``readonly=1``.
+:mod:`store.sql_policy` on the engine's own parse and runs ``readonly=1``.
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.auth import TokenPolicy, bearer_token, verify_token
-from gateway.consumer import RecentMetrics
-from gateway.exceptions import AuthError, QueryRejected, UnknownUser
+from gateway.exceptions import AuthError, UnknownUser
 from gateway.history import fetch_history, parse_time, plan_history
 from gateway.limits import RATE_LIMITED, RateLimiter
 from gateway.openapi import openapi_json
 from gateway.params import HISTORY_FROM, HISTORY_STEP, HISTORY_TO, RECENT_COUNT, ParamError
+from gateway.recent import RecentMetrics
 from gateway.rooms import parse_vm_id
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory, User
-from vmpulse.exceptions import ReadBusy, ReadError, ReadFailed, ReadTimeout
-from vmpulse.reader import Reader
+from store.exceptions import QueryRejected, ReadBusy, ReadError, ReadFailed, ReadTimeout
+from store.reader import Reader
 
 __all__ = ["GatewayApi", "cors_middleware", "json_errors_middleware"]
 

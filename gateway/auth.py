@@ -38,8 +38,8 @@ from typing import Any
 import jwt
 
 from gateway.exceptions import TokenInvalid, TokenMissing
+from infra.config import ConfigError, Secret, Settings
 from infra.network import is_loopback_host
-from vmpulse.config import ConfigError, Secret, Settings
 
 __all__ = [
     "DEFAULT_ALGORITHMS",

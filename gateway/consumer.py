@@ -1,4 +1,4 @@
-"""The outbound consumer: ``events.outbound`` -> router -> Socket.IO rooms.
+"""The outbound consumer: ``events.outbound`` -> deliveries -> Socket.IO rooms.
 
 Every gateway instance reads *all* partitions without a consumer group: a
 browser may be connected to any instance, so each instance must see every
@@ -22,7 +22,6 @@ logged with its position and skipped, and the events around it go on.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,17 +31,17 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from gateway.deliveries import Delivery, route
+from gateway.recent import RecentMetrics
 from gateway.resume import ReplayLog
-from gateway.rooms import VM_ROOM_PREFIX
-from gateway.router import METRICS_RESOURCE, Delivery, route
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
+from infra.kafka_io import LIVE_FETCH_WAIT_MS
+from infra.tasks import cancel_and_wait
 from schemas.directory import Directory
 from schemas.events import OutboundEvent, decode_outbound
-from vmpulse.kafka_io import LIVE_FETCH_WAIT_MS
-from vmpulse.tasks import cancel_and_wait
 
-__all__ = ["POSITION_KEY", "Emit", "OutboundConsumer", "RecentMetrics", "positioned"]
+__all__ = ["POSITION_KEY", "Emit", "OutboundConsumer", "positioned"]
 
 log = logging.getLogger(__name__)
 
@@ -59,45 +58,6 @@ def positioned(payload: Any, position: str) -> Any:
     if isinstance(payload, dict):
         return {**payload, POSITION_KEY: position}
     return payload
-
-
-class RecentMetrics:
-    """The latest metric samples per VM, for ``metrics:recent``.
-
-    Bounded twice, because the VM ids come from the stream: ``per_vm`` samples
-    per VM and ``max_vms`` VMs, the least recently updated forgotten first.
-    """
-
-    def __init__(self, *, per_vm: int = 1_000, max_vms: int = 10_000) -> None:
-        self._per_vm = per_vm
-        self._max_vms = max_vms
-        self._samples: collections.OrderedDict[str, collections.deque[Any]] = (
-            collections.OrderedDict()
-        )
-
-    def add(self, vm_id: str, sample: Any) -> None:
-        ring = self._samples.pop(vm_id, None)
-        if ring is None:
-            ring = collections.deque(maxlen=self._per_vm)
-        ring.append(sample)
-        self._samples[vm_id] = ring
-        while len(self._samples) > self._max_vms:
-            self._samples.popitem(last=False)
-
-    def latest(self, vm_id: str, count: int) -> list[Any]:
-        """Up to ``count`` samples, oldest first."""
-        ring = self._samples.get(vm_id)
-        if ring is None or count <= 0:
-            return []
-        return list(ring)[-count:]
-
-    def observe(self, event: OutboundEvent) -> None:
-        """Keep a metrics event's sample for each ``vm:<id>`` room it was sent to."""
-        if event.resource != METRICS_RESOURCE:
-            return
-        for room in event.rooms:
-            if room.startswith(VM_ROOM_PREFIX):
-                self.add(room[len(VM_ROOM_PREFIX) :], event.data)
 
 
 class OutboundConsumer:

@@ -35,6 +35,7 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 
 from gateway.outbox import Outbox, encode_frame
+from gateway.socketio_internals import websocket_transport
 
 __all__ = ["CLOSE_GRACE_S", "PING", "EngineSocket", "Flusher", "Frame"]
 
@@ -404,10 +405,7 @@ class EngineSocket:
         return ws
 
     def _attach(self, ws: web.WebSocketResponse) -> None:
-        writer = ws._writer
-        assert writer is not None
-        self._transport = writer.transport
-        self._protocol = writer.protocol
+        self._transport, self._protocol = websocket_transport(ws)
         if self.outbox:
             self._dirty = True
             self.flush()

@@ -9,9 +9,8 @@ Hierarchy::
     │   ├── TokenInvalid      "Authentication failed" (bad signature, expired, malformed)
     │   └── UnknownUser       "User not found" (valid token, no such user in the directory)
 
-    vmpulse.exceptions.QueryRejected (re-exported here): SQL sent to /api/query
-    is not one read-only SELECT over what it may touch; the one rule set is
-    :mod:`vmpulse.sql_policy`, judged on the engine's own parse.
+The store's errors (``store.exceptions``: QueryRejected, ReadBusy, ...) are
+the store's own; the HTTP API turns them into statuses.
 
 PyJWT errors never leave :mod:`gateway.auth`; they become :class:`TokenInvalid`
 so callers handle one family of errors and the refusal text cannot drift.
@@ -19,15 +18,12 @@ so callers handle one family of errors and the refusal text cannot drift.
 
 from __future__ import annotations
 
-from vmpulse.exceptions import QueryRejected
-
 __all__ = [
     "AUTH_FAILED",
     "TOKEN_REQUIRED",
     "USER_NOT_FOUND",
     "AuthError",
     "GatewayError",
-    "QueryRejected",
     "TokenInvalid",
     "TokenMissing",
     "UnknownUser",

@@ -8,9 +8,10 @@ encoded once (msgspec, the same JSON the stdlib would write) into one
 pushed synchronously into each socket's outbox; the engine writes each
 socket's packets of the turn in one write (gateway/engine.py).
 
-This reaches into python-socketio's room table (``manager.rooms``) and the
-engine's session table; the integration tests exercise it over real sockets,
-and any payload this cannot encode goes through ``sio.emit`` instead.
+This reads python-socketio's room table and the engine's session table
+through gateway/socketio_internals.py (which says what it relies on and checks
+it); the integration tests exercise it over real sockets, and any payload this
+cannot encode goes through ``sio.emit`` instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from gateway.engine import EngineSocket, Frame
+from gateway.socketio_internals import engine_session_of, engine_sessions, room_members
 
 __all__ = ["emit_to_room", "event_frame", "send_backlog", "send_to_sid", "send_to_sid_now"]
 
@@ -51,13 +53,13 @@ async def emit_to_room(
     Returns (sockets reached, sockets skipped because they were closing or
     over their send bound).
     """
-    members = sio.manager.rooms.get("/", {}).get(room)
+    members = room_members(sio, room)
     if not members:
         return 0, 0
     pkt = event_frame(event, payload)
-    sockets = sio.eio.sockets
+    sockets = engine_sessions(sio)
     reached = skipped = 0
-    for eio_sid in list(members.values()):
+    for eio_sid in list(members):
         sock = sockets.get(eio_sid)
         if sock is not None and sock.push(pkt):
             reached += 1
@@ -67,8 +69,7 @@ async def emit_to_room(
 
 
 def _engine_socket(sio: socketio.AsyncServer, sid: str) -> EngineSocket | None:
-    eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
-    sock: EngineSocket | None = sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+    sock: EngineSocket | None = engine_session_of(sio, sid)
     return sock
 
 

@@ -20,7 +20,7 @@ import dataclasses
 import datetime as dt
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.params import HISTORY_STEP, MAX_TIME_LENGTH, ParamError
@@ -30,13 +30,15 @@ __all__ = [
     "HistoryError",
     "HistoryPlan",
     "fetch_history",
+    "history_parameters",
     "parse_time",
     "plan_history",
 ]
 
 log = logging.getLogger(__name__)
 
-Query = Callable[[str], Awaitable[dict[str, Any]]]
+Query = Callable[[str, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+"""``query(sql, parameters)``: the store binds ``{name:Type}`` parameters (clickhouse-connect)."""
 
 RAW_TABLE = "system_metrics"
 ROLLUPS = (("system_metrics_1m", 60), ("system_metrics_1h", 3600))
@@ -123,17 +125,24 @@ def plan_history(start: dt.datetime, end: dt.datetime, step_s: int | None = None
     return HistoryPlan(start, end, table, step_s)
 
 
-def _literal(text: str) -> str:
-    """A ClickHouse string literal; the VM id is also checked upstream (parse_vm_id)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def history_parameters(vm_id: str, plan: HistoryPlan) -> dict[str, Any]:
+    """The values of a history query, bound by the engine, never spliced into its text."""
+    return {
+        "vm": vm_id,
+        "start_ms": int(plan.start.timestamp() * 1000),
+        "end_ms": int(plan.end.timestamp() * 1000),
+        "step_s": plan.step_s or 0,
+    }
 
 
-def _time(value: dt.datetime) -> str:
-    return f"fromUnixTimestamp64Milli({int(value.timestamp() * 1000)}, 'UTC')"
+_START = "fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')"
+_END = "fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')"
+_BUCKET = "INTERVAL {step_s:UInt32} SECOND"
 
 
-def raw_sql(vm_id: str, plan: HistoryPlan) -> str:
-    where = f"vm_id = {_literal(vm_id)} AND ts >= {_time(plan.start)} AND ts < {_time(plan.end)}"
+def raw_sql(plan: HistoryPlan) -> str:
+    """The raw table's points; the values are parameters (:func:`history_parameters`)."""
+    where = f"vm_id = {{vm:String}} AND ts >= {_START} AND ts < {_END}"
     if plan.step_s is None:
         return (
             "SELECT toUnixTimestamp64Milli(ts) AS t, cpu_usage_percent AS cpu_avg, "
@@ -143,8 +152,8 @@ def raw_sql(vm_id: str, plan: HistoryPlan) -> str:
         )
     # Fallback and fine steps: aggregate raw rows per bucket.
     return (
-        f"SELECT toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(ts, INTERVAL "
-        f"{plan.step_s} SECOND), 3, 'UTC')) AS t, "
+        f"SELECT toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(ts, {_BUCKET}), "
+        "3, 'UTC')) AS t, "
         "avg(cpu_usage_percent) AS cpu_avg, max(cpu_usage_percent) AS cpu_max, "
         "avg(memory_used_kb) AS memory_used_kb_avg, max(memory_used_kb) AS memory_used_kb_max, "
         "max(memory_total_kb) AS memory_total_kb, count() AS samples "
@@ -152,20 +161,17 @@ def raw_sql(vm_id: str, plan: HistoryPlan) -> str:
     )
 
 
-def rollup_sql(vm_id: str, plan: HistoryPlan) -> str:
-    """Merge the rollup's aggregate states per requested bucket (streams/sql/010_rollups.sql).
+def rollup_sql(plan: HistoryPlan) -> str:
+    """Merge the rollup's aggregate states per requested bucket (store/sql/010_rollups.sql).
 
     The rollups keep avg and p95 as -State columns and max / sample counts as
     SimpleAggregateFunction columns; they hold no memory total, so that column
     is NULL here (the raw answer has it).
     """
-    where = (
-        f"vm_id = {_literal(vm_id)} AND bucket >= {_time(plan.start)} "
-        f"AND bucket < {_time(plan.end)}"
-    )
+    where = f"vm_id = {{vm:String}} AND bucket >= {_START} AND bucket < {_END}"
     return (
-        f"SELECT toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(bucket, INTERVAL "
-        f"{plan.step_s} SECOND), 3, 'UTC')) AS t, "
+        f"SELECT toUnixTimestamp64Milli(toDateTime64(toStartOfInterval(bucket, {_BUCKET}), "
+        "3, 'UTC')) AS t, "
         "avgMerge(cpu_avg) AS cpu_avg, max(cpu_max) AS cpu_max, "
         "avgMerge(memory_avg) AS memory_used_kb_avg, "
         "max(memory_max) AS memory_used_kb_max, "
@@ -175,7 +181,7 @@ def rollup_sql(vm_id: str, plan: HistoryPlan) -> str:
 
 
 async def _table_exists(query: Query, table: str) -> bool:
-    result = await query(f"EXISTS TABLE {table}")
+    result = await query(f"EXISTS TABLE {table}", {})
     rows = result.get("rows") or []
     return bool(rows and rows[0] and rows[0][0])
 
@@ -183,14 +189,15 @@ async def _table_exists(query: Query, table: str) -> bool:
 async def fetch_history(query: Query, vm_id: str, plan: HistoryPlan) -> dict[str, Any]:
     """Run the plan; ``source`` says which table actually answered."""
     source = plan.table
-    sql = raw_sql(vm_id, plan)
+    parameters = history_parameters(vm_id, plan)
     if plan.table != RAW_TABLE:
         if await _table_exists(query, plan.table):
-            return _shape(vm_id, plan, plan.table, await query(rollup_sql(vm_id, plan)))
+            result = await query(rollup_sql(plan), parameters)
+            return _shape(vm_id, plan, plan.table, result)
         # a store without the rollups (a worker that has not migrated it yet)
         log.warning("no rollup table %s: aggregating raw data", plan.table)
         source = RAW_TABLE
-    result = await query(sql)
+    result = await query(raw_sql(plan), parameters)
     return _shape(vm_id, plan, source, result)
 
 

@@ -38,16 +38,18 @@ from typing import Any, NoReturn
 import socketio
 
 from gateway.auth import TokenPolicy, VerifiedTokens, handshake_token
-from gateway.consumer import OutboundConsumer, RecentMetrics, positioned
+from gateway.consumer import OutboundConsumer, positioned
+from gateway.deliveries import route
 from gateway.dispatch import ClientEventServer
 from gateway.exceptions import AuthError, UnknownUser
 from gateway.fanout import send_backlog, send_to_sid, send_to_sid_now
 from gateway.limits import RATE_LIMITED, RateLimiter
+from gateway.recent import RecentMetrics
 from gateway.resume import Logged, ResumeStatus, advance
-from gateway.rooms import ADMIN_ROOM, parse_vm_id, vm_room
-from gateway.router import route
+from gateway.rooms import parse_vm_id
 from gateway.stats import GatewayStats
 from schemas.directory import Directory, User
+from schemas.events import ADMIN_ROOM, vm_room
 
 __all__ = [
     "CONNECTED_EVENT",

@@ -1,4 +1,5 @@
-"""Socket.IO room names: a user's namespace room, ``admin`` and ``vm:<id>``.
+"""A user's Socket.IO namespace room and client-supplied VM ids (``admin`` and ``vm:<id>``
+are named beside the event schema, schemas/events.py, since the worker addresses them too).
 
 A user's namespace is a keyed hash of their id, not the id itself: resource
 events are named ``<namespace>:<resource>:<action>``, so the name travels to
@@ -15,21 +16,16 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-from vmpulse.config import Secret
+from infra.config import Secret
 
 __all__ = [
-    "ADMIN_ROOM",
     "MAX_VM_ID_LENGTH",
     "NAMESPACE_PREFIX",
-    "VM_ROOM_PREFIX",
     "namespace_function",
     "parse_vm_id",
     "user_namespace",
-    "vm_room",
 ]
 
-ADMIN_ROOM = "admin"
-VM_ROOM_PREFIX = "vm:"
 NAMESPACE_PREFIX = "user_"
 MAX_VM_ID_LENGTH = 128
 # 20 hex digits = 80 bits: collisions between users are out of reach, names stay short.
@@ -58,10 +54,6 @@ def namespace_function(secret: Secret | str) -> Callable[[str], str]:
         return user_namespace(key, user_id)
 
     return namespace_of
-
-
-def vm_room(vm_id: str) -> str:
-    return VM_ROOM_PREFIX + vm_id
 
 
 def parse_vm_id(value: object) -> str | None:

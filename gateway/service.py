@@ -22,21 +22,23 @@ from aiohttp import web
 from gateway.admin import AdminOverview, DlqCounts
 from gateway.api import GatewayApi, cors_middleware, json_errors_middleware
 from gateway.auth import TokenPolicy, check_listen_key
-from gateway.consumer import OutboundConsumer, RecentMetrics
+from gateway.consumer import OutboundConsumer
 from gateway.dashboard import dashboard_routes
 from gateway.fanout import emit_to_room, event_frame
 from gateway.namespace import SESSION_ENDED_EVENT, SLOW_CONSUMER, GatewayNamespace
 from gateway.packets import SocketIOPacket
+from gateway.recent import RecentMetrics
 from gateway.rooms import namespace_function
 from gateway.server import SocketIOServer
+from gateway.socketio_internals import engine_sessions
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
+from infra.config import Settings
+from infra.dlq_reader import read_dlq
+from infra.kafka_io import DirectoryTail
 from schemas.directory import Directory
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.dlq_tool import read_dlq
-from vmpulse.kafka_io import DirectoryTail
-from vmpulse.reader import Reader
+from store.reader import Reader
 
 __all__ = ["GatewayService"]
 
@@ -305,7 +307,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             # Close every client first, so the HTTP server has no websocket to wait for.
             # Websockets get their closing handshake (bounded); a polling client is
             # not waited for: it may never come back for its CLOSE packet.
-            if self._sio.eio.sockets:
+            if engine_sessions(self._sio):
                 await self._step("socket.io clients", self._close_sockets())
             await self._step("socket.io", self._sio.shutdown())
             pending = list(self._sio.eio.background_tasks)
@@ -332,13 +334,13 @@ class GatewayService(mode.Service):  # type: ignore[misc]
     async def _close_sockets(self) -> None:
         # Together, each waiting for its websocket's closing handshake (bounded by
         # the engine's grace), so no closing is left to a task that stop cancels.
-        eio = self.sio.eio
-        sockets = list(eio.sockets.values())
+        sessions = engine_sessions(self.sio)
+        reason = self.sio.eio.reason.SERVER_DISCONNECT
         await asyncio.gather(
-            *(s.close(wait=True, reason=eio.reason.SERVER_DISCONNECT) for s in sockets),
+            *(s.close(wait=True, reason=reason) for s in list(sessions.values())),
             return_exceptions=True,
         )
-        eio.sockets.clear()
+        sessions.clear()
 
     async def _step(self, name: str, coro: Any) -> None:
         try:

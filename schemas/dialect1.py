@@ -17,33 +17,24 @@ from schemas.limits import (
     CAPPED,
     Count,
     Counter,
-    Gigabytes,
     Load,
     Name,
-    Percent,
-    Port,
     ProcessPercent,
     Seconds,
-    Temperature,
     Text,
     VmId,
 )
+from schemas.machine import Cpu, Disk, Memory, OpenPort
 from schemas.timestamps import Timestamp
 
 __all__ = [
     "DIALECT1",
     "D1Application",
     "D1ApplicationUsage",
-    "D1Cpu",
-    "D1Disk",
-    "D1DiskIo",
-    "D1DiskUsage",
     "D1LoadAverage",
-    "D1Memory",
     "D1Metrics",
     "D1Network",
     "D1NetworkStat",
-    "D1Port",
     "D1PortUsage",
     "D1Process",
     "D1ProcessSnapshot",
@@ -64,40 +55,6 @@ class D1VmIdentification(_Msg, tag="vm_identification"):
     version: Name | None = None
     agent_version: Name | None = None
     timestamp: Timestamp | None = None
-
-
-class D1Cpu(msgspec.Struct, kw_only=True):
-    usage_percent: Percent | None = None
-    cores_usage: Annotated[list[Percent], CAPPED] | None = None
-    temperature: Temperature | None = None
-
-
-class D1Memory(msgspec.Struct, kw_only=True):
-    total_kb: Counter | None = None
-    used_kb: Counter | None = None
-    available_kb: Counter | None = None
-    swap_total_kb: Counter | None = None
-    swap_used_kb: Counter | None = None
-
-
-class D1DiskUsage(msgspec.Struct, kw_only=True):
-    mount_point: Name
-    total_gb: Gigabytes | None = None
-    used_gb: Gigabytes | None = None
-    available_gb: Gigabytes | None = None
-    filesystem: Name | None = None
-
-
-class D1DiskIo(msgspec.Struct, kw_only=True):
-    read_bytes_per_sec: Counter | None = None
-    write_bytes_per_sec: Counter | None = None
-    read_ops_per_sec: Counter | None = None
-    write_ops_per_sec: Counter | None = None
-
-
-class D1Disk(msgspec.Struct, kw_only=True):
-    usage_stats: Annotated[list[D1DiskUsage], CAPPED] | None = None
-    io_stats: D1DiskIo | None = None
 
 
 class D1NetworkStat(msgspec.Struct, kw_only=True):
@@ -126,9 +83,9 @@ class D1System(msgspec.Struct, kw_only=True):
 
 
 class D1Metrics(msgspec.Struct, kw_only=True):
-    cpu: D1Cpu | None = None
-    memory: D1Memory | None = None
-    disk: D1Disk | None = None
+    cpu: Cpu | None = None
+    memory: Memory | None = None
+    disk: Disk | None = None
     network: D1Network | None = None
     system: D1System | None = None
 
@@ -175,19 +132,10 @@ class D1ApplicationUsage(_Msg, tag="application_usage"):
     applications: Annotated[list[D1Application], CAPPED]
 
 
-class D1Port(msgspec.Struct, kw_only=True):
-    port: Port
-    protocol: Name
-    state: Name | None = None
-    process_id: Count | None = None
-    process_name: Name | None = None
-    is_listening: bool | None = None
-
-
 class D1PortUsage(_Msg, tag="port_usage"):
     vmId: VmId
     timestamp: Timestamp
-    ports: Annotated[list[D1Port], CAPPED]
+    ports: Annotated[list[OpenPort], CAPPED]
 
 
 DIALECT1 = (

@@ -25,17 +25,14 @@ from schemas.limits import (
     Blob,
     Count,
     Counter,
-    Gigabytes,
     Load,
     Name,
-    Percent,
-    Port,
     ProcessPercent,
     Seconds,
-    Temperature,
     Text,
     VmId,
 )
+from schemas.machine import Cpu, Disk, Memory, OpenPort
 from schemas.timestamps import Timestamp
 
 __all__ = [
@@ -44,22 +41,16 @@ __all__ = [
     "D2AgentEvent",
     "D2CircuitBreakerState",
     "D2ConnectionStatus",
-    "D2Cpu",
-    "D2Disk",
-    "D2DiskIo",
-    "D2DiskUsage",
     "D2Error",
     "D2ErrorReport",
     "D2Handshake",
     "D2Interface",
     "D2KeepAlive",
     "D2LoadAverage",
-    "D2Memory",
     "D2Metrics",
     "D2MetricsData",
     "D2Network",
     "D2Ping",
-    "D2Port",
     "D2Process",
     "D2RequestPendingScripts",
     "D2Response",
@@ -92,40 +83,6 @@ class D2Handshake(_Msg, tag="handshake"):
     version: Name | None = None
     platform: Name | None = None
     capabilities: Annotated[list[Name], CAPPED] | None = None
-
-
-class D2Cpu(msgspec.Struct, kw_only=True):
-    usage_percent: Percent | None = None
-    cores_usage: Annotated[list[Percent], CAPPED] | None = None
-    temperature: Temperature | None = None
-
-
-class D2Memory(msgspec.Struct, kw_only=True):
-    total_kb: Counter | None = None
-    used_kb: Counter | None = None
-    available_kb: Counter | None = None
-    swap_total_kb: Counter | None = None
-    swap_used_kb: Counter | None = None
-
-
-class D2DiskUsage(msgspec.Struct, kw_only=True):
-    mount_point: Name
-    total_gb: Gigabytes | None = None
-    used_gb: Gigabytes | None = None
-    available_gb: Gigabytes | None = None
-    filesystem: Name | None = None
-
-
-class D2DiskIo(msgspec.Struct, kw_only=True):
-    read_bytes_per_sec: Counter | None = None
-    write_bytes_per_sec: Counter | None = None
-    read_ops_per_sec: Counter | None = None
-    write_ops_per_sec: Counter | None = None
-
-
-class D2Disk(msgspec.Struct, kw_only=True):
-    usage_stats: Annotated[list[D2DiskUsage], CAPPED] | None = None
-    io_stats: D2DiskIo | None = None
 
 
 class D2Interface(msgspec.Struct, kw_only=True):
@@ -171,25 +128,16 @@ class D2Process(msgspec.Struct, kw_only=True):
     start_time: Timestamp | None = None
 
 
-class D2Port(msgspec.Struct, kw_only=True):
-    port: Port
-    protocol: Name
-    state: Name | None = None
-    process_id: Count | None = None
-    process_name: Name | None = None
-    is_listening: bool | None = None
-
-
 class D2System(msgspec.Struct, kw_only=True):
     """``data.system`` of a metrics message: machine facts, processes and ports together."""
 
-    cpu: D2Cpu | None = None
-    memory: D2Memory | None = None
-    disk: D2Disk | None = None
+    cpu: Cpu | None = None
+    memory: Memory | None = None
+    disk: Disk | None = None
     network: D2Network | None = None
     system: D2SystemInfo | None = None
     processes: Annotated[list[D2Process], CAPPED] | None = None
-    ports: Annotated[list[D2Port], CAPPED] | None = None
+    ports: Annotated[list[OpenPort], CAPPED] | None = None
     windows_services: msgspec.Raw = msgspec.field(default_factory=_null_raw)
 
 

@@ -4,26 +4,45 @@ The worker writes :class:`OutboundEvent` to ``events.outbound`` with its
 recipients spelled out; a gateway instance never decides *who* may see an
 event, it only finds the sockets of the users and rooms the event names. That
 keeps authorization in one place (the router) and the gateway stateless.
+
+The names both sides must agree on live here, beside the envelope: the Kafka
+key of an event (:func:`routing_key`, the resource it is about, so one
+resource's events stay in order) and the Socket.IO rooms the worker addresses
+and the gateway joins (:data:`ADMIN_ROOM`, :func:`vm_room`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 __all__ = [
+    "ADMIN_ROOM",
     "METRICS_EVENT",
+    "VM_ROOM_PREFIX",
     "OutboundEvent",
     "ResourceEvent",
+    "data_text",
     "decode_outbound",
     "encode_outbound",
+    "routing_key",
     "utc_now_iso",
+    "vm_room",
 ]
 
 METRICS_EVENT = "metricsUpdate"
+ADMIN_ROOM = "admin"
+"""The room every admin's sockets are in."""
+VM_ROOM_PREFIX = "vm:"
+"""``vm:<id>``: the room of a VM's watchers (live metrics, its alerts)."""
+
+
+def vm_room(vm_id: str) -> str:
+    return VM_ROOM_PREFIX + vm_id
 
 
 def new_event_id() -> str:
@@ -89,3 +108,28 @@ def encode_outbound(event: OutboundEvent) -> bytes:
 
 def decode_outbound(raw: bytes) -> OutboundEvent:
     return _outbound_decoder.decode(raw)
+
+
+def data_text(data: Mapping[str, Any], *names: str) -> str | None:
+    """The first of ``names`` that ``data`` holds as a non-empty string."""
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def routing_key(event: ResourceEvent) -> str:
+    """The id of the resource an event is about (Kafka key of events.outbound and
+    control.events), so one resource's events stay in order; the event's own id
+    when ``data`` does not name it."""
+    data = event.data if isinstance(event.data, Mapping) else {}
+    if event.resource in ("vms", "alerts", "metrics"):
+        found = data_text(data, "vmId", "id")
+    elif event.resource == "users":
+        found = data_text(data, "id", "userId")
+    elif event.resource == "departments":
+        found = data_text(data, "id", "departmentId")
+    else:
+        found = data_text(data, "id")
+    return found or event.id

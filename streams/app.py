@@ -21,7 +21,9 @@ from typing import Any
 
 import faust
 
+from infra.config import Settings
 from schemas.topics import Topics
+from store.clickhouse import Store
 from streams.blocks import Span
 from streams.conductor import Conductor
 from streams.event_agents import register_event_agents
@@ -30,9 +32,7 @@ from streams.outbox import TopicSender
 from streams.pipeline import RawRecord
 from streams.readback import read_back
 from streams.retention import register_retention
-from streams.store import Store
 from streams.storing import BlockPlanner
-from vmpulse.config import Settings
 
 __all__ = ["create_app", "ingest_group_id"]
 

@@ -28,11 +28,11 @@ from typing import Protocol
 
 from schemas.events import encode_outbound, utc_now_iso
 from schemas.facts import SystemSample
+from store.clickhouse import Store
 from streams.blocks import Block
 from streams.line_warnings import LineWarnings
 from streams.live import LiveThrottle
 from streams.pipeline import BatchResult, RawRecord, live_event, merge_results, process_batch
-from streams.store import Store
 from streams.storing import BlockPlanner, write_block
 
 __all__ = ["Conductor", "Polled", "Sender", "Stages"]

@@ -1,6 +1,6 @@
 """Wiring of the event stages into the Faust app: routing, presence and alerts.
 
-Thin on purpose: every decision is in a pure module (router.py, presence.py,
+Thin on purpose: every decision is in a pure module (recipients.py, presence.py,
 alerts.py); this module only moves records between Kafka and them.
 
 * ``control.events`` (the platform's resource events) -> route -> events.outbound
@@ -11,7 +11,7 @@ alerts.py); this module only moves records between Kafka and them.
   alerts; all -> route -> events.outbound
 * a timer turns silent agents offline.
 
-The directory comes from :class:`vmpulse.kafka_io.DirectoryTail`, not from a
+The directory comes from :class:`infra.kafka_io.DirectoryTail`, not from a
 Faust GlobalTable: each worker needs the *whole* directory (routing a VM event
 needs the department's members, wherever their records live), the compacted
 ``directory`` topic already is the durable source of truth, and the gateway
@@ -40,7 +40,9 @@ import faust
 import mode
 import msgspec
 
-from schemas.events import ResourceEvent, encode_outbound
+from infra.config import Settings
+from infra.kafka_io import DirectoryTail
+from schemas.events import ResourceEvent, encode_outbound, routing_key
 from schemas.facts import SystemSample
 from schemas.hypervisor import HypervisorEventError, decode_hypervisor_event
 from schemas.topics import Topics
@@ -48,10 +50,8 @@ from streams.alerts import AlertEngine, AlertSample, Rule
 from streams.outbox import TopicSender
 from streams.pipeline import RawRecord
 from streams.presence import Presence
-from streams.router import route_event, routing_key
+from streams.recipients import route_event
 from streams.state_log import read_partitions, restore_all, snapshot
-from vmpulse.config import Settings
-from vmpulse.kafka_io import DirectoryTail
 
 __all__ = [
     "DirectoryService",

@@ -41,9 +41,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
+from infra.kafka_io import LIVE_FETCH_WAIT_MS
 from streams.pipeline import RawRecord
 from streams.readback import to_raw_record
-from vmpulse.kafka_io import LIVE_FETCH_WAIT_MS
 
 __all__ = ["RawIngest"]
 

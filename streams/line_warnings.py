@@ -3,7 +3,7 @@
 Each refused line is one DLQ record and each unrecognized message one stored
 ``agent_events`` row, both counted: that is the account. The warning is for an
 operator reading the log, so it goes through a per-VM budget
-(:class:`vmpulse.log_budget.WarningBudget`): a guest that writes garbage as
+(:class:`infra.log_budget.WarningBudget`): a guest that writes garbage as
 fast as it can costs a handful of log lines, not one per line. A DLQ record is
 decoded only for a warning that is actually written.
 """
@@ -14,9 +14,9 @@ import logging
 
 import msgspec
 
+from infra.log_budget import WarningBudget, suppressed_note
 from schemas.dlq import decode_dlq_record
 from streams.pipeline import BatchResult
-from vmpulse.log_budget import WarningBudget, suppressed_note
 
 __all__ = ["LineWarnings"]
 

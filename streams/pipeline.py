@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
-from schemas.events import OutboundEvent, utc_now_iso
+from schemas.events import OutboundEvent, utc_now_iso, vm_room
 from schemas.facts import Activity, AgentEvent, ConnectionEvent, SystemSample
 from schemas.limits import TS_TOLERANCE
 from schemas.normalize import normalize_line
@@ -208,6 +208,6 @@ def live_event(sample: SystemSample, now: str | None = None) -> OutboundEvent:
         resource="metrics",
         action="update",
         data=live_data(sample),
-        rooms=[f"vm:{sample.vm_id}"],
+        rooms=[vm_room(sample.vm_id)],
         timestamp=now or utc_now_iso(),
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.store import ClickHouseStore
-from vmpulse.config import Settings
+from infra.config import Settings
+from store.clickhouse import ClickHouseStore
 
 __all__ = [
     "RAW_TABLES",

@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
+from store.clickhouse import Store
 from streams.blocks import (
     NO_MARK,
     Block,
@@ -50,7 +51,6 @@ from streams.blocks import (
 )
 from streams.pipeline import TABLE_COLUMNS, RawRecord
 from streams.rows import Row
-from streams.store import Store
 
 __all__ = [
     "INGEST_BLOCKS_COLUMNS",
@@ -86,12 +86,12 @@ class Watermarks:
         missing = sorted({int(p) for p in partitions} - self._marks.keys())
         if not missing:
             return {}
-        topic = self._topic.replace("\\", "\\\\").replace("'", "\\'")
         result = await self._store.query(
             "SELECT partition, argMax(block_start, block_end), max(block_end), "
             "argMax(block, block_end) FROM ingest_blocks "
-            f"WHERE topic = '{topic}' AND partition IN ({', '.join(map(str, missing))}) "
-            "GROUP BY partition"
+            "WHERE topic = {topic:String} AND partition IN {partitions:Array(UInt32)} "
+            "GROUP BY partition",
+            {"topic": self._topic, "partitions": missing},
         )
         loaded = {p: NO_MARK for p in missing}
         for partition, first, last, block in result["rows"]:

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from infra.broker import KAFKA_VERSION, LocalBroker
+from infra.config import Settings
+from infra.kafka_io import ensure_settings_topics
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
-from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_settings_topics
-from vmpulse.reader import Reader, ReadLimits
+from store.clickhouse import ClickHouseStore
+from store.reader import Reader, ReadLimits
 
 _BROKER_USED: list[str] = []
 

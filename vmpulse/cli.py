@@ -17,7 +17,8 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from vmpulse.config import ConfigError, Settings
+from infra.config import ConfigError, Settings
+from vmpulse.up_info import read_up_info, up_info_path
 
 __all__ = ["main"]
 
@@ -159,8 +160,8 @@ def _cmd_hypervisor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
-    from vmpulse.exceptions import ReadError
-    from vmpulse.reader import Reader, ReadLimits
+    from store.exceptions import ReadError
+    from store.reader import Reader, ReadLimits
     from vmpulse.up import tune_gc
 
     if _listen_key_refusal(settings):
@@ -187,8 +188,8 @@ def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_reader_grants(settings: Settings, args: argparse.Namespace) -> int:
-    from vmpulse.reader import ReadLimits
-    from vmpulse.reader_grants import render_reader_grants
+    from store.reader import ReadLimits
+    from store.reader_grants import render_reader_grants
 
     try:
         statements = render_reader_grants(settings.read_url, ReadLimits.from_settings(settings))
@@ -208,7 +209,7 @@ def _use_uvloop() -> None:
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from agents.simulate import run_fleet
+    from agents.simulator.runner import run_fleet
     from vmpulse.demo import demo_vm_ids
 
     if args.vms < 0 or args.interval <= 0 or not 0 <= args.bad_rate <= 1:
@@ -275,13 +276,13 @@ def _query_via_gateway(settings: Settings, sql: str) -> dict[str, Any]:
     """The embedded store belongs to the running `vmpulse up`: ask its gateway (admin only)."""
     from gateway.auth import issue_token
 
-    info_path = settings.data_dir / "up.json"
-    try:
-        url = json.loads(info_path.read_text())["gateway_url"]
-    except (OSError, ValueError, KeyError) as exc:
+    info = read_up_info(settings.data_dir)
+    url = info.gateway_url if info is not None else None
+    if not url:
         raise QueryFailed(
-            f"the embedded store is owned by `vmpulse up`, and no {info_path} says where it runs"
-        ) from exc
+            "the embedded store is owned by `vmpulse up`, and no "
+            f"{up_info_path(settings.data_dir)} says where it runs"
+        )
     token = issue_token(settings.jwt_secret, "admin", admin=True)
     req = urllib.request.Request(
         f"{url}/api/query",
@@ -307,8 +308,8 @@ def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
     """A server: read as the gateway does (same policy, limits and read-only user)."""
     import dataclasses
 
-    from vmpulse.exceptions import ReadError
-    from vmpulse.reader import Reader, ReadLimits
+    from store.exceptions import ReadError
+    from store.reader import Reader, ReadLimits
 
     limits = dataclasses.replace(ReadLimits.from_settings(settings), concurrency=1, per_user=1)
     reader = Reader(settings.read_url, limits)
@@ -329,7 +330,8 @@ def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
 def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     import dataclasses
 
-    from vmpulse.dlq_tool import locate_broker, read_dlq, render, summarize
+    from infra.dlq_reader import read_dlq, summarize
+    from vmpulse.dlq_tool import locate_broker, render
 
     bootstrap, prefix = locate_broker(
         settings.kafka_bootstrap, settings.topic_prefix, settings.data_dir

@@ -14,9 +14,9 @@ import json
 import sys
 from typing import Any
 
+from infra.config import Settings
 from schemas.directory import Department, User, Vm
 from schemas.topics import Topics
-from vmpulse.config import Settings
 from vmpulse.publish import (
     DIRECTORY_KINDS,
     PublishError,
@@ -26,6 +26,7 @@ from vmpulse.publish import (
     put_record,
     send_event,
 )
+from vmpulse.up_info import read_up_info
 
 __all__ = ["add_platform_commands", "run_platform_command"]
 
@@ -63,11 +64,8 @@ def add_platform_commands(sub: Any) -> None:
 def _bootstrap(settings: Settings) -> str | None:
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
-    try:
-        found = json.loads((settings.data_dir / "up.json").read_text())["kafka_bootstrap"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return found if isinstance(found, str) and found else None
+    info = read_up_info(settings.data_dir)
+    return (info.kafka_bootstrap or None) if info is not None else None
 
 
 def _record(args: argparse.Namespace) -> User | Vm | Department:
@@ -82,7 +80,7 @@ def run_platform_command(settings: Settings, args: argparse.Namespace) -> int:
     """Validate, then publish; the exit status says which of the two failed."""
     from aiokafka.errors import KafkaError
 
-    from vmpulse.kafka_io import make_producer
+    from infra.kafka_io import make_producer
 
     topics = Topics(settings.topic_prefix)
     try:

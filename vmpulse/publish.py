@@ -15,9 +15,8 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from schemas.directory import Department, User, Vm, directory_key, encode_record
-from schemas.events import ResourceEvent
+from schemas.events import ResourceEvent, routing_key
 from schemas.topics import Topics
-from streams.router import routing_key
 
 __all__ = [
     "DIRECTORY_KINDS",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import subprocess
@@ -28,17 +27,18 @@ from agents.metrics import BridgeMetrics
 from gateway.auth import issue_token
 from gateway.service import GatewayService
 from infra.broker import LocalBroker, die_with_parent
-from streams.app import create_app, ingest_group_id
-from streams.store import ClickHouseStore, redact_url
-from vmpulse.config import Settings
-from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
-from vmpulse.kafka_io import (
+from infra.config import Settings
+from infra.kafka_io import (
     ensure_settings_topics,
     make_producer,
     wait_for_group_coordinator,
     wait_for_leaders,
 )
-from vmpulse.reader import Reader, ReadLimits
+from store.clickhouse import ClickHouseStore, redact_url
+from store.reader import Reader, ReadLimits
+from streams.app import create_app, ingest_group_id
+from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
+from vmpulse.up_info import UpInfo, write_up_info
 
 __all__ = ["FleetService", "run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
 
@@ -103,15 +103,14 @@ class Announcer(mode.Service):  # type: ignore[misc]
         self.users = users or []
 
     async def on_started(self) -> None:
-        info = {
-            "kafka_bootstrap": self.settings.kafka_bootstrap,
-            "gateway_url": self.gateway.url,
-            "clickhouse_url": redact_url(self.settings.clickhouse_url),
-            "socket_dir": str(self.settings.socket_dir),
-            "topic_prefix": self.settings.topic_prefix,
-        }
-        path = self.settings.data_dir / "up.json"
-        path.write_text(json.dumps(info, indent=2) + "\n")
+        info = UpInfo(
+            kafka_bootstrap=self.settings.kafka_bootstrap,
+            gateway_url=self.gateway.url,
+            clickhouse_url=redact_url(self.settings.clickhouse_url),
+            socket_dir=str(self.settings.socket_dir),
+            topic_prefix=self.settings.topic_prefix,
+        )
+        path = write_up_info(self.settings.data_dir, info)
         print(
             f"vmpulse is up: gateway {self.gateway.url}  (details in {path}; Ctrl-C stops)",
             flush=True,

@@ -36,12 +36,12 @@ from aiokafka import AIOKafkaProducer
 
 from gateway.auth import issue_token
 from infra.broker import LocalBroker
+from infra.config import DEV_JWT_SECRET
+from infra.kafka_io import ensure_topics
 from schemas.directory import User, Vm, directory_key, encode_record
 from schemas.events import OutboundEvent, encode_outbound
 from schemas.topics import Topics
 from tests.support.ready import wait_ready
-from vmpulse.config import DEV_JWT_SECRET
-from vmpulse.kafka_io import ensure_topics
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 PARTITIONS = 6

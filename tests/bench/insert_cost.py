@@ -13,8 +13,8 @@ import tempfile
 import time
 from typing import Any
 
+from store.clickhouse import ClickHouseStore
 from streams.pipeline import TABLE_COLUMNS
-from streams.store import ClickHouseStore
 from streams.storing import INGEST_BLOCKS_COLUMNS
 
 ROUNDS = 20

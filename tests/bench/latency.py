@@ -164,7 +164,7 @@ async def kafka_hop(bootstrap: str, *, rate: float, warmup_s: float, seconds: fl
 
 def main(argv: Sequence[str] | None = None) -> None:
     from gateway.auth import issue_token
-    from vmpulse.config import DEV_JWT_SECRET
+    from infra.config import DEV_JWT_SECRET
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", required=True)

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from schemas import examples as ex
 from schemas.events import encode_outbound, utc_now_iso
 from streams.alerts import AlertEngine
 from streams.event_agents import alert_sample
 from streams.pipeline import RawRecord, live_event, process_batch
+from tests.support import examples as ex
 
 SAMPLES = 5000
 ROUNDS = 3

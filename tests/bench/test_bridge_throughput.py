@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from agents.bridge import Bridge
-from agents.simulator import system_metrics_line
+from agents.simulator.fleet import system_metrics_line
+from infra.config import Settings
+from infra.kafka_io import ensure_topics
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_topics
 from vmpulse.up import tune_gc
 
 pytestmark = pytest.mark.bench

@@ -28,12 +28,12 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from gateway.auth import issue_token
+from infra.config import DEV_JWT_SECRET
+from infra.kafka_io import make_producer
 from schemas.directory import Vm
 from schemas.topics import Topics
 from tests.e2e.support import Up, run_up
 from tests.e2e.test_dashboard import CHROMIUM, VIEWPORT
-from vmpulse.config import DEV_JWT_SECRET
-from vmpulse.kafka_io import make_producer
 from vmpulse.publish import make_event, put_record, send_event
 
 pytestmark = pytest.mark.bench

@@ -22,9 +22,9 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from schemas import examples as ex
 from schemas.dlq import Rejection
 from schemas.normalize import normalize_line
+from tests.support import examples as ex
 
 pytestmark = pytest.mark.bench
 

@@ -27,12 +27,12 @@ import pytest
 
 from gateway.auth import issue_token
 from infra.broker import free_port
+from infra.config import DEV_JWT_SECRET, Settings
+from infra.kafka_io import ensure_settings_topics, make_producer
 from tests.bench.latency import kafka_hop, percentile, watch
 from tests.e2e.support import VMPULSE, Up, run_up
 from tests.support.ready import wait_ready
-from vmpulse.config import DEV_JWT_SECRET, Settings
 from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
-from vmpulse.kafka_io import ensure_settings_topics, make_producer
 
 pytestmark = pytest.mark.bench
 

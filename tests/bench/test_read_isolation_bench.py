@@ -37,10 +37,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.auth import issue_token
 from infra.broker import free_port
+from infra.config import DEV_JWT_SECRET, Settings
 from schemas.topics import Topics
 from streams.app import ingest_group_id
 from tests.bench.test_worker_bench import _produce
-from vmpulse.config import DEV_JWT_SECRET, Settings
 from vmpulse.demo import demo_vm_ids
 
 pytestmark = pytest.mark.bench
@@ -53,7 +53,7 @@ VMPULSE = str(Path(sys.executable).parent / "vmpulse")
 
 SEED = """
 import asyncio, sys
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 async def main():
     store = ClickHouseStore(sys.argv[1])

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 
 from agents.producing import RecordSender, make_producer
+from infra.config import Settings
+from infra.kafka_io import ensure_settings_topics
 from schemas.topics import Topics
 from streams.app import ingest_group_id
 from tests.integration.streams.worker_process import (
@@ -35,8 +37,6 @@ from tests.integration.streams.worker_process import (
     metrics_line,
     topic_partitions,
 )
-from vmpulse.config import Settings
-from vmpulse.kafka_io import ensure_settings_topics
 
 pytestmark = pytest.mark.bench
 

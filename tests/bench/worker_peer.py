@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import OffsetAndMetadata
 
+from store.clickhouse import ClickHouseStore
 from streams.pipeline import TABLE_COLUMNS, process_batch
 from streams.readback import to_raw_record
-from streams.store import ClickHouseStore
 from vmpulse.up import tune_gc
 
 __all__ = ["drain"]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from infra.broker import free_port
-from vmpulse.config import Settings
+from infra.config import Settings
 
 __all__ = ["VMPULSE", "Up", "run_up", "until"]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from infra.config import Settings
 from schemas.topics import Topics
 from tests.e2e.support import VMPULSE
 from tests.support.kafka import Collector, reading_from_start
-from vmpulse.config import Settings
 from vmpulse.demo import demo_vm_ids
 
 pytestmark = pytest.mark.integration

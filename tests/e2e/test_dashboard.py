@@ -30,9 +30,9 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from infra.broker import free_port
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
 from tests.e2e.support import VMPULSE, Up, run_up, until
-from vmpulse.kafka_io import make_producer
 from vmpulse.publish import make_event, send_event
 
 pytestmark = pytest.mark.integration

@@ -29,14 +29,14 @@ import pytest
 import socketio
 
 from gateway.auth import issue_token
-from schemas import examples as ex
+from infra.config import DEV_JWT_SECRET
+from infra.kafka_io import make_producer
 from schemas.directory import Department, User, Vm
 from schemas.topics import Topics
 from tests.e2e.support import Up, run_up, until
+from tests.support import examples as ex
 from tests.support.kafka import collect, reading_from_start
-from vmpulse.config import DEV_JWT_SECRET
 from vmpulse.demo import publish_records
-from vmpulse.kafka_io import make_producer
 
 pytestmark = pytest.mark.integration
 

@@ -26,10 +26,10 @@ import pytest
 import socketio
 
 from gateway.auth import issue_token
+from infra.config import DEV_JWT_SECRET
 from schemas.topics import Topics
 from tests.e2e.support import Up, run_up, until
 from tests.support.kafka import collect, reading_from_start
-from vmpulse.config import DEV_JWT_SECRET
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 __all__ = [
     "Collector",

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from infra.config import Settings
 from schemas.topics import Topics
 from tests.support.kafka import Collector, agent_collector
-from vmpulse.config import Settings
 
 
 @pytest.fixture

@@ -30,11 +30,11 @@ import pytest
 
 from agents.bridge import Bridge
 from agents.handshake import make_hello
-from agents.simulator import FleetSimulator
+from agents.simulator.fleet import FleetSimulator
+from infra.config import DEV_AGENT_SECRET, ConfigError, Secret, Settings
 from schemas.topics import Topics
 from tests.e2e.support import VMPULSE
 from tests.support.kafka import Collector, wait_until
-from vmpulse.config import DEV_AGENT_SECRET, ConfigError, Secret, Settings
 
 pytestmark = pytest.mark.integration
 

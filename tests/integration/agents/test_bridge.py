@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from agents.bridge import Bridge
-from agents.simulator import FleetSimulator
+from agents.simulator.fleet import FleetSimulator
+from infra.config import Settings
 from schemas.topics import Topics
 from tests.support.kafka import Collector, header, wait_until
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

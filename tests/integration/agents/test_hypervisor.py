@@ -18,10 +18,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from agents.hypervisor import HypervisorWatcher
+from infra.config import Settings
 from schemas.hypervisor import RECONCILE, HypervisorEvent, decode_event
 from schemas.topics import Topics
 from tests.support.kafka import reading_from_start
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

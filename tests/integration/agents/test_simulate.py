@@ -9,10 +9,10 @@ import json
 import pytest
 
 from agents.bridge import Bridge
-from agents.simulate import run_fleet
+from agents.simulator.runner import run_fleet
+from infra.config import Settings
 from schemas.topics import Topics
 from tests.support.kafka import Collector
-from vmpulse.config import Settings
 from vmpulse.demo import demo_vm_ids
 
 pytestmark = pytest.mark.integration

@@ -17,12 +17,12 @@ import socketio
 
 from gateway.auth import issue_token
 from gateway.service import GatewayService
+from infra.config import Settings
 from schemas.directory import Department, User, Vm, directory_key, encode_record
 from schemas.events import OutboundEvent, encode_outbound
 from schemas.topics import Topics
+from store.reader import Reader
 from tests.support.kafka import produce
-from vmpulse.config import Settings
-from vmpulse.reader import Reader
 
 __all__ = [
     "DEADLINE_S",

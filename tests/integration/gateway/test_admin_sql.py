@@ -1,7 +1,7 @@
 """Admin SQL and history against the running gateway over HTTP: attacks, caps, rate, timeouts.
 
 A real gateway (real broker for its directory) reads through a real
-:class:`~vmpulse.reader.Reader` on the session's chDB engine, as in `vmpulse up`.
+:class:`~store.reader.Reader` on the session's chDB engine, as in `vmpulse up`.
 Every attack of tests/support/sql_attacks.py is sent as an HTTP request; none
 may answer anything but a 400 with its reason, and none may reach the file,
 the listener, the path or the other database it aims at.
@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from infra.config import Settings
 from schemas.directory import User
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
+from store.reader import Reader, ReadLimits
 from tests.integration.gateway.harness import DIRECTORY, put_directory, running, token
 from tests.support.sql_attacks import ALLOWED, ATTACKS, Traps
-from vmpulse.config import Settings
-from vmpulse.reader import Reader, ReadLimits
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import aiohttp
 import pytest
 
 from gateway.dashboard import STATIC_DIR
+from infra.config import Settings
 from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
 from tests.integration.gateway.harness import DIRECTORY, put_directory, running, token
 from tests.support.kafka import produce
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from gateway.rooms import ADMIN_ROOM, namespace_function, vm_room
-from gateway.router import route
+from gateway.deliveries import route
+from gateway.rooms import namespace_function
+from infra.config import Settings
 from schemas.directory import Department, Directory, User, Vm, directory_key, encode_record
-from schemas.events import OutboundEvent
+from schemas.events import ADMIN_ROOM, OutboundEvent, vm_room
 from schemas.topics import Topics
 from tests.integration.gateway.harness import (
     Client,
@@ -21,7 +22,6 @@ from tests.integration.gateway.harness import (
     running,
     token,
 )
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

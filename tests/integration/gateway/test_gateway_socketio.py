@@ -18,9 +18,11 @@ import socketio
 from gateway.auth import issue_token
 from gateway.rooms import user_namespace
 from gateway.service import GatewayService
+from infra.config import Secret, Settings
 from schemas.directory import Vm
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
+from store.reader import Reader
 from tests.integration.gateway.harness import (
     DEADLINE_S,
     DIRECTORY,
@@ -33,8 +35,6 @@ from tests.integration.gateway.harness import (
     until,
 )
 from tests.support.kafka import produce
-from vmpulse.config import Secret, Settings
-from vmpulse.reader import Reader
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 import socketio
 
+from infra.config import Settings
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
 from tests.integration.gateway.harness import (
@@ -33,7 +34,6 @@ from tests.integration.gateway.harness import (
     until,
 )
 from tests.integration.gateway.raw_socket import RawSocket
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

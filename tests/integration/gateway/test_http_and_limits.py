@@ -10,10 +10,12 @@ import aiohttp
 import pytest
 import socketio
 
+from infra.config import Settings
 from schemas.directory import Vm
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
+from store.reader import Reader
 from tests.integration.gateway.harness import (
     DIRECTORY,
     Client,
@@ -24,8 +26,6 @@ from tests.integration.gateway.harness import (
     token,
     until,
 )
-from vmpulse.config import Settings
-from vmpulse.reader import Reader
 
 pytestmark = pytest.mark.integration
 

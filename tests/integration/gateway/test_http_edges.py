@@ -28,11 +28,11 @@ import aiohttp
 import pytest
 
 from gateway.openapi import render
+from infra.config import Settings
 from schemas.directory import Vm
 from schemas.topics import Topics
+from store.reader import Reader
 from tests.integration.gateway.harness import DIRECTORY, put_directory, running, token
-from vmpulse.config import Settings
-from vmpulse.reader import Reader
 
 pytestmark = pytest.mark.integration
 

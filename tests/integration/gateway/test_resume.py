@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from gateway.service import GatewayService
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.directory import User, Vm
 from schemas.events import OutboundEvent, encode_outbound
 from schemas.topics import Topics
@@ -29,8 +31,6 @@ from tests.integration.gateway.harness import (
     running,
     token,
 )
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 pytestmark = pytest.mark.integration
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.auth import issue_token
+from infra.config import Secret, Settings
 from schemas.directory import User
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
@@ -34,7 +35,6 @@ from tests.integration.gateway.harness import (
     token,
     until,
 )
-from vmpulse.config import Secret, Settings
 
 pytestmark = pytest.mark.integration
 

@@ -37,6 +37,7 @@ import socketio
 from gateway.engine import CLOSE_GRACE_S, EngineSocket
 from gateway.server import HEARTBEAT_TICK_S
 from gateway.service import GatewayService
+from infra.config import Settings
 from schemas.events import OutboundEvent
 from schemas.topics import Topics
 from tests.integration.gateway.harness import (
@@ -52,7 +53,6 @@ from tests.integration.gateway.harness import (
     until,
 )
 from tests.support.rawsocket import RawSocket, eio_open
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from infra.config import Settings
 from schemas.topics import Topics
 from tests.support.kafka import produce, reading_from_start
-from vmpulse.config import Settings
 
 
 async def test_topics_created_with_partitions_and_compaction(

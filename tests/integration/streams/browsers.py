@@ -18,12 +18,12 @@ import socketio
 
 from gateway.auth import issue_token
 from gateway.service import GatewayService
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.directory import Department, User, Vm
 from schemas.topics import Topics
+from store.clickhouse import ClickHouseStore
 from streams.app import create_app
-from streams.store import ClickHouseStore
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 from vmpulse.publish import put_record
 
 __all__ = ["DEADLINE_S", "Browser", "gateway_with", "metrics_line", "running_worker", "until"]

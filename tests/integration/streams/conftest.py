@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import faust
 import pytest
 
+from infra.config import Settings
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
-from vmpulse.config import Settings
+from store.clickhouse import ClickHouseStore
 
 from .browsers import running_worker
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from streams.store import ClickHouseStore, QueryResult
+from store.clickhouse import ClickHouseStore, QueryResult
 
 __all__ = ["FaultyStore"]
 
@@ -40,5 +40,7 @@ class FaultyStore:
             raise error
         await self.store.insert(table, rows, columns, token=token)
 
-    async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult:
-        return await self.store.query(sql, max_rows=max_rows)
+    async def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, max_rows: int = 10_000
+    ) -> QueryResult:
+        return await self.store.query(sql, parameters, max_rows=max_rows)

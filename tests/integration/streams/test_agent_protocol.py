@@ -4,7 +4,7 @@ Everything real: guests are unix sockets in the socket directory (the
 hypervisor's ``<vm-uuid>.socket``, the bridge connects to them), the bridge,
 the session Kafka broker, the worker on the session chDB store, a gateway and
 the VM owner's Socket.IO client. The lines are what the InfiniService agent
-writes (schemas.examples, checked byte for byte in
+writes (tests.support.examples, checked byte for byte in
 tests/unit/schemas/test_agent_status.py).
 
 Shown: connection_status and circuit_breaker_state are stored agent events and
@@ -32,12 +32,12 @@ import faust
 import pytest
 
 from agents.bridge import Bridge
-from schemas import examples as ex
+from infra.config import Settings
 from schemas.directory import User, Vm
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
+from tests.support import examples as ex
 from tests.support.kafka import collect, reading_from_start
-from vmpulse.config import Settings
 
 from .browsers import Browser, gateway_with, running_worker, until
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.config import Settings
 from schemas.topics import Topics
 from streams.app import ingest_group_id
-from vmpulse.config import Settings
 
 from .worker_process import WorkerProcess, drained, produce_paced, read_store, topic_partitions
 

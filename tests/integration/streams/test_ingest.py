@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
+from store.clickhouse import ClickHouseStore
+from store.exceptions import StoreError
 from streams.app import create_app
-from streams.exceptions import StoreError
-from streams.store import ClickHouseStore
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 from .browsers import metrics_line, until
 from .faulty_store import FaultyStore

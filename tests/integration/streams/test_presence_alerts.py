@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.directory import User, Vm
 from schemas.hypervisor import HypervisorEvent, encode_hypervisor_event
 from schemas.topics import Topics
-from streams.store import ClickHouseStore
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
+from store.clickhouse import ClickHouseStore
 
 from .browsers import Browser, gateway_with, metrics_line, running_worker, until
 

@@ -9,13 +9,13 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
+from store.clickhouse import ClickHouseStore
 from streams.app import create_app, ingest_group_id
 from streams.pipeline import SYSTEM_METRICS_COLUMNS
 from streams.retention import apply_retention
-from streams.store import ClickHouseStore
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 from .browsers import metrics_line, running_worker, until
 

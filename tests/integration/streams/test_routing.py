@@ -15,10 +15,10 @@ import faust
 import pytest
 
 from gateway.service import GatewayService
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.directory import Department, User, Vm
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 from vmpulse.publish import publish_event
 
 from .browsers import Browser, gateway_with, metrics_line, until

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from infra.config import Settings
+from infra.kafka_io import DirectoryTail, make_producer
 from schemas.topics import Topics
 from streams.event_agents import EventStages
 from streams.pipeline import RawRecord
 from streams.presence import OFFLINE, ONLINE
-from vmpulse.config import Settings
-from vmpulse.kafka_io import DirectoryTail, make_producer
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ import uuid
 import faust
 import pytest
 
+from infra.config import Settings
 from schemas.topics import Topics
+from store.clickhouse import ClickHouseStore
 from streams.app import create_app, ingest_group_id
-from streams.store import ClickHouseStore
-from vmpulse.config import Settings
 
 from .browsers import until
 from .worker_process import drained, produce_paced

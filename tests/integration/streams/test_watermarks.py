@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from schemas import examples as ex
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
+from store.clickhouse import ClickHouseStore
 from streams.blocks import Span
 from streams.pipeline import TABLE_COLUMNS, RawRecord, process_batch
 from streams.readback import read_back
-from streams.store import ClickHouseStore
 from streams.storing import BlockPlanner, write_block
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
+from tests.support import examples as ex
 
 from .faulty_store import FaultyStore
 

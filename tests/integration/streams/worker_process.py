@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from infra.config import Settings
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.kafka_io import make_producer
 
 __all__ = [
     "WorkerProcess",
@@ -170,7 +170,7 @@ async def topic_partitions(settings: Settings, topics: Topics) -> dict[str, int]
 
 QUERY = """
 import asyncio, json, sys
-from streams.store import ClickHouseStore
+from store.clickhouse import ClickHouseStore
 
 async def main():
     store = ClickHouseStore(sys.argv[1])

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from infra.config import Settings
+from infra.dlq_reader import read_dlq, summarize
+from infra.kafka_io import make_producer
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.dlq_tool import read_dlq, render, summarize
-from vmpulse.kafka_io import make_producer
+from vmpulse.dlq_tool import render
 
 pytestmark = pytest.mark.integration
 

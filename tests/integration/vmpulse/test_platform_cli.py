@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.config import Settings
 from schemas.topics import Topics
 from tests.support.kafka import collect, reading_from_start
-from vmpulse.config import Settings
 
 pytestmark = pytest.mark.integration
 

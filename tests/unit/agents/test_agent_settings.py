@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vmpulse.config import ConfigError, Settings
+from infra.config import ConfigError, Settings
 
 
 def test_defaults_keep_tcp_and_vsock_off(tmp_path: Path) -> None:

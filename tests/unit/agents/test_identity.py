@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from agents.dialect2 import handshake_line
 from agents.identity import all_claims_own, claimed_other_vm
-from agents.simulator import system_metrics_line
+from agents.simulator.dialect2_lines import handshake_line
+from agents.simulator.fleet import system_metrics_line
 
 A = "0b5c4a52-1f7e-4c3e-9d57-3f4c2a1b9e01"
 B = "11111111-2222-4333-8444-555555555555"

@@ -7,7 +7,7 @@ import json
 import random
 from typing import Any
 
-from agents.simulator import system_metrics_line
+from agents.simulator.fleet import system_metrics_line
 
 VM = "0b5c4a52-1f7e-4c3e-9d57-3f4c2a1b9e01"
 T0 = 1_780_000_000.0  # 2026-05-28, well after every simulated boot

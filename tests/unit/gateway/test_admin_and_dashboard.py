@@ -16,7 +16,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from gateway.admin import DLQ_SCAN_PER_PARTITION, DlqCounts
 from gateway.dashboard import dashboard_routes
-from vmpulse.dlq_tool import DlqEntry
+from infra.dlq_reader import DlqEntry
 
 
 def _entry(offset: int, reason: str) -> DlqEntry:

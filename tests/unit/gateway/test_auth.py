@@ -23,7 +23,7 @@ from gateway.exceptions import (
     TokenMissing,
     UnknownUser,
 )
-from vmpulse.config import ConfigError, Secret, Settings
+from infra.config import ConfigError, Secret, Settings
 
 SECRET = Secret("unit-test-secret-" + "0123456789abcdef" * 4)
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

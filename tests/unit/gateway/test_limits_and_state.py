@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import pytest
 
-from gateway.history import HistoryError, parse_time, plan_history, raw_sql
+from gateway.history import HistoryError, history_parameters, parse_time, plan_history, raw_sql
 from gateway.limits import RateLimiter
 from gateway.vmstate import VmStates
 from schemas.events import OutboundEvent
@@ -101,10 +102,18 @@ def test_resolution_follows_the_range() -> None:
             plan_history(start, end, step)
 
 
-def test_vm_id_is_quoted_in_sql() -> None:
+def test_vm_id_and_times_are_bound_never_spliced_into_sql() -> None:
     t0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
-    sql = raw_sql("a'b\\c", plan_history(t0, t0 + dt.timedelta(hours=1)))
-    assert "vm_id = 'a\\'b\\\\c'" in sql
+    plan = plan_history(t0, t0 + dt.timedelta(hours=1))
+    hostile = "a'b\\c') OR 1=1 --"
+    sql = raw_sql(plan)
+    assert "vm_id = {vm:String}" in sql and "a'b" not in sql
+    assert history_parameters(hostile, plan) == {
+        "vm": hostile,
+        "start_ms": int(t0.timestamp() * 1000),
+        "end_ms": int(t0.timestamp() * 1000) + 3_600_000,
+        "step_s": plan.step_s or 0,
+    }
 
 
 class FakeStore:
@@ -115,8 +124,9 @@ class FakeStore:
         self.rollup_works = rollup_works
         self.seen: list[str] = []
 
-    async def query(self, sql: str) -> dict[str, object]:
+    async def query(self, sql: str, parameters: Mapping[str, object]) -> dict[str, object]:
         self.seen.append(sql)
+        assert parameters == {} or parameters["vm"] == "vm-1"
         if sql.startswith("EXISTS TABLE "):
             return {"columns": ["result"], "rows": [[int(sql.split()[-1] in self.tables)]]}
         if "Merge(" in sql and not self.rollup_works:

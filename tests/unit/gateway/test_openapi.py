@@ -7,9 +7,9 @@ from openapi_spec_validator import validate
 from gateway.admin import AdminOverview, DlqCounts
 from gateway.api import GatewayApi
 from gateway.auth import TokenPolicy
-from gateway.consumer import RecentMetrics
 from gateway.openapi import DOCUMENT_PATH, openapi_document, stale
 from gateway.params import HISTORY_STEP, RECENT_COUNT
+from gateway.recent import RecentMetrics
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from schemas.directory import Directory

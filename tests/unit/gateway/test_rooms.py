@@ -7,14 +7,9 @@ import hmac
 
 import pytest
 
-from gateway.rooms import (
-    ADMIN_ROOM,
-    namespace_function,
-    parse_vm_id,
-    user_namespace,
-    vm_room,
-)
-from vmpulse.config import Secret
+from gateway.rooms import namespace_function, parse_vm_id, user_namespace
+from infra.config import Secret
+from schemas.events import ADMIN_ROOM, vm_room
 
 
 def test_namespace_is_keyed_hash_prefix() -> None:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.auth import TokenPolicy, VerifiedTokens, issue_token, verify_token
 from gateway.exceptions import TokenInvalid
-from vmpulse.config import Secret, Settings
+from infra.config import Secret, Settings
 
 SECRET = Secret("unit-test-secret-" + "0123456789abcdef" * 4)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from schemas import examples as ex
 from schemas.dlq import Reason, Rejection
 from schemas.facts import (
     AgentEvent,
@@ -24,6 +23,7 @@ from schemas.facts import (
     SystemSample,
 )
 from schemas.normalize import json_depth, normalize_line
+from tests.support import examples as ex
 
 VM = "3f0c9a52-6d7e-4b1a-9c1e-2b7f4e8d9a01"
 T = 1_764_064_800.0  # 2025-11-25T10:00:00Z

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import examples as ex
 from schemas.agent import Unrecognized, decode_line
 from schemas.dialect1 import DIALECT1
 from schemas.dialect2 import DIALECT2
 from schemas.dlq import Reason, Rejection
 from schemas.facts import AgentEvent, Fact, KeepAlive
 from schemas.normalize import UNRECOGNIZED_KEPT_MAX, normalize_line
+from tests.support import examples as ex
 
 VM = "3f0c9a52-6d7e-4b1a-9c1e-2b7f4e8d9a01"
 T = 1_764_064_800.0  # 2025-11-25T10:00:00Z

@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas import examples as ex
 from schemas.dlq import Rejection
 from schemas.normalize import normalize_line
+from tests.support import examples as ex
 
 VM = "3f0c9a52-6d7e-4b1a-9c1e-2b7f4e8d9a01"
 T = 1_764_064_800.0

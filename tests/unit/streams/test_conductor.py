@@ -8,7 +8,7 @@ integration tests of streams/, e.g. test_watermarks.py and test_crash.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from schemas.events import decode_outbound
@@ -36,10 +36,14 @@ class MemoryStore:
             self.blocks += [tuple(r) for r in rows]
         self.inserts.append((table, list(rows), token))
 
-    async def query(self, sql: str, *, max_rows: int = 10_000) -> dict[str, Any]:
-        assert "FROM ingest_blocks" in sql
+    async def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, max_rows: int = 10_000
+    ) -> dict[str, Any]:
+        assert "FROM ingest_blocks" in sql and parameters is not None
         newest: dict[int, tuple[int, int, str]] = {}
-        for _, partition, first, last, block in self.blocks:
+        for topic, partition, first, last, block in self.blocks:
+            if topic != parameters["topic"] or partition not in parameters["partitions"]:
+                continue
             if partition not in newest or last > newest[partition][1]:
                 newest[partition] = (first, last, block)
         return {"rows": [[p, f, last, b] for p, (f, last, b) in newest.items()]}

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
+from infra.log_budget import WarningBudget
 from streams.line_warnings import LineWarnings
 from streams.pipeline import RawRecord, process_batch
-from vmpulse.log_budget import WarningBudget
 
 log = logging.getLogger("test.line_warnings")
 

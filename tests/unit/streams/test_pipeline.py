@@ -3,7 +3,6 @@ import json
 
 import msgspec
 
-from schemas import examples as ex
 from schemas.events import decode_outbound, encode_outbound
 from streams.pipeline import (
     SYSTEM_METRICS_COLUMNS,
@@ -12,6 +11,7 @@ from streams.pipeline import (
     live_event,
     process_batch,
 )
+from tests.support import examples as ex
 
 
 def _line(vm: str, cpu: float = 12.5, used: int = 1000, total: int = 4000) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jwt
 
-from vmpulse.config import DEV_JWT_SECRET, Secret, Settings
+from infra.config import DEV_JWT_SECRET, Secret, Settings
 from vmpulse.demo import demo_user_ids
 from vmpulse.up import Announcer
 

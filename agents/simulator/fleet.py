@@ -29,8 +29,8 @@ from typing import Any, Final
 
 import msgspec
 
-from agents import dialect2
 from agents.handshake import make_hello
+from agents.simulator import dialect2_lines as dialect2
 
 __all__ = ["FleetSimulator", "TcpFleetSimulator", "next_lines", "system_metrics_line"]
 

@@ -41,7 +41,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from vmpulse.exceptions import QueryRejected
+from store.exceptions import QueryRejected
 
 __all__ = [
     "DENIED_CATEGORIES",

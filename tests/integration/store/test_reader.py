@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from store.clickhouse import ClickHouseStore
+from store.exceptions import QueryRejected, ReadFailed, ReadTimeout
+from store.reader import Reader, ReadLimits
+from store.reader_grants import render_reader_grants
+from store.sql_policy import DENIED_CATEGORIES, DENIED_PREFIXES
 from streams.pipeline import SYSTEM_METRICS_COLUMNS
-from streams.store import ClickHouseStore
 from tests.support.sql_attacks import ALLOWED, ATTACKS, Traps
-from vmpulse.exceptions import QueryRejected, ReadFailed, ReadTimeout
-from vmpulse.reader import Reader, ReadLimits
-from vmpulse.reader_grants import render_reader_grants
-from vmpulse.sql_policy import DENIED_CATEGORIES, DENIED_PREFIXES
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ checks that the engine reports ``readonly`` for each connection.
 
 Admission is decided before any engine work (:class:`ReadSlots`): at most
 ``concurrency`` reads in the process and ``per_user`` per user, else
-:class:`~vmpulse.exceptions.ReadBusy` with a Retry-After estimate. A read
+:class:`~store.exceptions.ReadBusy` with a Retry-After estimate. A read
 that outlives ``timeout_s``, or whose caller is cancelled, is stopped in the
 engine: each statement starts with a comment carrying a fresh tag, and the
 control connection runs ``KILL QUERY`` on it; the engine's own
@@ -43,15 +43,15 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import clickhouse_connect
 import msgspec
 
-from vmpulse.config import Settings
-from vmpulse.exceptions import QueryRejected, ReadBusy, ReadFailed, ReadTimeout
-from vmpulse.sql_policy import (
+from infra.config import Settings
+from store.exceptions import QueryRejected, ReadBusy, ReadFailed, ReadTimeout
+from store.sql_policy import (
     ReadPolicy,
     denied_functions,
     judge_ast,
@@ -318,16 +318,17 @@ class ReadSession:
         self._client = client
         self.running: asyncio.Future[Any] | None = None
 
-    async def query(self, sql: str) -> QueryResult:
-        """Run SQL the caller wrote itself (never user input) with the reader's limits."""
-        result: QueryResult = await self._run(sql, _rows)
+    async def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> QueryResult:
+        """Run SQL the caller wrote itself (never user SQL) with the reader's limits; values
+        go in ``parameters`` (``{name:Type}`` in the SQL), bound by the engine."""
+        result: QueryResult = await self._run(sql, _rows, parameters)
         return result
 
     async def admin_query(self, sql: str) -> QueryResult:
-        """Run user SQL if :mod:`vmpulse.sql_policy` allows it; raises QueryRejected."""
+        """Run user SQL if :mod:`store.sql_policy` allows it; raises QueryRejected."""
         text = precheck(sql)
         try:
-            canonical, tree_json = (await self._run(_PARSE, _first_row, q=text))[:2]
+            canonical, tree_json = (await self._run(_PARSE, _first_row, {"q": text}))[:2]
         except ReadFailed as exc:
             raise parse_refusal(str(exc)) from None
         database, tables = (await self._run(_TABLES, _first_row))[:2]
@@ -345,7 +346,9 @@ class ReadSession:
         result: QueryResult = await self._run(str(canonical), _rows)
         return result
 
-    async def _run(self, sql: str, call: Callable[..., Any], **params: Any) -> Any:
+    async def _run(
+        self, sql: str, call: Callable[..., Any], params: Mapping[str, Any] | None = None
+    ) -> Any:
         """Run one tagged statement on this session's connection; stop it in the engine if
         the time runs out or the caller is cancelled."""
         reader = self._reader
@@ -387,7 +390,9 @@ def _call(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         raise ReadFailed(message) from None
 
 
-def _rows(client: Any, text: str, params: dict[str, Any], limits: ReadLimits) -> QueryResult:
+def _rows(
+    client: Any, text: str, params: Mapping[str, Any] | None, limits: ReadLimits
+) -> QueryResult:
     result = _call(client, "query", text, parameters=params or None)
     cap = limits.max_result_rows
     # Column by column: numbers and strings pass as they are (a history answer is
@@ -406,11 +411,11 @@ def _rows(client: Any, text: str, params: dict[str, Any], limits: ReadLimits) ->
     return body
 
 
-def _first_row(client: Any, text: str, params: dict[str, Any], limits: ReadLimits) -> Any:
+def _first_row(client: Any, text: str, params: Mapping[str, Any] | None, limits: ReadLimits) -> Any:
     return _call(client, "query", text, parameters=params or None).result_rows[0]
 
 
-def _raw_text(client: Any, text: str, params: dict[str, Any], limits: ReadLimits) -> str:
+def _raw_text(client: Any, text: str, params: Mapping[str, Any] | None, limits: ReadLimits) -> str:
     data = _call(client, "raw_query", text, parameters=params or None, fmt=None)
     return bytes(data).decode("utf-8", errors="replace")
 

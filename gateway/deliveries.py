@@ -1,8 +1,8 @@
 """Fan-out: which rooms an outbound event reaches, under which name, with which payload.
 
 Pure: the consumer calls :func:`route` and emits what it returns. The worker
-already decided who may see an event (``users``, ``admins``, ``rooms``); the
-router only turns those recipients into Socket.IO rooms and names, so the rule
+already decided who may see an event (``users``, ``admins``, ``rooms``); this
+module only turns those recipients into Socket.IO rooms and names, so the rule
 "a user sees only what the worker addressed to them" is enforced in one place.
 """
 

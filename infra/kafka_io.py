@@ -19,10 +19,10 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
+from infra.config import Settings
+from infra.tasks import cancel_and_wait
 from schemas.directory import Directory, DirectoryError
 from schemas.topics import Topics
-from vmpulse.config import Settings
-from vmpulse.tasks import cancel_and_wait
 
 __all__ = [
     "DirectoryTail",

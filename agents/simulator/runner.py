@@ -1,7 +1,7 @@
 """``vmpulse simulate``: run a simulated fleet until SIGINT/SIGTERM, printing its send rate.
 
 Kept out of the CLI module so tests and benchmarks can run the same loop, and
-out of :mod:`agents.simulator` so the simulator stays free of process concerns.
+out of :mod:`agents.simulator.fleet` so the simulator stays free of process concerns.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from agents.simulator import FleetSimulator, TcpFleetSimulator
+from agents.simulator.fleet import FleetSimulator, TcpFleetSimulator
 
 __all__ = ["run_fleet"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from store.clickhouse import ClickHouseStore, redact_url
 from streams.pipeline import SYSTEM_METRICS_COLUMNS
-from streams.store import ClickHouseStore, redact_url
 
 
 def _rows(vm: str, n: int, first_offset: int = 0) -> list[tuple[object, ...]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.directory import Department, Directory, User, Vm, directory_key, encode_record
-from schemas.events import ResourceEvent
-from streams.router import route_event, routing_key
+from schemas.events import ResourceEvent, routing_key
+from streams.recipients import route_event
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from vmpulse.exceptions import QueryRejected
-from vmpulse.sql_policy import (
+from store.exceptions import QueryRejected
+from store.sql_policy import (
     DENIED_FUNCTIONS,
     MAX_SQL_LENGTH,
     ReadPolicy,

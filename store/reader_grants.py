@@ -2,7 +2,7 @@
 
 The statements come from ``infra/clickhouse/reader_grants.sql`` with the
 user, the password's SHA-256 and the database taken from the read URL and
-the limits from :class:`~vmpulse.reader.ReadLimits`. Names are refused
+the limits from :class:`~store.reader.ReadLimits`. Names are refused
 unless they are plain identifiers, so nothing from the URL can change the
 statements' meaning.
 """
@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from vmpulse.reader import ReadLimits
-from vmpulse.sql_policy import SYSTEM_TABLES
+from store.reader import ReadLimits
+from store.sql_policy import SYSTEM_TABLES
 
 __all__ = ["TEMPLATE", "render_reader_grants"]
 

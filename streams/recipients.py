@@ -1,7 +1,7 @@
 """Who receives a resource event: the routing rules, as one pure function over the directory.
 
 The worker decides recipients once, here; gateways only deliver to the users
-and rooms an :class:`OutboundEvent` names (gateway/router.py). Every rule
+and rooms an :class:`OutboundEvent` names (gateway/deliveries.py). Every rule
 names people explicitly, so a user who is not named never sees the event.
 
 Rules (DESIGN.md, issue 5):
@@ -41,17 +41,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.directory import Directory
-from schemas.events import OutboundEvent, ResourceEvent
+from schemas.events import OutboundEvent, ResourceEvent, data_text, vm_room
 
-__all__ = ["route_event", "routing_key"]
-
-
-def _text(data: Mapping[str, Any], *names: str) -> str | None:
-    for name in names:
-        value = data.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
+__all__ = ["route_event"]
 
 
 def _texts(data: Mapping[str, Any], name: str) -> list[str]:
@@ -65,28 +57,14 @@ def _data(event: ResourceEvent) -> Mapping[str, Any]:
     return event.data if isinstance(event.data, Mapping) else {}
 
 
-def routing_key(event: ResourceEvent) -> str:
-    """The id of the resource an event is about (Kafka key of events.outbound)."""
-    data = _data(event)
-    if event.resource in ("vms", "alerts", "metrics"):
-        found = _text(data, "vmId", "id")
-    elif event.resource == "users":
-        found = _text(data, "id", "userId")
-    elif event.resource == "departments":
-        found = _text(data, "id", "departmentId")
-    else:
-        found = _text(data, "id")
-    return found or event.id
-
-
 def _vm_people(data: Mapping[str, Any], directory: Directory) -> tuple[str | None, list[str]]:
     """The VM's owner and department members, from the directory or, if unknown, from data."""
-    vm_id = _text(data, "vmId", "id")
+    vm_id = data_text(data, "vmId", "id")
     vm = directory.vms.get(vm_id) if vm_id else None
     if vm is not None:
         owner, department = vm.owner, vm.department
     else:
-        owner, department = _text(data, "owner"), _text(data, "department")
+        owner, department = data_text(data, "owner"), data_text(data, "department")
     return owner, directory.department_members(department)
 
 
@@ -104,9 +82,9 @@ def route_event(event: ResourceEvent, directory: Directory) -> OutboundEvent:
         owner, members = _vm_people(data, directory)
         users = [event.triggered_by, owner, *members]
     elif event.resource == "users":
-        users = [_text(data, "id", "userId")]
+        users = [data_text(data, "id", "userId")]
     elif event.resource == "departments":
-        users = list(directory.department_members(_text(data, "id", "departmentId")))
+        users = list(directory.department_members(data_text(data, "id", "departmentId")))
     elif event.resource == "applications":
         users = list(_texts(data, "users"))
         for department in _texts(data, "departments"):
@@ -114,12 +92,12 @@ def route_event(event: ResourceEvent, directory: Directory) -> OutboundEvent:
     elif event.resource == "alerts":
         owner, _ = _vm_people(data, directory)
         users = [owner]
-        vm_id = _text(data, "vmId")
-        rooms = [f"vm:{vm_id}"] if vm_id else []
+        vm_id = data_text(data, "vmId")
+        rooms = [vm_room(vm_id)] if vm_id else []
     elif event.resource == "metrics":
         admins = False
-        vm_id = _text(data, "vmId")
-        rooms = [f"vm:{vm_id}"] if vm_id else []
+        vm_id = data_text(data, "vmId")
+        rooms = [vm_room(vm_id)] if vm_id else []
     else:
         users = [event.triggered_by]
     return OutboundEvent(

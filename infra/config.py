@@ -133,7 +133,7 @@ class Settings:
     agent_max_connections_per_vm: int = 4
     socket_owners: frozenset[int] | None = None
     """uids that may own a VM's socket; None = the bridge's own user and root."""
-    # reads (issue 10; vmpulse/reader.py): history and admin SQL on their own connections
+    # reads (issue 10; store/reader.py): history and admin SQL on their own connections
     clickhouse_read_url: str | None = None
     """The readers' store URL (a server's read-only user); None = clickhouse_url."""
     read_concurrency: int = 4

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.consumer import RecentMetrics
-from gateway.router import Delivery, route
+from gateway.deliveries import Delivery, route
+from gateway.recent import RecentMetrics
 from schemas.directory import Directory, User, encode_record
 from schemas.events import OutboundEvent
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from vmpulse.config import Settings
-from vmpulse.exceptions import ReadBusy
-from vmpulse.reader import ReadLimits, ReadSlots
-from vmpulse.reader_grants import render_reader_grants
+from infra.config import Settings
+from store.exceptions import ReadBusy
+from store.reader import ReadLimits, ReadSlots
+from store.reader_grants import render_reader_grants
 
 
 class Clock:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmpulse.log_budget import WarningBudget, suppressed_note
+from infra.log_budget import WarningBudget, suppressed_note
 
 
 def test_a_burst_then_one_per_interval_and_the_count_of_what_was_held_back() -> None:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.config import DEV_JWT_SECRET, ConfigError, Secret, Settings
 from vmpulse.cli import main
-from vmpulse.config import DEV_JWT_SECRET, ConfigError, Secret, Settings
 
 GOOD_SECRET = "hunter2-very-secret-" + "0123456789abcdef"  # 36 bytes
 

@@ -1,6 +1,10 @@
-"""Errors of the read side (``vmpulse.reader``, ``vmpulse.sql_policy``), shared by every stage.
+"""Errors of the metric store, shared by every stage that writes or reads it.
 
 Hierarchy::
+
+    StoreError              the writer's side (``store.clickhouse``): opening the
+                            store, an insert, a command or the pipeline's own query
+                            failed; the message says which
 
     ReadError               a read of the metric store did not give rows
     ├── QueryRejected       the SQL policy refused the statement (HTTP 400);
@@ -18,7 +22,11 @@ The gateway turns each into its status; ``vmpulse query`` prints the message.
 
 from __future__ import annotations
 
-__all__ = ["QueryRejected", "ReadBusy", "ReadError", "ReadFailed", "ReadTimeout"]
+__all__ = ["QueryRejected", "ReadBusy", "ReadError", "ReadFailed", "ReadTimeout", "StoreError"]
+
+
+class StoreError(Exception):
+    """The metric store refused or failed a request; the message says which."""
 
 
 class ReadError(Exception):

@@ -7,7 +7,7 @@ same DDL (``sql/*.sql``, applied in order, idempotent) and SQL serve both.
 clickhouse-connect is synchronous and chDB has no async client, so every call
 runs on one dedicated thread: the event loop never blocks on the store. That
 thread is the writer's: reads for users (history, admin SQL) go through
-:class:`vmpulse.reader.Reader`, with connections, limits and cancellation of
+:class:`store.reader.Reader`, with connections, limits and cancellation of
 their own, and :meth:`ClickHouseStore.query` is for the pipeline's own SQL.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 import msgspec
 
-from streams.exceptions import StoreError
-from vmpulse.reader import jsonable
+from store.exceptions import StoreError
+from store.reader import jsonable
 
 __all__ = ["ClickHouseStore", "QueryResult", "Store", "redact_url"]
 
@@ -49,7 +49,9 @@ class Store(Protocol):
         token: str | None,
     ) -> None: ...
 
-    async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult: ...
+    async def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, max_rows: int = 10_000
+    ) -> QueryResult: ...
 
 
 def redact_url(url: str) -> str:
@@ -138,12 +140,18 @@ class ClickHouseStore:
         except Exception as exc:
             raise StoreError(str(exc).strip().splitlines()[0][:500]) from exc
 
-    async def query(self, sql: str, *, max_rows: int = 10_000) -> QueryResult:
-        """Run the pipeline's own read (never user input) with row and time limits.
+    async def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, max_rows: int = 10_000
+    ) -> QueryResult:
+        """Run the pipeline's own read (never user SQL) with row and time limits.
+
+        Values go in ``parameters`` and are named in the SQL as ``{name:Type}``:
+        clickhouse-connect sends them apart from the text and the engine binds
+        them, so no caller builds a literal by hand.
 
         It runs on the writer's thread, between inserts: keep it small (the
         watermarks read one row per partition). ``readonly=2`` still stops a
-        write slipping in; user SQL goes through :class:`vmpulse.reader.Reader`.
+        write slipping in; user SQL goes through :class:`store.reader.Reader`.
         """
         settings = {
             "readonly": 2,
@@ -154,7 +162,7 @@ class ClickHouseStore:
         loop = asyncio.get_running_loop()
 
         def run() -> QueryResult:
-            result = self._client.query(sql, settings=settings)
+            result = self._client.query(sql, parameters=parameters or None, settings=settings)
             rows = [jsonable(row) for row in result.result_rows[:max_rows]]
             return {"columns": list(result.column_names), "rows": rows}
 
