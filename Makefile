@@ -46,7 +46,7 @@ test: kafka-jars dashboard
 screenshots: kafka-jars dashboard
 	VMPULSE_SCREENSHOT_DIR=docs/img $(PY) -m pytest -q tests/e2e/test_dashboard.py
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q tests/unit
 
 lint: $(STAMP)
