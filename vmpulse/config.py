@@ -76,9 +76,12 @@ class Settings:
     gateway_port: int = 8080
     topic_prefix: str = ""
     partitions: int = 12
-    replication_factor: int = 1
+    replication_factor: int | None = None  # unset: from the cluster (kafka_io.durability)
     live_interval_s: float = 1.0
     libvirt_uri: str | None = None
+    # Scale-out (issue 14): `vmpulse up` without VMPULSE_KAFKA_BOOTSTRAP starts this many
+    # local brokers (1, or a KRaft cluster of 3 from infra/cluster.py).
+    local_brokers: int = 1
     # Gateway (issue 6): token rules, CORS, limits, resume window, buffers.
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     jwt_public_key: Path | None = None
@@ -185,7 +188,8 @@ class Settings:
         else:
             port = int(port_text)
         partitions = _int(env, "VMPULSE_PARTITIONS", 12, errors, minimum=1)
-        replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 1, errors, minimum=1)
+        replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 0, errors, minimum=1) or None
+        local_brokers = _int(env, "VMPULSE_LOCAL_BROKERS", 1, errors, minimum=1)
         live_ms = _int(env, "VMPULSE_LIVE_INTERVAL_MS", 1000, errors, minimum=0)
         algorithms = tuple(
             a.strip()
@@ -313,6 +317,7 @@ class Settings:
             topic_prefix=env.get("VMPULSE_TOPIC_PREFIX", ""),
             partitions=partitions,
             replication_factor=replication,
+            local_brokers=local_brokers,
             live_interval_s=live_ms / 1000.0,
             store_batch_s=batch_ms / 1000.0,
             libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,

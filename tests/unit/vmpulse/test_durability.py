@@ -1,0 +1,42 @@
+"""Replication and min.insync.replicas of vmpulse's topics: one rule, by cluster size."""
+
+from __future__ import annotations
+
+import pytest
+
+from vmpulse.config import ConfigError, Settings
+from vmpulse.kafka_io import Durability, durability
+
+
+@pytest.mark.parametrize(
+    ("brokers", "expected"),
+    [
+        (1, Durability(1, 1)),  # a single broker has no one to wait for
+        (2, Durability(2, 1)),  # two: one may go down and writes go on
+        (3, Durability(3, 2)),  # the rule of issue 14: 3 replicas, 2 in sync
+        (5, Durability(3, 2)),
+    ],
+)
+def test_replicas_follow_the_cluster_size(brokers: int, expected: Durability) -> None:
+    assert durability(brokers) == expected
+
+
+def test_a_requested_replication_factor_wins_and_keeps_two_in_sync_from_three() -> None:
+    assert durability(5, requested=5) == Durability(5, 2)
+    assert durability(3, requested=1) == Durability(1, 1)
+    with pytest.raises(ValueError, match="at least one broker"):
+        durability(0)
+
+
+def test_the_replication_setting_is_unset_unless_given() -> None:
+    assert Settings.from_env({}).replication_factor is None
+    assert Settings.from_env({"VMPULSE_REPLICATION_FACTOR": "3"}).replication_factor == 3
+    with pytest.raises(ConfigError, match="VMPULSE_REPLICATION_FACTOR must be >= 1"):
+        Settings.from_env({"VMPULSE_REPLICATION_FACTOR": "0"})
+
+
+def test_local_brokers_setting() -> None:
+    assert Settings.from_env({}).local_brokers == 1
+    assert Settings.from_env({"VMPULSE_LOCAL_BROKERS": "3"}).local_brokers == 3
+    with pytest.raises(ConfigError, match="VMPULSE_LOCAL_BROKERS"):
+        Settings.from_env({"VMPULSE_LOCAL_BROKERS": "none"})
