@@ -206,7 +206,7 @@ def _runtime(
     On the way out the store closes before the broker stops, whatever happened.
     """
     settings, broker = start_broker_if_needed(settings)
-    store = ClickHouseStore(settings.clickhouse_url)
+    store = ClickHouseStore(settings.clickhouse_url, cluster=settings.clickhouse_cluster)
     try:
         store.open()
         loop = asyncio.new_event_loop()

@@ -1,4 +1,4 @@
-"""Replication and min.insync.replicas of vmpulse's topics: one rule, by cluster size."""
+"""Scale-out settings: topic replication by cluster size, local brokers, the store's cluster."""
 
 from __future__ import annotations
 
@@ -40,3 +40,14 @@ def test_local_brokers_setting() -> None:
     assert Settings.from_env({"VMPULSE_LOCAL_BROKERS": "3"}).local_brokers == 3
     with pytest.raises(ConfigError, match="VMPULSE_LOCAL_BROKERS"):
         Settings.from_env({"VMPULSE_LOCAL_BROKERS": "none"})
+
+
+def test_the_store_cluster_setting_needs_a_server_and_an_identifier() -> None:
+    server = {"VMPULSE_CLICKHOUSE_URL": "https://u:p@ch:8443/vmpulse"}
+    assert Settings.from_env(server).clickhouse_cluster is None
+    named = Settings.from_env({**server, "VMPULSE_CLICKHOUSE_CLUSTER": "metrics"})
+    assert named.clickhouse_cluster == "metrics"
+    with pytest.raises(ConfigError, match="identifier"):
+        Settings.from_env({**server, "VMPULSE_CLICKHOUSE_CLUSTER": "a b"})
+    with pytest.raises(ConfigError, match="needs a ClickHouse server"):
+        Settings.from_env({"VMPULSE_CLICKHOUSE_CLUSTER": "metrics"})
