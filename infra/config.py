@@ -10,6 +10,7 @@ reported at once, instead of deep inside a running stage.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -76,9 +77,14 @@ class Settings:
     gateway_port: int = 8080
     topic_prefix: str = ""
     partitions: int = 12
-    replication_factor: int = 1
+    replication_factor: int | None = None  # unset: from the cluster (kafka_io.durability)
     live_interval_s: float = 1.0
     libvirt_uri: str | None = None
+    # Scale-out (issue 14): `vmpulse up` without VMPULSE_KAFKA_BOOTSTRAP starts this many
+    # local brokers (1, or a KRaft cluster of 3 from infra/cluster.py).
+    local_brokers: int = 1
+    # The store's cluster form (issue 14): a ClickHouse server cluster's name; unset: one node.
+    clickhouse_cluster: str | None = None
     # Gateway (issue 6): token rules, CORS, limits, resume window, buffers.
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     jwt_public_key: Path | None = None
@@ -185,7 +191,13 @@ class Settings:
         else:
             port = int(port_text)
         partitions = _int(env, "VMPULSE_PARTITIONS", 12, errors, minimum=1)
-        replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 1, errors, minimum=1)
+        replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 0, errors, minimum=1) or None
+        local_brokers = _int(env, "VMPULSE_LOCAL_BROKERS", 1, errors, minimum=1)
+        ch_cluster = env.get("VMPULSE_CLICKHOUSE_CLUSTER") or None
+        if ch_cluster is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ch_cluster):
+            errors.append(f"VMPULSE_CLICKHOUSE_CLUSTER must be an identifier, got {ch_cluster!r}")
+        if ch_cluster is not None and ch_url.startswith("chdb:"):
+            errors.append("VMPULSE_CLICKHOUSE_CLUSTER needs a ClickHouse server, not chdb://")
         live_ms = _int(env, "VMPULSE_LIVE_INTERVAL_MS", 1000, errors, minimum=0)
         algorithms = tuple(
             a.strip()
@@ -313,6 +325,8 @@ class Settings:
             topic_prefix=env.get("VMPULSE_TOPIC_PREFIX", ""),
             partitions=partitions,
             replication_factor=replication,
+            local_brokers=local_brokers,
+            clickhouse_cluster=ch_cluster,
             live_interval_s=live_ms / 1000.0,
             store_batch_s=batch_ms / 1000.0,
             libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,
