@@ -1,9 +1,9 @@
-"""`vmpulse up`: broker (if needed), bridge, worker and gateway in one process, and a fleet.
+"""`vmpulse up`: broker (if needed), worker and gateway in one process, bridge and fleet beside.
 
-The Faust worker hosts the other stages as mode services beside the app
-(``faust.Worker(app, bridge, gateway, fleet, ...)``), so one SIGINT stops them
-all in order; the broker and the simulated fleet, which are child processes, are
-stopped with it.
+The Faust worker hosts the gateway as a mode service beside the app, and the
+bridge and the simulated fleet as child processes (vmpulse/child.py), so one
+SIGINT stops them all in order; the broker, a child process too, is stopped
+with them.
 """
 
 from __future__ import annotations
@@ -12,21 +12,15 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import faust
 import mode
-import prometheus_client
 
-from agents.bridge import Bridge
-from agents.metrics import BridgeMetrics
 from gateway.auth import issue_token
 from gateway.service import GatewayService
-from infra.broker import LocalBroker, die_with_parent
+from infra.broker import LocalBroker
 from infra.cluster import LocalCluster
 from infra.config import Settings
 from infra.kafka_io import (
@@ -38,54 +32,13 @@ from infra.kafka_io import (
 from store.clickhouse import ClickHouseStore, redact_url
 from store.reader import Reader, ReadLimits
 from streams.app import create_app, ingest_group_id
+from vmpulse.child import ChildProcess
 from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
 from vmpulse.up_info import UpInfo, write_up_info
 
-__all__ = ["FleetService", "run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
+__all__ = ["run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
 
 log = logging.getLogger("vmpulse.up")
-
-SIMULATOR_STOP_S = 10.0
-
-
-class FleetService(mode.Service):  # type: ignore[misc]
-    """The simulated guests, as a child process (`vmpulse simulate`): one unix socket per
-    VM, as QEMU serves a virtio-serial port.
-
-    A process of their own, as real guests are: at a few thousand VMs, writing
-    their lines cost the pipeline's one event loop a sixth of its time (issue 11).
-    Its output goes to ``<data dir>/simulator.log``; it dies with this process.
-    """
-
-    def __init__(self, settings: Settings, vm_count: int, interval_s: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._settings = settings
-        self._args = ["--vms", str(vm_count), "--interval", str(interval_s), "--progress", "10"]
-        self._proc: asyncio.subprocess.Process | None = None
-
-    async def on_start(self) -> None:
-        s = self._settings
-        env = {
-            **os.environ,
-            "VMPULSE_DATA_DIR": str(s.data_dir),
-            "VMPULSE_SOCKET_DIR": str(s.socket_dir),
-        }
-        with (s.data_dir / "simulator.log").open("ab") as out:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "vmpulse.cli", "simulate", *self._args,
-                env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-            )  # fmt: skip
-
-    async def on_stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), SIMULATOR_STOP_S)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 class Announcer(mode.Service):  # type: ignore[misc]
@@ -236,12 +189,12 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
                 loop.run_until_complete(_prepare(settings, vm_ids))
                 app = create_app(settings, store)
                 gateway = GatewayService(settings, reader=reader)
+                fleet = ["--vms", str(len(vm_ids)), "--interval", str(interval_s)]
                 services: list[mode.Service] = [
-                    # The bridge's series go to the process-wide registry, which the
-                    # gateway's /metrics (one per process) can expose.
-                    Bridge(settings, metrics=BridgeMetrics(prometheus_client.REGISTRY)),
+                    # the bridge and the fleet are processes of their own (vmpulse/child.py)
+                    ChildProcess(settings, "bridge", ["bridge"]),
                     gateway,
-                    FleetService(settings, len(vm_ids), interval_s),
+                    ChildProcess(settings, "simulator", ["simulate", *fleet, "--progress", "10"]),
                     Announcer(settings, gateway, demo_user_ids() if vm_ids else []),
                 ]
                 if settings.libvirt_uri:
