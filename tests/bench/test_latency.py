@@ -29,7 +29,8 @@ from gateway.auth import issue_token
 from infra.broker import free_port
 from infra.config import DEV_JWT_SECRET, Settings
 from infra.kafka_io import ensure_settings_topics, make_producer
-from tests.bench.latency import kafka_hop, percentile, watch
+from streams.app import ingest_group_id
+from tests.bench.latency import kafka_hop, percentile, wait_group_stable, watch
 from tests.e2e.support import VMPULSE, Up, run_up
 from tests.support.ready import wait_ready
 from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
@@ -106,16 +107,20 @@ async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: 
     )
     (short_tmp / "s").mkdir()
     stages = [["worker"], ["gateway"], ["bridge"], ["simulate", "--vms", str(STAGES_VMS)]]
-    procs = [_start(args, env, short_tmp / f"{args[0]}.log") for args in stages]
+    # the worker and the gateway first: the load starts once they hold their partitions,
+    # so the window sees the steady state, not a worker reading the fleet's first backlog
+    procs = [_start(args, env, short_tmp / f"{args[0]}.log") for args in stages[:2]]
     try:
         await wait_ready(f"http://127.0.0.1:{port}", 90)
+        await wait_group_stable(s.kafka_bootstrap or "", ingest_group_id(s.topic_prefix), 90)
+        procs += [_start(args, env, short_tmp / f"{args[0]}.log") for args in stages[2:]]
         ms = await _measure(
             f"http://127.0.0.1:{port}", s.kafka_bootstrap or "", STAGES_VMS, "as separate stages"
         )
         for proc, args in zip(procs, stages, strict=True):
             assert proc.poll() is None, f"vmpulse {args[0]} exited"
     except BaseException:
-        for args in stages:  # what each stage said, for whoever reads the failure
+        for args in stages[: len(procs)]:  # what each stage said, for whoever reads the failure
             text = (short_tmp / f"{args[0]}.log").read_text(errors="replace")
             print(f"--- vmpulse {args[0]} (last lines) ---\n{text[-2000:]}")
         raise
