@@ -13,7 +13,7 @@ DASHBOARD  := gateway/static/index.html
 CLIENT_SOURCES := $(shell find $(CLIENT)/src $(CLIENT)/dashboard -type f 2>/dev/null) \
 	$(CLIENT)/build.mjs $(wildcard $(CLIENT)/tsconfig*.json)
 
-.PHONY: up test unit integration lint typecheck check bench kafka-jars clean dashboard screenshots
+.PHONY: up test cluster unit integration lint typecheck check bench kafka-jars clean dashboard screenshots
 
 $(STAMP): pyproject.toml
 	bash infra/sysdeps.sh
@@ -46,7 +46,11 @@ test: kafka-jars dashboard
 screenshots: kafka-jars dashboard
 	VMPULSE_SCREENSHOT_DIR=docs/img $(PY) -m pytest -q tests/e2e/test_dashboard.py
 
-unit: $(STAMP)
+# The failover tests on a local 3-broker KRaft cluster (infra/cluster.py), marked `cluster`.
+cluster: kafka-jars
+	$(PY) -m pytest -q -m cluster tests/integration/infra/test_cluster.py
+
+unit: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q tests/unit
 
 lint: $(STAMP)

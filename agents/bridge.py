@@ -322,8 +322,10 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                     return
                 # A read that finds data buffered does not suspend: without this,
                 # one busy VM would hold the loop (and the other VMs, and the
-                # delivery reports) until its socket ran dry.
-                await asyncio.sleep(0)
+                # delivery reports) until its socket ran dry. A read short of the
+                # read size left nothing buffered, so the next one suspends anyway.
+                if len(data) >= self._read_size:
+                    await asyncio.sleep(0)
         finally:
             self.active_connections -= 1
             self.metrics.active.dec()

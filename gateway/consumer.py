@@ -36,6 +36,7 @@ from gateway.recent import RecentMetrics
 from gateway.resume import ReplayLog
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
+from infra.kafka_io import LIVE_FETCH_WAIT_MS
 from infra.tasks import cancel_and_wait
 from schemas.directory import Directory
 from schemas.events import OutboundEvent, decode_outbound
@@ -121,6 +122,7 @@ class OutboundConsumer:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
+            fetch_max_wait_ms=LIVE_FETCH_WAIT_MS,
         )
         await consumer.start()
         self._consumer = consumer

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import shutil
 import signal
@@ -27,10 +28,12 @@ from pathlib import Path
 __all__ = [
     "KAFKA_VERSION",
     "BrokerError",
+    "ClusterNode",
     "LocalBroker",
     "die_with_parent",
     "ensure_jars",
     "free_port",
+    "new_cluster_id",
 ]
 
 KAFKA_VERSION = "4.1.1"
@@ -41,6 +44,25 @@ _LOG4J = _HERE / "log4j.properties"
 
 class BrokerError(RuntimeError):
     """The local broker could not be fetched, formatted or started."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterNode:
+    """One node's place in a KRaft cluster (infra/cluster.py): its id, ports and voters.
+
+    ``voters`` is ``controller.quorum.voters`` (``1@127.0.0.1:port,...``);
+    ``internal_replication`` the replication of Kafka's own topics (offsets,
+    transactions), at most the number of nodes.
+    """
+
+    node_id: int
+    port: int
+    controller_port: int
+    voters: str
+    internal_replication: int
+    cluster_id: str = ""
+    fast_failover: bool = False
+    """Fence a silent broker after 3 s instead of Kafka's 9 (a local cluster, one machine)."""
 
 
 def default_cache_dir() -> Path:
@@ -90,12 +112,26 @@ def _port_open(port: int) -> bool:
 class LocalBroker:
     """One KRaft broker+controller process on loopback, owned by this object."""
 
-    def __init__(self, work_dir: Path, *, jars_dir: Path | None = None, heap_mb: int = 512) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        jars_dir: Path | None = None,
+        heap_mb: int = 512,
+        node: ClusterNode | None = None,
+    ) -> None:
         self.work_dir = work_dir
         self._jars_dir = jars_dir
         self._heap_mb = heap_mb
         self._proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        self._node = node
+        self.port = node.port if node is not None else 0
+        self._log_start = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (a test kills it with SIGKILL)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     @property
     def bootstrap(self) -> str:
@@ -122,12 +158,17 @@ class LocalBroker:
     def _write_config(self, controller_port: int) -> Path:
         logs = self.work_dir / "logs"
         conf = self.work_dir / "server.properties"
+        node = self._node or ClusterNode(
+            1, self.port, controller_port, f"1@127.0.0.1:{controller_port}", 1
+        )
+        # internal topics as durable as the cluster allows: on 3 nodes 3 replicas, 2 in sync
+        rf, isr = node.internal_replication, max(1, node.internal_replication - 1)
         conf.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                    f"node.id={node.node_id}",
+                    f"controller.quorum.voters={node.voters}",
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
                     f"CONTROLLER://127.0.0.1:{controller_port}",
                     f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
@@ -136,13 +177,13 @@ class LocalBroker:
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={logs}",
                     "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
+                    f"offsets.topic.replication.factor={rf}",
                     "offsets.topic.num.partitions=4",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
+                    f"transaction.state.log.replication.factor={rf}",
+                    f"transaction.state.log.min.isr={isr}",
                     "transaction.state.log.num.partitions=4",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"share.coordinator.state.topic.replication.factor={rf}",
+                    f"share.coordinator.state.topic.min.isr={isr}",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
                     "log.cleaner.backoff.ms=1000",
@@ -151,6 +192,11 @@ class LocalBroker:
                     "background.threads=2",
                     "message.max.bytes=16777216",
                     "replica.fetch.max.bytes=16777216",
+                    *(
+                        ["broker.session.timeout.ms=3000", "broker.heartbeat.interval.ms=500"]
+                        if node.fast_failover
+                        else []
+                    ),
                     "",
                 ]
             )
@@ -159,17 +205,34 @@ class LocalBroker:
 
     def start(self, timeout_s: float = 60.0) -> str:
         """Format fresh storage, start the broker, and return once it accepts connections."""
+        self.launch()
+        return self.wait_started(timeout_s)
+
+    def launch(self) -> None:
+        """Format the storage if it is new and start the process; do not wait for it.
+
+        Call it from a thread that outlives the broker (the main thread): the
+        child is killed when the thread that started it ends (die_with_parent).
+        """
+        jars, conf = self.format()
+        self._launch(jars, conf)
+
+    def format(self) -> tuple[Path, Path]:
+        """Write the configuration and format new storage (safe from any thread)."""
         jars = self._jars_dir or ensure_jars()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        controller_port = free_port()
+        if self._node is None:
+            self.port = free_port()
+            controller_port = free_port()
+        else:
+            controller_port = self._node.controller_port
         conf = self._write_config(controller_port)
         if (self.work_dir / "logs" / "meta.properties").exists():
-            # formatted before: keep the topics and offsets of the last run
-            return self._launch(jars, conf, timeout_s)
+            return jars, conf  # formatted before: keep the topics and offsets of the last run
+        cluster_id = self._node.cluster_id if self._node is not None else new_cluster_id()
         fmt = subprocess.run(
             self._java(
-                jars, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(conf)
+                jars, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)
             ),
             capture_output=True,
             text=True,
@@ -177,10 +240,10 @@ class LocalBroker:
         )
         if fmt.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
-        return self._launch(jars, conf, timeout_s)
+        return jars, conf
 
-    def _launch(self, jars: Path, conf: Path, timeout_s: float) -> str:
-        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+    def _launch(self, jars: Path, conf: Path) -> None:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             self._java(jars, "kafka.Kafka", str(conf)),
@@ -191,13 +254,17 @@ class LocalBroker:
             preexec_fn=die_with_parent,
         )
         log.close()
+
+    def wait_started(self, timeout_s: float = 60.0) -> str:
+        """Return the bootstrap address once the launched broker serves; BrokerError if not."""
+        assert self._proc is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise BrokerError(
                     f"broker exited with {self._proc.returncode}; see {self.log_path}"
                 )
-            if _port_open(self.port) and self._log_says_started(log_start):
+            if _port_open(self.port) and self._log_says_started(self._log_start):
                 return self.bootstrap
             time.sleep(0.1)
         self.stop()
@@ -247,7 +314,7 @@ def die_with_parent() -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding.
 
     Never starting with '-': the storage tool's argument parser would take such

@@ -10,6 +10,7 @@ reported at once, instead of deep inside a running stage.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -98,7 +99,13 @@ class KafkaSettings:
     bootstrap: str | None = _var("VMPULSE_KAFKA_BOOTSTRAP", None, kind="optional")
     topic_prefix: str = _var("VMPULSE_TOPIC_PREFIX", "", kind="text")
     partitions: int = _var("VMPULSE_PARTITIONS", 12, minimum=1)
-    replication_factor: int = _var("VMPULSE_REPLICATION_FACTOR", 1, minimum=1)
+    replication_factor: int | None = _var(
+        "VMPULSE_REPLICATION_FACTOR", None, kind="optional_int", minimum=1
+    )
+    """Unset: from the cluster's size (kafka_io.durability)."""
+    local_brokers: int = _var("VMPULSE_LOCAL_BROKERS", 1, minimum=1)
+    """Scale-out (issue 14): `vmpulse up` without VMPULSE_KAFKA_BOOTSTRAP starts this many
+    local brokers (1, or a KRaft cluster of 3 from infra/cluster.py)."""
     # worker group membership: a dead worker's partitions move after the session
     # timeout; a worker restarted with the same instance id takes them back at once
     session_timeout_s: float = _var(
@@ -115,6 +122,8 @@ class StoreSettings:
     """Default ``chdb://<data dir>/clickhouse``."""
     reader_url: str | None = _var("VMPULSE_CLICKHOUSE_READ_URL", None, kind="special")
     """The readers' store URL (a server's read-only user); None = :attr:`url`."""
+    cluster: str | None = _var("VMPULSE_CLICKHOUSE_CLUSTER", None, kind="special")
+    """The store's cluster form (issue 14): a ClickHouse server cluster's name; None: one node."""
     raw_ttl_days: int = _var("VMPULSE_RAW_TTL_DAYS", 30, minimum=1)
     rollup_ttl_days: int = _var("VMPULSE_ROLLUP_TTL_DAYS", 365, minimum=1)
 
@@ -284,6 +293,11 @@ class Settings:
                 "VMPULSE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
                 f"got {store['url']!r}"
             )
+        store["cluster"] = cluster = env.get("VMPULSE_CLICKHOUSE_CLUSTER") or None
+        if cluster is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
+            errors.append(f"VMPULSE_CLICKHOUSE_CLUSTER must be an identifier, got {cluster!r}")
+        if cluster is not None and store["url"].startswith("chdb:"):
+            errors.append("VMPULSE_CLICKHOUSE_CLUSTER needs a ClickHouse server, not chdb://")
         store["reader_url"] = env.get("VMPULSE_CLICKHOUSE_READ_URL") or None
         if store["reader_url"] is not None and not store["reader_url"].startswith(
             ("chdb:", "http://", "https://")

@@ -8,6 +8,7 @@ compressed batches) and so that tests can use the same helpers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
@@ -26,6 +27,9 @@ from schemas.topics import Topics
 
 __all__ = [
     "DirectoryTail",
+    "Durability",
+    "cluster_durability",
+    "durability",
     "ensure_settings_topics",
     "ensure_topics",
     "make_producer",
@@ -36,20 +40,59 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Durability:
+    """How many copies of each partition, and how many must have a write before it is acked."""
+
+    replication_factor: int
+    min_insync_replicas: int
+
+
+def durability(brokers: int, requested: int | None = None) -> Durability:
+    """The one rule for vmpulse's topics (issue 14): 3 replicas, 2 in sync, where there are 3.
+
+    On a cluster of 3 brokers or more a partition has 3 replicas and a write
+    (acks=all: every producer here asks for it) is acknowledged once 2 hold it:
+    one broker may die, or be restarted for an upgrade, without a write lost or
+    refused. On fewer brokers, one replica per broker and 1 in sync (a single
+    broker has no one to wait for). ``requested`` (VMPULSE_REPLICATION_FACTOR)
+    overrides the replica count; 2 must be in sync whenever there are 3 or more.
+    """
+    if brokers < 1:
+        raise ValueError(f"a cluster has at least one broker, got {brokers}")
+    replicas = requested if requested is not None else min(brokers, 3)
+    return Durability(replicas, 2 if replicas >= 3 else 1)
+
+
+async def cluster_durability(admin: AIOKafkaAdminClient, requested: int | None) -> Durability:
+    """:func:`durability` for the brokers the cluster has now."""
+    brokers = len((await admin.describe_cluster())["brokers"])
+    return durability(brokers, requested)
+
+
 async def ensure_topics(
-    bootstrap: str, topics: Topics, *, partitions: int, replication_factor: int
-) -> None:
-    """Create every vmpulse topic that does not exist yet; the directory topic compacted."""
+    bootstrap: str, topics: Topics, *, partitions: int, replication_factor: int | None = None
+) -> Durability:
+    """Create every vmpulse topic that does not exist yet; the compacted ones compacted.
+
+    Replicas and ``min.insync.replicas`` follow :func:`durability` for the
+    cluster's size unless ``replication_factor`` is given; returns what they are.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        plan = await cluster_durability(admin, replication_factor)
         existing = set(await admin.list_topics())
         wanted = []
         for name in topics.all():
             if name in existing:
                 continue
-            configs = {"cleanup.policy": "compact"} if name in topics.compacted() else {}
-            wanted.append(NewTopic(name, partitions, replication_factor, topic_configs=configs))
+            configs = {"min.insync.replicas": str(plan.min_insync_replicas)}
+            if name in topics.compacted():
+                configs["cleanup.policy"] = "compact"
+            wanted.append(
+                NewTopic(name, partitions, plan.replication_factor, topic_configs=configs)
+            )
         if wanted:
             try:
                 await admin.create_topics(wanted)
@@ -58,6 +101,7 @@ async def ensure_topics(
         await _wait_for_metadata(admin, topics.all())
     finally:
         await admin.close()
+    return plan
 
 
 async def wait_for_leaders(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
@@ -136,6 +180,20 @@ async def ensure_settings_topics(settings: Settings) -> Topics:
         replication_factor=settings.kafka.replication_factor,
     )
     return topics
+
+
+LIVE_FETCH_WAIT_MS = 10
+"""``fetch_max_wait_ms`` of the consumers on the live path (worker's agent.raw, gateway's
+events.outbound).
+
+aiokafka keeps one fetch in flight per broker and leaves out of it the partitions
+whose records are still buffered. A record for such a partition, arriving just
+after it was handed over, waits until that fetch returns, and an idle fetch waits
+in the broker for ``fetch_max_wait_ms`` (default 500): with a dozen partitions and a
+trickle of records, each hop added 0 to 500 ms (p50 483 ms from agent to browser
+with the stages as processes). At 10 ms, an idle consumer asks 100 times a second;
+a busy one gets its answer at once either way.
+"""
 
 
 def make_producer(

@@ -17,7 +17,6 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -26,12 +25,12 @@ import msgspec
 
 from store.exceptions import StoreError
 from store.reader import jsonable
+from store.schema_forms import cluster_form, cluster_statements, migration_statements
 
 __all__ = ["ClickHouseStore", "QueryResult", "Store", "redact_url"]
 
 log = logging.getLogger(__name__)
 
-_SQL_DIR = Path(__file__).resolve().parent / "sql"
 _row_encoder = msgspec.json.Encoder()
 
 QueryResult = dict[str, Any]
@@ -66,8 +65,11 @@ def redact_url(url: str) -> str:
 class ClickHouseStore:
     """A Store on clickhouse-connect, with migrations applied at open."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, cluster: str | None = None) -> None:
+        """``cluster``: a ClickHouse server cluster's name; the schema then takes its
+        replicated and distributed form, ``ON CLUSTER`` (store/schema_forms.py)."""
         self.url = url
+        self.cluster = cluster
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="clickhouse")
         self._client: Any = None
 
@@ -88,11 +90,19 @@ class ClickHouseStore:
             raise StoreError(f"cannot open store {redact_url(self.url)}: {exc}") from exc
 
     def _migrate(self) -> None:
-        files = sorted(_SQL_DIR.glob("*.sql"))
-        for file in files:
-            for statement in _statements(file.read_text()):
-                self._client.command(statement)
-            log.debug("applied %s", file.name)
+        if self.cluster is not None:
+            statements = cluster_statements(self.cluster)
+        else:
+            statements = migration_statements()
+        for statement in statements:
+            self._client.command(statement)
+        log.debug("applied %d migration statements", len(statements))
+
+    def schema_change(self, statement: str) -> list[str]:
+        """A single-node DDL statement (retention) as this store's schema form needs it."""
+        if self.cluster is None:
+            return [statement]
+        return cluster_form(statement, self.cluster)
 
     async def insert(
         self,
@@ -179,10 +189,3 @@ class ClickHouseStore:
             except Exception:
                 log.debug("store close failed", exc_info=True)
         self._pool.shutdown(wait=True)
-
-
-def _statements(sql: str) -> list[str]:
-    """Split a migration file on ';' at line ends; comments are dropped."""
-    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    parts = (s.strip().rstrip(";").strip() for s in "\n".join(lines).split(";\n"))
-    return [p for p in parts if p]

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from schemas.events import ResourceEvent
+from schemas.worker_state import BreachState  # the persisted form (worker.state)
 
 __all__ = ["DEFAULT_RULES", "AlertEngine", "AlertSample", "BreachState", "Rule"]
 
@@ -68,15 +69,6 @@ class AlertSample(msgspec.Struct, frozen=True, gc=False):
 class _Breach:
     since: dt.datetime
     alert_id: str | None = None  # set once raised
-
-
-class BreachState(msgspec.Struct, frozen=True):
-    """One open breach of a VM, as persisted: rule, subject (a mount or ''), start, alert."""
-
-    rule: str
-    subject: str
-    since: dt.datetime
-    alert_id: str | None = None
 
 
 def _iso(ts: dt.datetime) -> str:

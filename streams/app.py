@@ -65,7 +65,8 @@ def create_app(
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.kafka.partitions,
-        topic_replication_factor=settings.kafka.replication_factor,
+        # Faust's own topics (its leader assignor); vmpulse's follow kafka_io.durability
+        topic_replication_factor=settings.kafka.replication_factor or 1,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         # no linger: live updates leave at once. Sends still batch: aiokafka keeps one

@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
+from infra.kafka_io import LIVE_FETCH_WAIT_MS
 from streams.pipeline import RawRecord
 from streams.readback import to_raw_record
 
@@ -129,6 +130,7 @@ class RawIngest(Generic[P]):
             "heartbeat_interval_ms": int(min(3.0, session_timeout_s / 3) * 1000),
             "max_partition_fetch_bytes": 4 * 1024 * 1024,
             "fetch_max_bytes": 32 * 1024 * 1024,
+            "fetch_max_wait_ms": LIVE_FETCH_WAIT_MS,
         }
         self.batches = 0
         self.failures = 0

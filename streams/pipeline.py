@@ -24,8 +24,8 @@ from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dl
 from schemas.events import OutboundEvent, utc_now_iso, vm_room
 from schemas.facts import Activity, AgentEvent, ConnectionEvent, SystemSample
 from schemas.limits import TS_TOLERANCE
+from schemas.live import live_data
 from schemas.normalize import normalize_line
-from streams.live_payload import live_data
 from streams.rows import TABLE_COLUMNS, Row, rows_for
 
 __all__ = [

@@ -41,7 +41,8 @@ def retention_statements(raw_days: int, rollup_days: int) -> list[str]:
 
 async def apply_retention(store: ClickHouseStore, raw_days: int, rollup_days: int) -> None:
     for statement in retention_statements(raw_days, rollup_days):
-        await store.command(statement)
+        for form in store.schema_change(statement):
+            await store.command(form)
 
 
 def register_retention(app: Any, settings: Settings, store: object) -> None:

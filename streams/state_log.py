@@ -21,14 +21,14 @@ produces the same changes again.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.alerts import AlertEngine, BreachState
+from schemas.worker_state import VmSnapshot
+from streams.alerts import AlertEngine
 from streams.presence import Presence
 from streams.readback import read_until
 
@@ -42,15 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class VmSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What one VM's state topic record holds."""
-
-    agent: str | None = None
-    power: str | None = None
-    breaches: tuple[BreachState, ...] = ()
-    newest: dt.datetime | None = None  # newest sample the alerts saw: older replays ignored
 
 
 _encoder = msgspec.json.Encoder()

@@ -142,6 +142,9 @@ def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     from vmpulse.up import tune_gc
 
+    # A read per line from thousands of sockets: uvloop's transports cost less per read
+    # than asyncio's (docs/BENCHMARKS.md, "The bridge's loop per line").
+    _use_uvloop()
     tune_gc()  # a line allocates a dozen containers: keep the collector off the hot path
     return _run_services(settings, lambda s: Bridge(s))
 

@@ -27,6 +27,7 @@ from agents.metrics import BridgeMetrics
 from gateway.auth import issue_token
 from gateway.service import GatewayService
 from infra.broker import LocalBroker, die_with_parent
+from infra.cluster import LocalCluster
 from infra.config import Settings
 from infra.kafka_io import (
     ensure_settings_topics,
@@ -148,12 +149,19 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-def start_broker_if_needed(settings: Settings) -> tuple[Settings, LocalBroker | None]:
-    """With no VMPULSE_KAFKA_BOOTSTRAP, start a local broker under the data dir."""
+def start_broker_if_needed(
+    settings: Settings,
+) -> tuple[Settings, LocalBroker | LocalCluster | None]:
+    """With no VMPULSE_KAFKA_BOOTSTRAP, start a local broker (or cluster) under the data dir."""
     if settings.kafka.bootstrap:
         return settings, None
-    broker = LocalBroker(settings.data_dir / "kafka")
-    print("starting a local Kafka broker ...", flush=True)
+    broker: LocalBroker | LocalCluster
+    if settings.kafka.local_brokers > 1:
+        broker = LocalCluster(settings.data_dir / "kafka-cluster", settings.kafka.local_brokers)
+        print(f"starting a local Kafka cluster of {settings.kafka.local_brokers} ...", flush=True)
+    else:
+        broker = LocalBroker(settings.data_dir / "kafka")
+        print("starting a local Kafka broker ...", flush=True)
     bootstrap = broker.start()
     print(f"Kafka broker on {bootstrap}", flush=True)
     return settings.replace(kafka={"bootstrap": bootstrap}), broker
@@ -197,7 +205,7 @@ def _runtime(
     On the way out the store closes before the broker stops, whatever happened.
     """
     settings, broker = start_broker_if_needed(settings)
-    store = ClickHouseStore(settings.store.url)
+    store = ClickHouseStore(settings.store.url, cluster=settings.store.cluster)
     try:
         store.open()
         loop = asyncio.new_event_loop()

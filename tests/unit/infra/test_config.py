@@ -238,7 +238,10 @@ SAMPLES = {
     "VMPULSE_SOCKET_OWNER": "0",
     "VMPULSE_SOCKET_DIR": "/tmp/vmpulse-sockets",
     "VMPULSE_KAFKA_SESSION_TIMEOUT_S": "7",
+    "VMPULSE_CLICKHOUSE_CLUSTER": "metrics",
 }
+# What a variable needs beside it to be valid at all (set on both sides of the comparison).
+NEEDS = {"VMPULSE_CLICKHOUSE_CLUSTER": {"VMPULSE_CLICKHOUSE_URL": "http://u:p@ch.example:8123/db"}}
 
 
 def _documented_variables() -> set[str]:
@@ -281,7 +284,7 @@ def test_every_documented_variable_is_read(name: str) -> None:
     if value is None:
         default: Any = field.default
         value = "4321" if default is None else str(int(default) + 7)
-    base = {"VMPULSE_DATA_DIR": "/tmp/vmpulse-here"}
+    base = {"VMPULSE_DATA_DIR": "/tmp/vmpulse-here", **NEEDS.get(name, {})}
     assert Settings.from_env({**base, name: value}) != Settings.from_env(base)
 
 

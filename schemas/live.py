@@ -1,5 +1,8 @@
 """The ``metricsUpdate`` payload as msgspec Structs: the same JSON, a third of the cost.
 
+A wire contract (the Socket.IO event and the ``data`` of a ``metrics`` event on
+``events.outbound``, schemas/asyncapi.json), so it lives with the schemas.
+
 At 10,000 VMs that each report once a second every message becomes a live update,
 and building the payload as nested dicts cost 12 us a sample, more than half of
 decoding and validating the line (docs/BENCHMARKS.md). Structs with ``gc=False``
