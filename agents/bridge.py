@@ -8,14 +8,14 @@ The bridge itself rejects (to ``agent.dlq``) only what framing cannot carry (a
 line over the size limit, a line cut off by the end of the stream) and a line
 that claims another VM than its connection's (``vm_mismatch``, a cheap check in
 :mod:`agents.identity`; the worker checks again). A line that runs past the
-receive-buffer limit (``settings.agent_max_buffer``, 8 MiB) is dead-lettered as
+receive-buffer limit (``settings.bridge.max_buffer``, 8 MiB) is dead-lettered as
 ``line_overflow`` and ends its connection (PROTOCOL.md): what was read before
 it, and after it in the same read, is still produced; the socket watcher
 reconnects a unix socket after its back-off, a TCP or vsock peer is cut off.
 
 Transports: the unix sockets of :class:`~agents.socket_watcher.SocketWatcher`
-always; a TCP listener (signed hello) when ``settings.agent_tcp_host`` is set;
-an AF_VSOCK listener when ``settings.vsock_port`` is set. All of them end in
+always; a TCP listener (signed hello) when ``settings.bridge.tcp_host`` is set;
+an AF_VSOCK listener when ``settings.bridge.vsock_port`` is set. All of them end in
 :meth:`Bridge.serve`.
 
 Presence: when a connection opens and when it closes the bridge produces a
@@ -75,8 +75,8 @@ def check_settings(settings: Settings) -> None:
     The development agent secret is public (it is in the source): a TCP listener
     beyond loopback with it would let anyone on the network sign a hello for any VM.
     """
-    host = settings.agent_tcp_host
-    if host is not None and settings.agent_secret_is_dev and not is_loopback_host(host):
+    host = settings.bridge.tcp_host
+    if host is not None and settings.bridge.agent_secret_is_dev and not is_loopback_host(host):
         raise ConfigError(
             f"the TCP agent listener on {host} (VMPULSE_AGENT_TCP_ADDR) would accept the "
             "development agent secret from the network: set VMPULSE_AGENT_SECRET to a "
@@ -114,11 +114,11 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
     ) -> None:
         check_settings(settings)
         self.settings = settings
-        self.topics = Topics(settings.topic_prefix)
+        self.topics = Topics(settings.kafka.topic_prefix)
         self._producer: Any = producer
         self._owns_producer = producer is None
-        self._max_line = settings.agent_max_line if max_line is None else max_line
-        self._max_buffer = settings.agent_max_buffer if max_buffer is None else max_buffer
+        self._max_line = settings.bridge.max_line if max_line is None else max_line
+        self._max_buffer = settings.bridge.max_buffer if max_buffer is None else max_buffer
         if self._max_buffer < self._max_line:
             raise ValueError(
                 f"max_buffer ({self._max_buffer}) must be >= max_line ({self._max_line})"
@@ -128,16 +128,16 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         self._sender: RecordSender | None = None
         self.metrics = metrics if metrics is not None else BridgeMetrics()
         self._watcher = SocketWatcher(
-            settings.socket_dir,
+            settings.bridge.socket_dir,
             self.serve,
             poll_interval_s=poll_interval_s,
             reconnect_base_s=reconnect_base_s,
-            owners=settings.socket_owners,
+            owners=settings.bridge.socket_owners,
             on_refused=self._on_refused,
         )
         self._listeners: list[Listener] = []
         self._metrics_runner: Any = None
-        self._slots = Slots(settings.agent_max_connections)
+        self._slots = Slots(settings.bridge.max_connections)
         self.lines = 0
         self.bytes = 0
         self.connections = 0
@@ -165,12 +165,12 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
 
     async def on_start(self) -> None:
         if self._producer is None:
-            if not self.settings.kafka_bootstrap:
-                raise ValueError("Bridge needs settings.kafka_bootstrap or a producer")
+            if not self.settings.kafka.bootstrap:
+                raise ValueError("Bridge needs settings.kafka.bootstrap or a producer")
             # Standalone (`vmpulse bridge`): the topics may not exist yet.
             await ensure_settings_topics(self.settings)
             self._producer = make_producer(
-                self.settings.kafka_bootstrap, client_id="vmpulse-bridge"
+                self.settings.kafka.bootstrap, client_id="vmpulse-bridge"
             )
         self._sender = RecordSender(
             self._producer,
@@ -181,20 +181,20 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         )
         await self._sender.prepare([self.topics.agent_raw, self.topics.agent_dlq])
         s = self.settings
-        if s.bridge_metrics_port is not None:
+        if s.bridge.metrics_port is not None:
             self._metrics_runner = await serve_metrics(
-                self.metrics, s.gateway_host, s.bridge_metrics_port
+                self.metrics, s.gateway.host, s.bridge.metrics_port
             )
-        if s.agent_tcp_host is not None:
+        if s.bridge.tcp_host is not None:
             self._listeners.append(
                 self._listener(
                     "tcp",
-                    tcp_identify(s.agent_secret.reveal()),
-                    host=s.agent_tcp_host,
-                    port=s.agent_tcp_port,
+                    tcp_identify(s.bridge.agent_secret.reveal()),
+                    host=s.bridge.tcp_host,
+                    port=s.bridge.tcp_port,
                 )
             )
-        if s.vsock_port is not None:
+        if s.bridge.vsock_port is not None:
             from agents.vsock import LibvirtCidMap, vsock_identify
 
             if s.libvirt_uri is None:
@@ -202,23 +202,23 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             cids = LibvirtCidMap.from_uri(s.libvirt_uri)
             self._listeners.append(
                 self._listener(
-                    "vsock", vsock_identify(cids.lookup), sock=vsock_socket(s.vsock_port)
+                    "vsock", vsock_identify(cids.lookup), sock=vsock_socket(s.bridge.vsock_port)
                 )
             )
         for listener in self._listeners:
             await listener.start()
-        s.socket_dir.mkdir(parents=True, exist_ok=True)
+        s.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
         await self._watcher.start()
-        log.info("bridge watching %s -> %s", s.socket_dir, self.topics.agent_raw)
+        log.info("bridge watching %s -> %s", s.bridge.socket_dir, self.topics.agent_raw)
 
     def _listener(self, transport: str, identify: Any, **where: Any) -> Listener:
         s = self.settings
         limits = ListenerLimits(
-            hello_timeout_s=s.agent_hello_timeout_s,
-            idle_timeout_s=s.agent_idle_timeout_s,
-            max_identifying=s.agent_max_identifying,
-            max_identifying_per_peer=s.agent_max_identifying_per_peer,
-            max_connections_per_vm=s.agent_max_connections_per_vm,
+            hello_timeout_s=s.bridge.hello_timeout_s,
+            idle_timeout_s=s.bridge.idle_timeout_s,
+            max_identifying=s.bridge.max_identifying,
+            max_identifying_per_peer=s.bridge.max_identifying_per_peer,
+            max_connections_per_vm=s.bridge.max_connections_per_vm,
         )
         return Listener(
             transport,

@@ -74,7 +74,7 @@ class HypervisorWatcher(mode.Service):  # type: ignore[misc]  # mode ships no ty
             raise ValueError("HypervisorWatcher needs a libvirt URI (VMPULSE_LIBVIRT_URI)")
         self.settings = settings
         self.uri = uri
-        self.topics = Topics(settings.topic_prefix)
+        self.topics = Topics(settings.kafka.topic_prefix)
         self._producer: Any = producer
         self._owns_producer = producer is None
         self._backoff = Backoff(reconnect_base_s, 1.5, max(reconnect_cap_s, reconnect_base_s))
@@ -90,12 +90,12 @@ class HypervisorWatcher(mode.Service):  # type: ignore[misc]  # mode ships no ty
 
     async def on_start(self) -> None:
         if self._producer is None:
-            if not self.settings.kafka_bootstrap:
-                raise ValueError("HypervisorWatcher needs settings.kafka_bootstrap or a producer")
+            if not self.settings.kafka.bootstrap:
+                raise ValueError("HypervisorWatcher needs settings.kafka.bootstrap or a producer")
             # Standalone (`vmpulse hypervisor`): the topics may not exist yet.
             await ensure_settings_topics(self.settings)
             self._producer = make_producer(
-                self.settings.kafka_bootstrap, client_id="vmpulse-hypervisor"
+                self.settings.kafka.bootstrap, client_id="vmpulse-hypervisor"
             )
             await self._producer.start()
         _register_event_impl(asyncio.get_running_loop())

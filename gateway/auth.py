@@ -91,14 +91,14 @@ class TokenPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenPolicy:
         """Reads the public key file (PEM) once, at start-up."""
-        key = settings.jwt_public_key.read_text() if settings.jwt_public_key else None
+        key = settings.tokens.public_key.read_text() if settings.tokens.public_key else None
         return cls(
-            secret=settings.jwt_secret,
-            algorithms=settings.jwt_algorithms,
+            secret=settings.tokens.secret,
+            algorithms=settings.tokens.algorithms,
             public_key=key,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            require_exp=not settings.jwt_allow_no_exp,
+            issuer=settings.tokens.issuer,
+            audience=settings.tokens.audience,
+            require_exp=not settings.tokens.allow_no_exp,
         )
 
     def key_for(self, algorithm: str) -> str:
@@ -278,9 +278,9 @@ def issue_token(
 
 def check_listen_key(settings: Settings) -> None:
     """Raise ConfigError when the gateway would listen beyond loopback with the development key."""
-    if settings.jwt_secret_is_dev and not is_loopback_host(settings.gateway_host):
+    if settings.tokens.secret_is_dev and not is_loopback_host(settings.gateway.host):
         raise ConfigError(
-            f"refusing to serve on {settings.gateway_host!r} with the development JWT key, "
+            f"refusing to serve on {settings.gateway.host!r} with the development JWT key, "
             "which anyone can read in the source: set VMPULSE_JWT_SECRET (at least 32 random "
             "bytes, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))') or listen "
             "on 127.0.0.1 (VMPULSE_GATEWAY_ADDR)"

@@ -82,26 +82,28 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         directory_timeout_s: float = 30.0,
         **kwargs: Any,
     ) -> None:
-        if settings.kafka_bootstrap is None:
-            raise ValueError("GatewayService needs settings.kafka_bootstrap")
+        if settings.kafka.bootstrap is None:
+            raise ValueError("GatewayService needs settings.kafka.bootstrap")
         check_listen_key(settings)  # development key: loopback only
         self.settings = settings
-        self.topics = Topics(settings.topic_prefix)
+        self.topics = Topics(settings.kafka.topic_prefix)
         self._reader = reader
         self._tail = directory_tail
         self._owns_tail = directory_tail is None
         origins = (
-            cors_allowed_origins if cors_allowed_origins is not None else settings.cors_origins
+            cors_allowed_origins
+            if cors_allowed_origins is not None
+            else settings.gateway.cors_origins
         )
         # None: same origin only (engine.io's default); "*" allows every origin.
         self._cors_list: tuple[str, ...] | None = (
             None if origins is None else (origins,) if isinstance(origins, str) else tuple(origins)
         )
         self._directory_timeout_s = directory_timeout_s
-        self._namespace_of = namespace_function(settings.jwt_secret)
+        self._namespace_of = namespace_function(settings.tokens.secret)
         self._policy = TokenPolicy.from_settings(settings)
         self.stats = GatewayStats()
-        self.recent = RecentMetrics(per_vm=settings.gateway_recent_samples)
+        self.recent = RecentMetrics(per_vm=settings.gateway.recent_samples)
         self.vm_states = VmStates()
         self._sio: SocketIOServer | None = None
         self._namespace: GatewayNamespace | None = None
@@ -120,7 +122,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
 
     @property
     def url(self) -> str:
-        host = self.settings.gateway_host
+        host = self.settings.gateway.host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
@@ -175,7 +177,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             raise
 
     async def _start(self) -> None:
-        bootstrap = self.settings.kafka_bootstrap
+        bootstrap = self.settings.kafka.bootstrap
         assert bootstrap is not None
         if self._tail is None:
             self._tail = DirectoryTail(bootstrap, self.topics, on_change=self.on_directory_change)
@@ -194,11 +196,11 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         # Sessions beyond the connection cap that may exist at once: refused or
         # closing ones, so that a refusal can still be told (CONNECT_ERROR) before
         # the handshake itself has to be refused.
-        session_slack = max(64, settings.gateway_max_connections // 10)
+        session_slack = max(64, settings.gateway.max_connections // 10)
         self._sio = SocketIOServer(
             async_mode="aiohttp",
             cors_allowed_origins=self._socketio_cors(),
-            max_http_buffer_size=settings.gateway_max_payload_bytes,
+            max_http_buffer_size=settings.gateway.max_payload_bytes,
             logger=False,
             engineio_logger=False,
             on_refused=lambda reason: self.stats.client_events_refused.labels(reason).inc(),
@@ -207,9 +209,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             async_handlers=False,
             serializer=SocketIOPacket,
             engine_options={
-                "max_sessions": settings.gateway_max_connections + session_slack,
-                "outbox_limit": settings.gateway_send_buffer_bytes,
-                "connect_timeout_s": settings.gateway_connect_timeout_s,
+                "max_sessions": settings.gateway.max_connections + session_slack,
+                "outbox_limit": settings.gateway.send_buffer_bytes,
+                "connect_timeout_s": settings.gateway.connect_timeout_s,
                 "stats": self.stats,
             },
         )
@@ -220,10 +222,10 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             namespace_of=self._namespace_of,
             recent=self.recent,
             stats=self.stats,
-            max_connections=settings.gateway_max_connections,
-            max_connections_per_user=settings.gateway_max_connections_per_user,
-            client_events_per_minute=settings.gateway_client_events_per_minute,
-            resumes_per_minute=settings.gateway_resumes_per_minute,
+            max_connections=settings.gateway.max_connections,
+            max_connections_per_user=settings.gateway.max_connections_per_user,
+            client_events_per_minute=settings.gateway.client_events_per_minute,
+            resumes_per_minute=settings.gateway.resumes_per_minute,
             waiting_sessions=lambda: self.sio.eio.waiting,
         )
         self._sio.register_namespace(self._namespace)
@@ -239,8 +241,8 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             recent=self.recent,
             vm_states=self.vm_states,
             stats=self.stats,
-            window_s=settings.gateway_resume_window_s,
-            max_log_events=settings.gateway_resume_max_events,
+            window_s=settings.gateway.resume_window_s,
+            max_log_events=settings.gateway.resume_max_events,
         )
         await self._consumer.start()
         self._namespace.consumer = self._consumer
@@ -261,10 +263,12 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             vm_states=self.vm_states,
             connections=namespace.connections,
             reader=self._reader,
-            reads_per_minute=settings.read_requests_per_minute,
+            reads_per_minute=settings.reads.requests_per_minute,
         )
         app.add_routes(api.routes())
-        dlq = DlqCounts(lambda n: read_dlq(bootstrap, settings.topic_prefix, max_per_partition=n))
+        dlq = DlqCounts(
+            lambda n: read_dlq(bootstrap, settings.kafka.topic_prefix, max_per_partition=n)
+        )
         admin = AdminOverview(directory=directory, policy=self._policy, stats=self.stats, dlq=dlq)
         app.add_routes(admin.routes() + dashboard_routes())
         self._runner = web.AppRunner(
@@ -272,7 +276,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         )
         await self._runner.setup()
         site = web.TCPSite(
-            self._runner, settings.gateway_host, settings.gateway_port, backlog=LISTEN_BACKLOG
+            self._runner, settings.gateway.host, settings.gateway.port, backlog=LISTEN_BACKLOG
         )
         await site.start()
         self._port = int(self._runner.addresses[0][1])

@@ -13,14 +13,23 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 __all__ = [
     "DEV_AGENT_SECRET",
     "DEV_JWT_SECRET",
     "MIN_JWT_SECRET_BYTES",
+    "AlertSettings",
+    "BridgeSettings",
     "ConfigError",
+    "GatewaySettings",
+    "KafkaSettings",
+    "ReadSettings",
     "Secret",
     "Settings",
+    "StoreSettings",
+    "TokenSettings",
+    "WorkerSettings",
 ]
 
 DEV_JWT_SECRET = "vmpulse-development-jwt-key-do-not-use-in-production"
@@ -63,318 +72,358 @@ class Secret:
         return hash(self._value)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Settings:
-    """Process-wide configuration (see DESIGN.md, Configuration)."""
+def _var(
+    name: str,
+    default: Any,
+    *,
+    kind: str = "int",
+    minimum: float = 0,
+    scale: int = 1,
+) -> Any:
+    """A setting read from the environment variable ``name``; its default is written here only.
 
-    data_dir: Path = Path(".vmpulse")
-    kafka_bootstrap: str | None = None
-    clickhouse_url: str = ""
-    jwt_secret: Secret = Secret(DEV_JWT_SECRET)
-    agent_secret: Secret = Secret(DEV_AGENT_SECRET)
-    socket_dir: Path = Path(".vmpulse/sockets")
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8080
-    topic_prefix: str = ""
-    partitions: int = 12
-    replication_factor: int | None = None  # unset: from the cluster (kafka_io.durability)
-    live_interval_s: float = 1.0
-    libvirt_uri: str | None = None
-    # Scale-out (issue 14): `vmpulse up` without VMPULSE_KAFKA_BOOTSTRAP starts this many
-    # local brokers (1, or a KRaft cluster of 3 from infra/cluster.py).
-    local_brokers: int = 1
-    # The store's cluster form (issue 14): a ClickHouse server cluster's name; unset: one node.
-    clickhouse_cluster: str | None = None
-    # Gateway (issue 6): token rules, CORS, limits, resume window, buffers.
-    jwt_algorithms: tuple[str, ...] = ("HS256",)
-    jwt_public_key: Path | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    cors_origins: tuple[str, ...] | None = None
-    gateway_max_connections: int = 10_000
-    gateway_max_connections_per_user: int = 20
-    gateway_client_events_per_minute: int = 100
-    gateway_max_payload_bytes: int = 65_536
-    gateway_resume_window_s: float = 600.0
-    gateway_resume_max_events: int = 100_000
-    gateway_recent_samples: int = 1_000
-    # Gateway send path (issue 10.5): per-socket send bound, CONNECT deadline, resume rate.
-    gateway_send_buffer_bytes: int = 4 * 1024 * 1024
-    gateway_connect_timeout_s: float = 5.0
-    gateway_resumes_per_minute: int = 30
-    agent_tcp_host: str | None = None
-    """Where the development TCP agent listener binds; None (the default) = no TCP."""
-    agent_tcp_port: int = 0
-    vsock_port: int | None = None
-    """AF_VSOCK port the bridge listens on; None = no vsock listener."""
-    agent_max_line: int = 4 * 1024 * 1024
-    agent_max_buffer: int = 8 * 1024 * 1024
-    """A line running past this many bytes closes its connection (PROTOCOL.md)."""
-    agent_idle_timeout_s: float = 120.0
-    agent_max_connections: int = 10_000
-    bridge_metrics_port: int | None = None
-    """Port of the bridge's own Prometheus /metrics endpoint; None = not served."""
-    # presence and alerts (streams/presence.py, streams/alerts.py)
-    agent_interval_s: float = 30.0
-    alert_cpu_percent: float = 90.0
-    alert_cpu_for_s: float = 300.0
-    alert_memory_percent: float = 95.0
-    alert_memory_for_s: float = 300.0
-    alert_disk_percent: float = 90.0
+    ``kind``: how the text is read: ``int`` and ``float`` (checked against
+    ``minimum``; an integer is divided by ``scale``, e.g. milliseconds to seconds),
+    ``text`` (as given), ``optional`` (empty is None), ``optional_int``,
+    ``secret``, ``flag`` (1/0, true/false, yes/no), or ``special`` (read by
+    :meth:`Settings.from_env` itself, where it needs other settings).
+    """
+    metadata = {"env": name, "kind": kind, "minimum": minimum, "scale": scale}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """The cluster and the topics every stage uses."""
+
+    bootstrap: str | None = _var("VMPULSE_KAFKA_BOOTSTRAP", None, kind="optional")
+    topic_prefix: str = _var("VMPULSE_TOPIC_PREFIX", "", kind="text")
+    partitions: int = _var("VMPULSE_PARTITIONS", 12, minimum=1)
+    replication_factor: int | None = _var(
+        "VMPULSE_REPLICATION_FACTOR", None, kind="optional_int", minimum=1
+    )
+    """Unset: from the cluster's size (kafka_io.durability)."""
+    local_brokers: int = _var("VMPULSE_LOCAL_BROKERS", 1, minimum=1)
+    """Scale-out (issue 14): `vmpulse up` without VMPULSE_KAFKA_BOOTSTRAP starts this many
+    local brokers (1, or a KRaft cluster of 3 from infra/cluster.py)."""
     # worker group membership: a dead worker's partitions move after the session
     # timeout; a worker restarted with the same instance id takes them back at once
-    kafka_session_timeout_s: float = 10.0
-    # how long the worker gathers agent.raw before one insert per partition
-    store_batch_s: float = 1.0
-    worker_instance_id: str | None = None
-    # retention (streams/retention.py)
-    raw_ttl_days: int = 30
-    rollup_ttl_days: int = 365
-    # browser edge (issue 10): a token without `exp` never expires, so it is refused unless allowed
-    jwt_allow_no_exp: bool = False
-    # bridge admission (issue 10.7, agents/listeners.py, agents/socket_watcher.py)
-    agent_hello_timeout_s: float = 5.0
-    agent_max_identifying: int = 256
-    agent_max_identifying_per_peer: int = 8
-    agent_max_connections_per_vm: int = 4
-    socket_owners: frozenset[int] | None = None
-    """uids that may own a VM's socket; None = the bridge's own user and root."""
-    # reads (issue 10; store/reader.py): history and admin SQL on their own connections
-    clickhouse_read_url: str | None = None
-    """The readers' store URL (a server's read-only user); None = clickhouse_url."""
-    read_concurrency: int = 4
-    read_concurrency_per_user: int = 2
-    read_requests_per_minute: int = 600
-    read_timeout_s: float = 30.0
-    read_max_memory_mb: int = 1024
-    read_max_result_mb: int = 64
-    read_max_threads: int = 1
+    session_timeout_s: float = _var(
+        "VMPULSE_KAFKA_SESSION_TIMEOUT_S", 10.0, kind="float", minimum=6.0
+    )
+    worker_instance_id: str | None = _var("VMPULSE_WORKER_ID", None, kind="optional")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The metric store (DESIGN.md, Storage) and its retention (streams/retention.py)."""
+
+    url: str = _var("VMPULSE_CLICKHOUSE_URL", "", kind="special")
+    """Default ``chdb://<data dir>/clickhouse``."""
+    reader_url: str | None = _var("VMPULSE_CLICKHOUSE_READ_URL", None, kind="special")
+    """The readers' store URL (a server's read-only user); None = :attr:`url`."""
+    cluster: str | None = _var("VMPULSE_CLICKHOUSE_CLUSTER", None, kind="special")
+    """The store's cluster form (issue 14): a ClickHouse server cluster's name; None: one node."""
+    raw_ttl_days: int = _var("VMPULSE_RAW_TTL_DAYS", 30, minimum=1)
+    rollup_ttl_days: int = _var("VMPULSE_ROLLUP_TTL_DAYS", 365, minimum=1)
 
     @property
-    def jwt_secret_is_dev(self) -> bool:
-        return self.jwt_secret.reveal() == DEV_JWT_SECRET
+    def embedded(self) -> bool:
+        return self.url.startswith("chdb:")
+
+    @property
+    def read_url(self) -> str:
+        """Where reads go: VMPULSE_CLICKHOUSE_READ_URL, else the store itself."""
+        return self.reader_url or self.url
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReadSettings:
+    """Reads (issue 10; store/reader.py): history and admin SQL on their own connections."""
+
+    concurrency: int = _var("VMPULSE_READ_CONCURRENCY", 4, minimum=1)
+    concurrency_per_user: int = _var("VMPULSE_READ_CONCURRENCY_PER_USER", 2, minimum=1)
+    requests_per_minute: int = _var("VMPULSE_READ_REQUESTS_PER_MINUTE", 600, minimum=1)
+    timeout_s: float = _var("VMPULSE_READ_TIMEOUT_S", 30.0, kind="float", minimum=0.1)
+    max_memory_mb: int = _var("VMPULSE_READ_MAX_MEMORY_MB", 1024, minimum=1)
+    max_result_mb: int = _var("VMPULSE_READ_MAX_RESULT_MB", 64, minimum=1)
+    max_threads: int = _var("VMPULSE_READ_MAX_THREADS", 1, minimum=1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """The worker's clocks: live updates, storage batches, agent presence."""
+
+    live_interval_s: float = _var("VMPULSE_LIVE_INTERVAL_MS", 1.0, minimum=0, scale=1000)
+    # how long the worker gathers agent.raw before one storage block
+    store_batch_s: float = _var("VMPULSE_STORE_BATCH_MS", 1.0, minimum=10, scale=1000)
+    agent_interval_s: float = _var("VMPULSE_AGENT_INTERVAL_S", 30.0, kind="float", minimum=0.001)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """Alert thresholds (streams/alerts.py)."""
+
+    cpu_percent: float = _var("VMPULSE_ALERT_CPU_PERCENT", 90.0, kind="float")
+    cpu_for_s: float = _var("VMPULSE_ALERT_CPU_FOR_S", 300.0, kind="float")
+    memory_percent: float = _var("VMPULSE_ALERT_MEMORY_PERCENT", 95.0, kind="float")
+    memory_for_s: float = _var("VMPULSE_ALERT_MEMORY_FOR_S", 300.0, kind="float")
+    disk_percent: float = _var("VMPULSE_ALERT_DISK_PERCENT", 90.0, kind="float")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenSettings:
+    """Browser tokens (gateway/auth.py): the key and the rules a token must meet."""
+
+    secret: Secret = _var("VMPULSE_JWT_SECRET", Secret(DEV_JWT_SECRET), kind="special")
+    algorithms: tuple[str, ...] = _var("VMPULSE_JWT_ALGORITHMS", ("HS256",), kind="special")
+    public_key: Path | None = _var("VMPULSE_JWT_PUBLIC_KEY", None, kind="special")
+    issuer: str | None = _var("VMPULSE_JWT_ISSUER", None, kind="optional")
+    audience: str | None = _var("VMPULSE_JWT_AUDIENCE", None, kind="optional")
+    # a token without `exp` never expires, so it is refused unless allowed
+    allow_no_exp: bool = _var("VMPULSE_JWT_ALLOW_NO_EXP", False, kind="flag")
+
+    @property
+    def secret_is_dev(self) -> bool:
+        return self.secret.reveal() == DEV_JWT_SECRET
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """The gateway's address and limits (issues 6, 10.5)."""
+
+    host: str = _var("VMPULSE_GATEWAY_ADDR", "127.0.0.1", kind="special")
+    port: int = _var("VMPULSE_GATEWAY_ADDR", 8080, kind="special")
+    cors_origins: tuple[str, ...] | None = _var("VMPULSE_CORS_ORIGINS", None, kind="special")
+    max_connections: int = _var("VMPULSE_GATEWAY_MAX_CONNECTIONS", 10_000, minimum=1)
+    max_connections_per_user: int = _var("VMPULSE_GATEWAY_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
+    client_events_per_minute: int = _var("VMPULSE_GATEWAY_CLIENT_EVENTS_PER_MINUTE", 100, minimum=1)
+    max_payload_bytes: int = _var("VMPULSE_GATEWAY_MAX_PAYLOAD_BYTES", 65_536, minimum=1024)
+    resume_window_s: float = _var("VMPULSE_GATEWAY_RESUME_WINDOW_S", 600.0, minimum=0)
+    resume_max_events: int = _var("VMPULSE_GATEWAY_RESUME_MAX_EVENTS", 100_000, minimum=0)
+    recent_samples: int = _var("VMPULSE_GATEWAY_RECENT_SAMPLES", 1_000, minimum=1)
+    # the send path (issue 10.5): per-socket send bound, CONNECT deadline, resume rate
+    send_buffer_bytes: int = _var(
+        "VMPULSE_GATEWAY_SEND_BUFFER_BYTES", 4 * 1024 * 1024, minimum=65_536
+    )
+    connect_timeout_s: float = _var(
+        "VMPULSE_GATEWAY_CONNECT_TIMEOUT_S", 5.0, kind="float", minimum=0.5
+    )
+    resumes_per_minute: int = _var("VMPULSE_GATEWAY_RESUMES_PER_MINUTE", 30, minimum=1)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    """The bridge: agent keys, where it listens and its limits (issues 2, 10.7, 11.3)."""
+
+    agent_secret: Secret = _var("VMPULSE_AGENT_SECRET", Secret(DEV_AGENT_SECRET), kind="secret")
+    socket_dir: Path = _var("VMPULSE_SOCKET_DIR", Path(".vmpulse/sockets"), kind="special")
+    """Default ``<data dir>/sockets``."""
+    tcp_host: str | None = _var("VMPULSE_AGENT_TCP_ADDR", None, kind="special")
+    """Where the development TCP agent listener binds; None (the default) = no TCP."""
+    tcp_port: int = _var("VMPULSE_AGENT_TCP_ADDR", 0, kind="special")
+    vsock_port: int | None = _var("VMPULSE_VSOCK_PORT", None, kind="optional_int", minimum=1)
+    """AF_VSOCK port the bridge listens on; None = no vsock listener."""
+    max_line: int = _var("VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, minimum=1024)
+    max_buffer: int = _var("VMPULSE_AGENT_MAX_BUFFER", 8 * 1024 * 1024, minimum=1024)
+    """A line running past this many bytes closes its connection (PROTOCOL.md)."""
+    idle_timeout_s: float = _var("VMPULSE_AGENT_IDLE_TIMEOUT_S", 120.0, minimum=1)
+    max_connections: int = _var("VMPULSE_AGENT_MAX_CONNECTIONS", 10_000, minimum=1)
+    metrics_port: int | None = _var("VMPULSE_BRIDGE_METRICS_PORT", None, kind="optional_int")
+    """Port of the bridge's own Prometheus /metrics endpoint; None = not served."""
+    # admission (issue 10.7, agents/listeners.py, agents/socket_watcher.py)
+    hello_timeout_s: float = _var("VMPULSE_AGENT_HELLO_TIMEOUT_S", 5.0, kind="float", minimum=0.1)
+    max_identifying: int = _var("VMPULSE_AGENT_MAX_IDENTIFYING", 256, minimum=1)
+    max_identifying_per_peer: int = _var("VMPULSE_AGENT_MAX_IDENTIFYING_PER_PEER", 8, minimum=1)
+    max_connections_per_vm: int = _var("VMPULSE_AGENT_MAX_CONNECTIONS_PER_VM", 4, minimum=1)
+    socket_owners: frozenset[int] | None = _var("VMPULSE_SOCKET_OWNER", None, kind="special")
+    """uids that may own a VM's socket; None = the bridge's own user and root."""
 
     @property
     def agent_secret_is_dev(self) -> bool:
         return self.agent_secret.reveal() == DEV_AGENT_SECRET
 
-    @property
-    def gateway_url(self) -> str:
-        return f"http://{self.gateway_host}:{self.gateway_port}"
 
-    @property
-    def uses_embedded_store(self) -> bool:
-        return self.clickhouse_url.startswith("chdb:")
+_GROUPS: dict[str, type] = {
+    "kafka": KafkaSettings,
+    "store": StoreSettings,
+    "reads": ReadSettings,
+    "worker": WorkerSettings,
+    "alerts": AlertSettings,
+    "tokens": TokenSettings,
+    "gateway": GatewaySettings,
+    "bridge": BridgeSettings,
+}
 
-    @property
-    def read_url(self) -> str:
-        """Where reads go: VMPULSE_CLICKHOUSE_READ_URL, else the store itself."""
-        return self.clickhouse_read_url or self.clickhouse_url
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Process-wide configuration (see DESIGN.md, Configuration), one group per concern.
+
+    Each field names its environment variable and its default once (:func:`_var`);
+    :meth:`from_env` reads them all and reports every error at once.
+    """
+
+    data_dir: Path = _var("VMPULSE_DATA_DIR", Path(".vmpulse"), kind="special")
+    libvirt_uri: str | None = _var("VMPULSE_LIBVIRT_URI", None, kind="optional")
+    kafka: KafkaSettings = KafkaSettings()
+    store: StoreSettings = StoreSettings()
+    reads: ReadSettings = ReadSettings()
+    worker: WorkerSettings = WorkerSettings()
+    alerts: AlertSettings = AlertSettings()
+    tokens: TokenSettings = TokenSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    bridge: BridgeSettings = BridgeSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from an environment mapping, reporting every error at once."""
         errors: list[str] = []
-        data_dir = Path(env.get("VMPULSE_DATA_DIR") or ".vmpulse").absolute()
-        ch_url = env.get("VMPULSE_CLICKHOUSE_URL") or f"chdb://{data_dir / 'clickhouse'}"
-        if not ch_url.startswith(("chdb:", "http://", "https://")):
+        data_dir = Path(env.get("VMPULSE_DATA_DIR") or _default(cls, "data_dir")).absolute()
+        groups = {name: _read(group, env, errors) for name, group in _GROUPS.items()}
+
+        store: dict[str, Any] = groups["store"]
+        store["url"] = env.get("VMPULSE_CLICKHOUSE_URL") or f"chdb://{data_dir / 'clickhouse'}"
+        if not store["url"].startswith(("chdb:", "http://", "https://")):
             errors.append(
                 "VMPULSE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
-                f"got {ch_url!r}"
+                f"got {store['url']!r}"
             )
-        socket_dir = Path(env.get("VMPULSE_SOCKET_DIR") or data_dir / "sockets").absolute()
-        addr = env.get("VMPULSE_GATEWAY_ADDR") or "127.0.0.1:8080"
+        store["cluster"] = cluster = env.get("VMPULSE_CLICKHOUSE_CLUSTER") or None
+        if cluster is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
+            errors.append(f"VMPULSE_CLICKHOUSE_CLUSTER must be an identifier, got {cluster!r}")
+        if cluster is not None and store["url"].startswith("chdb:"):
+            errors.append("VMPULSE_CLICKHOUSE_CLUSTER needs a ClickHouse server, not chdb://")
+        store["reader_url"] = env.get("VMPULSE_CLICKHOUSE_READ_URL") or None
+        if store["reader_url"] is not None and not store["reader_url"].startswith(
+            ("chdb:", "http://", "https://")
+        ):
+            errors.append(
+                "VMPULSE_CLICKHOUSE_READ_URL must start with chdb://, http:// or https://"
+            )
+
+        gateway: dict[str, Any] = groups["gateway"]
+        default_addr = f"{_default(GatewaySettings, 'host')}:{_default(GatewaySettings, 'port')}"
+        addr = env.get("VMPULSE_GATEWAY_ADDR") or default_addr
         host, _, port_text = addr.rpartition(":")
-        port = 0
         if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
             errors.append(f"VMPULSE_GATEWAY_ADDR must be host:port, got {addr!r}")
         else:
-            port = int(port_text)
-        partitions = _int(env, "VMPULSE_PARTITIONS", 12, errors, minimum=1)
-        replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 0, errors, minimum=1) or None
-        local_brokers = _int(env, "VMPULSE_LOCAL_BROKERS", 1, errors, minimum=1)
-        ch_cluster = env.get("VMPULSE_CLICKHOUSE_CLUSTER") or None
-        if ch_cluster is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ch_cluster):
-            errors.append(f"VMPULSE_CLICKHOUSE_CLUSTER must be an identifier, got {ch_cluster!r}")
-        if ch_cluster is not None and ch_url.startswith("chdb:"):
-            errors.append("VMPULSE_CLICKHOUSE_CLUSTER needs a ClickHouse server, not chdb://")
-        live_ms = _int(env, "VMPULSE_LIVE_INTERVAL_MS", 1000, errors, minimum=0)
-        algorithms = tuple(
-            a.strip()
-            for a in (env.get("VMPULSE_JWT_ALGORITHMS") or "HS256").split(",")
-            if a.strip()
-        )
-        unknown = [a for a in algorithms if a not in _JWT_ALGORITHMS]
-        if not algorithms or unknown:
-            errors.append(
-                "VMPULSE_JWT_ALGORITHMS must list algorithms among "
-                f"{', '.join(sorted(_JWT_ALGORITHMS))}, got {env.get('VMPULSE_JWT_ALGORITHMS')!r}"
-            )
-        jwt_secret = env.get("VMPULSE_JWT_SECRET") or DEV_JWT_SECRET
-        # Unset means development: the default key, announced as such at start. A
-        # key someone chose is held to HS256's minimum; its value is never echoed.
-        secret_bytes = len(jwt_secret.encode("utf-8"))
-        if jwt_secret != DEV_JWT_SECRET and secret_bytes < MIN_JWT_SECRET_BYTES:
-            errors.append(
-                f"VMPULSE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes, got "
-                f"{secret_bytes} (e.g. python3 -c 'import secrets; print(secrets.token_hex(32))')"
-            )
-        key_text = env.get("VMPULSE_JWT_PUBLIC_KEY") or ""
-        public_key = Path(key_text).absolute() if key_text else None
-        if public_key is not None and not public_key.is_file():
-            errors.append(f"VMPULSE_JWT_PUBLIC_KEY must name a PEM file, got {key_text!r}")
-        if public_key is None and any(not a.startswith("HS") for a in algorithms):
-            errors.append(
-                "VMPULSE_JWT_ALGORITHMS has RS/ES/PS algorithms: set VMPULSE_JWT_PUBLIC_KEY"
-            )
+            gateway["host"], gateway["port"] = host.strip("[]"), int(port_text)
         cors_text = env.get("VMPULSE_CORS_ORIGINS")
-        cors = (
-            tuple(o.strip() for o in cors_text.split(",") if o.strip())
-            if cors_text is not None
-            else None
-        )
-        max_conn = _int(env, "VMPULSE_GATEWAY_MAX_CONNECTIONS", 10_000, errors, minimum=1)
-        max_user = _int(env, "VMPULSE_GATEWAY_MAX_CONNECTIONS_PER_USER", 20, errors, minimum=1)
-        rate = _int(env, "VMPULSE_GATEWAY_CLIENT_EVENTS_PER_MINUTE", 100, errors, minimum=1)
-        payload = _int(env, "VMPULSE_GATEWAY_MAX_PAYLOAD_BYTES", 65_536, errors, minimum=1024)
-        window = _int(env, "VMPULSE_GATEWAY_RESUME_WINDOW_S", 600, errors, minimum=0)
-        resume_max = _int(env, "VMPULSE_GATEWAY_RESUME_MAX_EVENTS", 100_000, errors, minimum=0)
-        recent = _int(env, "VMPULSE_GATEWAY_RECENT_SAMPLES", 1_000, errors, minimum=1)
-        send_buffer = _int(
-            env, "VMPULSE_GATEWAY_SEND_BUFFER_BYTES", 4 * 1024 * 1024, errors, minimum=65_536
-        )
-        connect_timeout = _float(env, "VMPULSE_GATEWAY_CONNECT_TIMEOUT_S", 5.0, errors, minimum=0.5)
-        resumes = _int(env, "VMPULSE_GATEWAY_RESUMES_PER_MINUTE", 30, errors, minimum=1)
-        tcp_host: str | None = None
-        tcp_port = 0
+        if cors_text is not None:
+            gateway["cors_origins"] = tuple(o.strip() for o in cors_text.split(",") if o.strip())
+
+        tokens: dict[str, Any] = groups["tokens"]
+        _read_tokens(env, tokens, errors)
+
+        bridge: dict[str, Any] = groups["bridge"]
+        bridge["socket_dir"] = Path(
+            env.get("VMPULSE_SOCKET_DIR") or data_dir / "sockets"
+        ).absolute()
         tcp_addr = env.get("VMPULSE_AGENT_TCP_ADDR") or ""
         if tcp_addr:
             t_host, _, t_port = tcp_addr.rpartition(":")
             if not t_host or not t_port.isdigit() or not 0 <= int(t_port) <= 65535:
                 errors.append(f"VMPULSE_AGENT_TCP_ADDR must be host:port, got {tcp_addr!r}")
             else:
-                tcp_host, tcp_port = t_host.strip("[]"), int(t_port)
-        vsock_raw = env.get("VMPULSE_VSOCK_PORT") or ""
-        vsock_port = _int(env, "VMPULSE_VSOCK_PORT", 0, errors, minimum=1) if vsock_raw else None
-        max_line = _int(env, "VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, errors, minimum=1024)
-        max_buffer = _int(env, "VMPULSE_AGENT_MAX_BUFFER", 8 * 1024 * 1024, errors, minimum=1024)
+                bridge["tcp_host"], bridge["tcp_port"] = t_host.strip("[]"), int(t_port)
+        max_line, max_buffer = bridge["max_line"], bridge["max_buffer"]
         if max_buffer < max_line:
             errors.append(
                 f"VMPULSE_AGENT_MAX_BUFFER must be >= VMPULSE_AGENT_MAX_LINE ({max_line}), "
                 f"got {max_buffer}"
             )
-        idle_s = _int(env, "VMPULSE_AGENT_IDLE_TIMEOUT_S", 120, errors, minimum=1)
-        max_conns = _int(env, "VMPULSE_AGENT_MAX_CONNECTIONS", 10_000, errors, minimum=1)
-        metrics_raw = env.get("VMPULSE_BRIDGE_METRICS_PORT") or ""
-        metrics_port = (
-            _int(env, "VMPULSE_BRIDGE_METRICS_PORT", 0, errors, minimum=0) if metrics_raw else None
-        )
-        batch_ms = _int(env, "VMPULSE_STORE_BATCH_MS", 1000, errors, minimum=10)
-        floats = {
-            name: _float(env, f"VMPULSE_{name.upper()}", default, errors, minimum=minimum)
-            for name, default, minimum in (
-                ("agent_interval_s", 30.0, 0.001),
-                ("alert_cpu_percent", 90.0, 0.0),
-                ("alert_cpu_for_s", 300.0, 0.0),
-                ("alert_memory_percent", 95.0, 0.0),
-                ("alert_memory_for_s", 300.0, 0.0),
-                ("alert_disk_percent", 90.0, 0.0),
-                ("kafka_session_timeout_s", 10.0, 6.0),
-            )
-        }
-        raw_ttl = _int(env, "VMPULSE_RAW_TTL_DAYS", 30, errors, minimum=1)
-        rollup_ttl = _int(env, "VMPULSE_ROLLUP_TTL_DAYS", 365, errors, minimum=1)
-        allow_no_exp = (env.get("VMPULSE_JWT_ALLOW_NO_EXP") or "0").strip().lower()
-        if allow_no_exp not in ("0", "1", "false", "true", "no", "yes"):
-            errors.append(f"VMPULSE_JWT_ALLOW_NO_EXP must be 1 or 0, got {allow_no_exp!r}")
-        # bridge admission (issue 10.7)
-        hello_s = _float(env, "VMPULSE_AGENT_HELLO_TIMEOUT_S", 5.0, errors, minimum=0.1)
-        identifying = _int(env, "VMPULSE_AGENT_MAX_IDENTIFYING", 256, errors, minimum=1)
-        per_peer = _int(env, "VMPULSE_AGENT_MAX_IDENTIFYING_PER_PEER", 8, errors, minimum=1)
-        per_vm = _int(env, "VMPULSE_AGENT_MAX_CONNECTIONS_PER_VM", 4, errors, minimum=1)
-        owners = _owners(env.get("VMPULSE_SOCKET_OWNER") or "", errors)
-        # reads (issue 10)
-        read_url = env.get("VMPULSE_CLICKHOUSE_READ_URL") or None
-        if read_url is not None and not read_url.startswith(("chdb:", "http://", "https://")):
-            errors.append(
-                "VMPULSE_CLICKHOUSE_READ_URL must start with chdb://, http:// or https://"
-            )
-        read_ints = {
-            name: _int(env, f"VMPULSE_{name.upper()}", default, errors, minimum=1)
-            for name, default in (
-                ("read_concurrency", 4),
-                ("read_concurrency_per_user", 2),
-                ("read_requests_per_minute", 600),
-                ("read_max_memory_mb", 1024),
-                ("read_max_result_mb", 64),
-                ("read_max_threads", 1),
-            )
-        }
-        read_timeout = _float(env, "VMPULSE_READ_TIMEOUT_S", 30.0, errors, minimum=0.1)
+        bridge["socket_owners"] = _owners(env.get("VMPULSE_SOCKET_OWNER") or "", errors)
+
+        libvirt_uri = env.get("VMPULSE_LIBVIRT_URI") or None
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-        return cls(
-            data_dir=data_dir,
-            kafka_bootstrap=env.get("VMPULSE_KAFKA_BOOTSTRAP") or None,
-            clickhouse_url=ch_url,
-            jwt_secret=Secret(jwt_secret),
-            agent_secret=Secret(env.get("VMPULSE_AGENT_SECRET") or DEV_AGENT_SECRET),
-            socket_dir=socket_dir,
-            gateway_host=host.strip("[]") if host else "127.0.0.1",
-            gateway_port=port,
-            topic_prefix=env.get("VMPULSE_TOPIC_PREFIX", ""),
-            partitions=partitions,
-            replication_factor=replication,
-            local_brokers=local_brokers,
-            clickhouse_cluster=ch_cluster,
-            live_interval_s=live_ms / 1000.0,
-            store_batch_s=batch_ms / 1000.0,
-            libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,
-            jwt_algorithms=algorithms,
-            jwt_public_key=public_key,
-            jwt_issuer=env.get("VMPULSE_JWT_ISSUER") or None,
-            jwt_audience=env.get("VMPULSE_JWT_AUDIENCE") or None,
-            cors_origins=cors,
-            gateway_max_connections=max_conn,
-            gateway_max_connections_per_user=max_user,
-            gateway_client_events_per_minute=rate,
-            gateway_max_payload_bytes=payload,
-            gateway_resume_window_s=float(window),
-            gateway_resume_max_events=resume_max,
-            gateway_recent_samples=recent,
-            gateway_send_buffer_bytes=send_buffer,
-            gateway_connect_timeout_s=connect_timeout,
-            gateway_resumes_per_minute=resumes,
-            agent_tcp_host=tcp_host,
-            agent_tcp_port=tcp_port,
-            vsock_port=vsock_port,
-            agent_max_line=max_line,
-            agent_max_buffer=max_buffer,
-            agent_idle_timeout_s=float(idle_s),
-            agent_max_connections=max_conns,
-            bridge_metrics_port=metrics_port,
-            worker_instance_id=env.get("VMPULSE_WORKER_ID") or None,
-            raw_ttl_days=raw_ttl,
-            rollup_ttl_days=rollup_ttl,
-            jwt_allow_no_exp=allow_no_exp in ("1", "true", "yes"),
-            agent_hello_timeout_s=hello_s,
-            agent_max_identifying=identifying,
-            agent_max_identifying_per_peer=per_peer,
-            agent_max_connections_per_vm=per_vm,
-            socket_owners=owners,
-            clickhouse_read_url=read_url,
-            read_timeout_s=read_timeout,
-            read_concurrency=read_ints["read_concurrency"],
-            read_concurrency_per_user=read_ints["read_concurrency_per_user"],
-            read_requests_per_minute=read_ints["read_requests_per_minute"],
-            read_max_memory_mb=read_ints["read_max_memory_mb"],
-            read_max_result_mb=read_ints["read_max_result_mb"],
-            read_max_threads=read_ints["read_max_threads"],
-            **floats,
-        )
+        built = {name: _GROUPS[name](**values) for name, values in groups.items()}
+        return cls(data_dir=data_dir, libvirt_uri=libvirt_uri, **built)
 
-    def replace(self, **changes: object) -> Settings:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed: a top-level field, a whole group, or some
+        fields of a group as a mapping (``settings.replace(gateway={"max_connections": 2})``)."""
+        resolved: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name in _GROUPS and isinstance(value, Mapping):
+                value = dataclasses.replace(getattr(self, name), **value)
+            resolved[name] = value
+        return dataclasses.replace(self, **resolved)
+
+
+def _read_tokens(env: Mapping[str, str], tokens: dict[str, Any], errors: list[str]) -> None:
+    text = env.get("VMPULSE_JWT_ALGORITHMS") or ",".join(_default(TokenSettings, "algorithms"))
+    algorithms = tuple(a.strip() for a in text.split(",") if a.strip())
+    unknown = [a for a in algorithms if a not in _JWT_ALGORITHMS]
+    if not algorithms or unknown:
+        errors.append(
+            "VMPULSE_JWT_ALGORITHMS must list algorithms among "
+            f"{', '.join(sorted(_JWT_ALGORITHMS))}, got {env.get('VMPULSE_JWT_ALGORITHMS')!r}"
+        )
+    tokens["algorithms"] = algorithms
+    jwt_secret = env.get("VMPULSE_JWT_SECRET") or DEV_JWT_SECRET
+    # Unset means development: the default key, announced as such at start. A
+    # key someone chose is held to HS256's minimum; its value is never echoed.
+    secret_bytes = len(jwt_secret.encode("utf-8"))
+    if jwt_secret != DEV_JWT_SECRET and secret_bytes < MIN_JWT_SECRET_BYTES:
+        errors.append(
+            f"VMPULSE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes, got "
+            f"{secret_bytes} (e.g. python3 -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    tokens["secret"] = Secret(jwt_secret)
+    key_text = env.get("VMPULSE_JWT_PUBLIC_KEY") or ""
+    public_key = Path(key_text).absolute() if key_text else None
+    if public_key is not None and not public_key.is_file():
+        errors.append(f"VMPULSE_JWT_PUBLIC_KEY must name a PEM file, got {key_text!r}")
+    if public_key is None and any(not a.startswith("HS") for a in algorithms):
+        errors.append("VMPULSE_JWT_ALGORITHMS has RS/ES/PS algorithms: set VMPULSE_JWT_PUBLIC_KEY")
+    tokens["public_key"] = public_key
+
+
+def _default(group: type, name: str) -> Any:
+    """A field's declared default (with slots, the class attribute is not the default)."""
+    return next(f.default for f in dataclasses.fields(group) if f.name == name)
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _read(group: type, env: Mapping[str, str], errors: list[str]) -> dict[str, Any]:
+    """The values of a group's plain fields from ``env``; ``special`` ones keep their default
+    (``from_env`` reads those). Unset or empty means the field's default."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(group):
+        meta = field.metadata
+        name, kind, default = meta["env"], meta["kind"], cast(Any, field.default)
+        raw = env.get(name)
+        if kind == "special" or raw is None or (raw == "" and kind != "text"):
+            values[field.name] = default
+        elif kind in ("text", "optional"):
+            values[field.name] = raw
+        elif kind == "secret":
+            values[field.name] = Secret(raw)
+        elif kind == "flag":
+            flag = raw.strip().lower()
+            if flag not in _FLAGS:
+                errors.append(f"{name} must be 1 or 0, got {flag!r}")
+            values[field.name] = _FLAGS.get(flag, default)
+        elif kind == "float":
+            values[field.name] = _float(env, name, default, errors, float(meta["minimum"]))
+        else:  # int, optional_int; a scale turns the integer into seconds (ms / 1000)
+            # on an error the default stands in, so checks across settings stay quiet
+            fallback = 0 if default is None else round(default * meta["scale"])
+            number = _int(env, name, fallback, errors, minimum=int(meta["minimum"]))
+            if meta["scale"] != 1:
+                values[field.name] = number / meta["scale"]
+            else:
+                values[field.name] = float(number) if isinstance(default, float) else number
+    return values
 
 
 def _int(env: Mapping[str, str], name: str, default: int, errors: list[str], minimum: int) -> int:

@@ -171,13 +171,13 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: tuple[str, ...])
 
 async def ensure_settings_topics(settings: Settings) -> Topics:
     """Create the topics of ``settings`` (prefix, partitions, replication); returns their names."""
-    assert settings.kafka_bootstrap is not None, "resolve the broker first"
-    topics = Topics(settings.topic_prefix)
+    assert settings.kafka.bootstrap is not None, "resolve the broker first"
+    topics = Topics(settings.kafka.topic_prefix)
     await ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka.bootstrap,
         topics,
-        partitions=settings.partitions,
-        replication_factor=settings.replication_factor,
+        partitions=settings.kafka.partitions,
+        replication_factor=settings.kafka.replication_factor,
     )
     return topics
 

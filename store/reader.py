@@ -106,12 +106,12 @@ class ReadLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> ReadLimits:
         return cls(
-            concurrency=settings.read_concurrency,
-            per_user=settings.read_concurrency_per_user,
-            timeout_s=settings.read_timeout_s,
-            max_memory_bytes=settings.read_max_memory_mb << 20,
-            max_result_bytes=settings.read_max_result_mb << 20,
-            max_threads=settings.read_max_threads,
+            concurrency=settings.reads.concurrency,
+            per_user=settings.reads.concurrency_per_user,
+            timeout_s=settings.reads.timeout_s,
+            max_memory_bytes=settings.reads.max_memory_mb << 20,
+            max_result_bytes=settings.reads.max_result_mb << 20,
+            max_threads=settings.reads.max_threads,
         )
 
     def engine_settings(self) -> dict[str, Any]:

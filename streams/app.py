@@ -56,17 +56,17 @@ def create_app(
     batch_within_s: float | None = None,
 ) -> faust.App:
     """A Faust app on the configured broker: storage, live updates, events (see module doc)."""
-    assert settings.kafka_bootstrap is not None, "resolve the broker before creating the app"
-    topics = Topics(settings.topic_prefix)
+    assert settings.kafka.bootstrap is not None, "resolve the broker before creating the app"
+    topics = Topics(settings.kafka.topic_prefix)
     app = faust.App(
-        f"{settings.topic_prefix}vmpulse-worker",
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        f"{settings.kafka.topic_prefix}vmpulse-worker",
+        broker=f"kafka://{settings.kafka.bootstrap}",
         store="memory://",
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),
-        topic_partitions=settings.partitions,
+        topic_partitions=settings.kafka.partitions,
         # Faust's own topics (its leader assignor); vmpulse's follow kafka_io.durability
-        topic_replication_factor=settings.replication_factor or 1,
+        topic_replication_factor=settings.kafka.replication_factor or 1,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         # no linger: live updates leave at once. Sends still batch: aiokafka keeps one
@@ -79,11 +79,11 @@ def create_app(
         broker_commit_interval=0.5,
         stream_wait_empty=False,
         table_cleanup_interval=60.0,
-        broker_session_timeout=settings.kafka_session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
-        consumer_group_instance_id=settings.worker_instance_id,
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 3),
+        consumer_group_instance_id=settings.kafka.worker_instance_id,
     )
-    bootstrap = settings.kafka_bootstrap
+    bootstrap = settings.kafka.bootstrap
 
     async def read_raw(spans: Sequence[Span]) -> list[RawRecord]:
         return await read_back(bootstrap, topics.agent_raw, spans)
@@ -101,15 +101,15 @@ def create_app(
         stages=event_stages,
         outbound=TopicSender(app, topics.events_outbound),
         dlq=TopicSender(app, topics.agent_dlq),
-        live_interval_s=settings.live_interval_s,
+        live_interval_s=settings.worker.live_interval_s,
     )
     app.vmpulse_conductor = conductor
     app.vmpulse_stats = conductor.stats
     ingest = RawIngest(
-        bootstrap=settings.kafka_bootstrap,
+        bootstrap=settings.kafka.bootstrap,
         raw_topic=topics.agent_raw,
         hypervisor_topic=topics.hypervisor_events,
-        group_id=ingest_group_id(settings.topic_prefix),
+        group_id=ingest_group_id(settings.kafka.topic_prefix),
         on_poll=conductor.poll,
         on_raw=conductor.store_batch,
         on_hypervisor=event_stages.hypervisor_event,
@@ -117,9 +117,9 @@ def create_app(
         on_released=event_stages.release,
         on_taken=event_stages.take,
         max_records=batch_max,
-        within_s=settings.store_batch_s if batch_within_s is None else batch_within_s,
-        session_timeout_s=settings.kafka_session_timeout_s,
-        group_instance_id=settings.worker_instance_id,
+        within_s=settings.worker.store_batch_s if batch_within_s is None else batch_within_s,
+        session_timeout_s=settings.kafka.session_timeout_s,
+        group_instance_id=settings.kafka.worker_instance_id,
     )
     app.vmpulse_ingest = ingest
 

@@ -83,9 +83,9 @@ class DirectoryService(mode.Service):  # type: ignore[misc]
 
 def alert_rules(settings: Settings) -> list[Rule]:
     return [
-        Rule("cpu_high", "cpu", settings.alert_cpu_percent, settings.alert_cpu_for_s),
-        Rule("memory_high", "memory", settings.alert_memory_percent, settings.alert_memory_for_s),
-        Rule("disk_full", "disk", settings.alert_disk_percent, 0.0),
+        Rule("cpu_high", "cpu", settings.alerts.cpu_percent, settings.alerts.cpu_for_s),
+        Rule("memory_high", "memory", settings.alerts.memory_percent, settings.alerts.memory_for_s),
+        Rule("disk_full", "disk", settings.alerts.disk_percent, 0.0),
     ]
 
 
@@ -122,13 +122,13 @@ class EventStages:
         outbound: Any,
         state: Any,
     ) -> None:
-        assert settings.kafka_bootstrap is not None
-        self.presence = Presence(settings.agent_interval_s)
+        assert settings.kafka.bootstrap is not None
+        self.presence = Presence(settings.worker.agent_interval_s)
         self.alerts = AlertEngine(alert_rules(settings))
         self.tail = tail
         self._outbound = outbound
         self._state = state  # a TopicSender on worker.state
-        self._bootstrap = settings.kafka_bootstrap
+        self._bootstrap = settings.kafka.bootstrap
         self._owned: dict[str, int] = {}  # VM id -> its partition, for VMs held here
         self._restored: set[int] = set()  # partitions whose state was read back
         self.stats = {"routed": 0, "bad_control": 0, "bad_hypervisor": 0, "restored_vms": 0}
@@ -243,9 +243,9 @@ class EventStages:
 
 def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
     """Add the directory, the control-events agent and the presence timer to ``app``."""
-    assert settings.kafka_bootstrap is not None
-    topics = Topics(settings.topic_prefix)
-    tail = DirectoryTail(settings.kafka_bootstrap, topics)
+    assert settings.kafka.bootstrap is not None
+    topics = Topics(settings.kafka.topic_prefix)
+    tail = DirectoryTail(settings.kafka.bootstrap, topics)
     app.add_dependency(DirectoryService(tail))
     outbound = TopicSender(app, topics.events_outbound)
     control = app.topic(topics.control_events, key_serializer="raw", value_serializer="raw")
@@ -256,7 +256,7 @@ def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
         async for value in stream:
             await stages.control_event(value)
 
-    tick_s = min(max(settings.agent_interval_s / 4, 0.05), 5.0)
+    tick_s = min(max(settings.worker.agent_interval_s / 4, 0.05), 5.0)
 
     @app.timer(interval=tick_s)  # type: ignore[untyped-decorator]
     async def presence_tick() -> None:

@@ -52,4 +52,4 @@ def register_retention(app: Any, settings: Settings, store: object) -> None:
 
     @app.task  # type: ignore[untyped-decorator]
     async def set_retention() -> None:
-        await apply_retention(store, settings.raw_ttl_days, settings.rollup_ttl_days)
+        await apply_retention(store, settings.store.raw_ttl_days, settings.store.rollup_ttl_days)

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from infra.broker import KAFKA_VERSION, LocalBroker
-from infra.config import Settings
+from infra.config import (
+    BridgeSettings,
+    GatewaySettings,
+    KafkaSettings,
+    Settings,
+    StoreSettings,
+    WorkerSettings,
+)
 from infra.kafka_io import ensure_settings_topics
 from schemas.topics import Topics
 from store.clickhouse import ClickHouseStore
@@ -89,15 +96,13 @@ def settings(kafka_bootstrap: str, short_tmp: Path) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:10]}."
     return Settings(
         data_dir=short_tmp,
-        kafka_bootstrap=kafka_bootstrap,
-        clickhouse_url=f"chdb://{short_tmp / 'ch'}",
-        socket_dir=short_tmp / "s",
-        gateway_host="127.0.0.1",
-        gateway_port=0,
-        topic_prefix=prefix,
-        partitions=3,
-        replication_factor=1,
-        live_interval_s=0.0,
+        kafka=KafkaSettings(
+            bootstrap=kafka_bootstrap, topic_prefix=prefix, partitions=3, replication_factor=1
+        ),
+        store=StoreSettings(url=f"chdb://{short_tmp / 'ch'}"),
+        bridge=BridgeSettings(socket_dir=short_tmp / "s"),
+        gateway=GatewaySettings(host="127.0.0.1", port=0),
+        worker=WorkerSettings(live_interval_s=0.0),
     )
 
 

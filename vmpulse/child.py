@@ -39,10 +39,10 @@ def child_env(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
     """The environment of a child stage: ``base`` with the settings `up` resolved."""
     env = {k: v for k, v in base.items() if k not in _PARENTS_OWN}
     env["VMPULSE_DATA_DIR"] = str(settings.data_dir)
-    env["VMPULSE_SOCKET_DIR"] = str(settings.socket_dir)
-    env["VMPULSE_TOPIC_PREFIX"] = settings.topic_prefix
-    if settings.kafka_bootstrap:
-        env["VMPULSE_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    env["VMPULSE_SOCKET_DIR"] = str(settings.bridge.socket_dir)
+    env["VMPULSE_TOPIC_PREFIX"] = settings.kafka.topic_prefix
+    if settings.kafka.bootstrap:
+        env["VMPULSE_KAFKA_BOOTSTRAP"] = settings.kafka.bootstrap
     return env
 
 

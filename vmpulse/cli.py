@@ -172,10 +172,10 @@ def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     # (docs/BENCHMARKS.md).
     _use_uvloop()
     tune_gc()
-    if settings.read_url.startswith("chdb:"):
+    if settings.store.read_url.startswith("chdb:"):
         # the embedded store belongs to the worker's process: history and SQL answer 503
         return _run_services(settings, lambda s: GatewayService(s))
-    reader = Reader(settings.read_url, ReadLimits.from_settings(settings))
+    reader = Reader(settings.store.read_url, ReadLimits.from_settings(settings))
     try:
         reader.open()
     except ReadError as exc:
@@ -192,7 +192,9 @@ def _cmd_reader_grants(settings: Settings, args: argparse.Namespace) -> int:
     from store.reader_grants import render_reader_grants
 
     try:
-        statements = render_reader_grants(settings.read_url, ReadLimits.from_settings(settings))
+        statements = render_reader_grants(
+            settings.store.read_url, ReadLimits.from_settings(settings)
+        )
     except ValueError as exc:
         print(f"VMPULSE_CLICKHOUSE_READ_URL: {exc}", file=sys.stderr)
         return 2
@@ -215,7 +217,7 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     if args.vms < 0 or args.interval <= 0 or not 0 <= args.bad_rate <= 1:
         print("--vms >= 0, --interval > 0 and 0 <= --bad-rate <= 1", file=sys.stderr)
         return 2
-    tcp = settings.agent_tcp_host
+    tcp = settings.bridge.tcp_host
     return asyncio.run(
         run_fleet(
             demo_vm_ids(args.vms),
@@ -223,9 +225,9 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             dialect=args.dialect,
             transport=args.transport,
             bad_rate=args.bad_rate,
-            socket_dir=settings.socket_dir,
-            tcp_addr=(tcp, settings.agent_tcp_port) if tcp else None,
-            agent_secret=settings.agent_secret.reveal(),
+            socket_dir=settings.bridge.socket_dir,
+            tcp_addr=(tcp, settings.bridge.tcp_port) if tcp else None,
+            agent_secret=settings.bridge.agent_secret.reveal(),
             progress_s=args.progress,
         )
     )
@@ -238,7 +240,10 @@ def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
     print(
         issue_token(
-            settings.jwt_secret, args.user, admin=args.admin, ttl=dt.timedelta(hours=args.ttl_hours)
+            settings.tokens.secret,
+            args.user,
+            admin=args.admin,
+            ttl=dt.timedelta(hours=args.ttl_hours),
         )
     )
     return 0
@@ -246,7 +251,7 @@ def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        if settings.uses_embedded_store:
+        if settings.store.embedded:
             result = _query_via_gateway(settings, args.sql)
         else:
             result = _query_direct(settings, args.sql)
@@ -283,7 +288,7 @@ def _query_via_gateway(settings: Settings, sql: str) -> dict[str, Any]:
             "the embedded store is owned by `vmpulse up`, and no "
             f"{up_info_path(settings.data_dir)} says where it runs"
         )
-    token = issue_token(settings.jwt_secret, "admin", admin=True)
+    token = issue_token(settings.tokens.secret, "admin", admin=True)
     req = urllib.request.Request(
         f"{url}/api/query",
         data=json.dumps({"sql": sql}).encode(),
@@ -312,7 +317,7 @@ def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
     from store.reader import Reader, ReadLimits
 
     limits = dataclasses.replace(ReadLimits.from_settings(settings), concurrency=1, per_user=1)
-    reader = Reader(settings.read_url, limits)
+    reader = Reader(settings.store.read_url, limits)
 
     async def run() -> dict[str, Any]:
         await reader.start()
@@ -334,7 +339,7 @@ def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     from vmpulse.dlq_tool import locate_broker, render
 
     bootstrap, prefix = locate_broker(
-        settings.kafka_bootstrap, settings.topic_prefix, settings.data_dir
+        settings.kafka.bootstrap, settings.kafka.topic_prefix, settings.data_dir
     )
     if not bootstrap:
         print(

@@ -62,8 +62,8 @@ def add_platform_commands(sub: Any) -> None:
 
 
 def _bootstrap(settings: Settings) -> str | None:
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
+    if settings.kafka.bootstrap:
+        return settings.kafka.bootstrap
     info = read_up_info(settings.data_dir)
     return (info.kafka_bootstrap or None) if info is not None else None
 
@@ -82,7 +82,7 @@ def run_platform_command(settings: Settings, args: argparse.Namespace) -> int:
 
     from infra.kafka_io import make_producer
 
-    topics = Topics(settings.topic_prefix)
+    topics = Topics(settings.kafka.topic_prefix)
     try:
         if args.command == "emit":
             try:

@@ -58,11 +58,11 @@ class Announcer(mode.Service):  # type: ignore[misc]
 
     async def on_started(self) -> None:
         info = UpInfo(
-            kafka_bootstrap=self.settings.kafka_bootstrap,
+            kafka_bootstrap=self.settings.kafka.bootstrap,
             gateway_url=self.gateway.url,
-            clickhouse_url=redact_url(self.settings.clickhouse_url),
-            socket_dir=str(self.settings.socket_dir),
-            topic_prefix=self.settings.topic_prefix,
+            clickhouse_url=redact_url(self.settings.store.url),
+            socket_dir=str(self.settings.bridge.socket_dir),
+            topic_prefix=self.settings.kafka.topic_prefix,
         )
         path = write_up_info(self.settings.data_dir, info)
         print(
@@ -79,11 +79,11 @@ class Announcer(mode.Service):  # type: ignore[misc]
         """
         url = self.gateway.url
         lines = [f"dashboard: {url}/"]
-        if not self.settings.jwt_secret_is_dev:
+        if not self.settings.tokens.secret_is_dev:
             lines.append("  sign in with a token from your platform (or `vmpulse token --user ID`)")
             return "\n".join(lines)
         for user in self.users:
-            token = issue_token(self.settings.jwt_secret, user, admin=user == "admin")
+            token = issue_token(self.settings.tokens.secret, user, admin=user == "admin")
             lines.append(f"  sign in as {user:<6} {url}/#token={token}")
         return "\n".join(lines)
 
@@ -106,30 +106,30 @@ def start_broker_if_needed(
     settings: Settings,
 ) -> tuple[Settings, LocalBroker | LocalCluster | None]:
     """With no VMPULSE_KAFKA_BOOTSTRAP, start a local broker (or cluster) under the data dir."""
-    if settings.kafka_bootstrap:
+    if settings.kafka.bootstrap:
         return settings, None
     broker: LocalBroker | LocalCluster
-    if settings.local_brokers > 1:
-        broker = LocalCluster(settings.data_dir / "kafka-cluster", settings.local_brokers)
-        print(f"starting a local Kafka cluster of {settings.local_brokers} ...", flush=True)
+    if settings.kafka.local_brokers > 1:
+        broker = LocalCluster(settings.data_dir / "kafka-cluster", settings.kafka.local_brokers)
+        print(f"starting a local Kafka cluster of {settings.kafka.local_brokers} ...", flush=True)
     else:
         broker = LocalBroker(settings.data_dir / "kafka")
         print("starting a local Kafka broker ...", flush=True)
     bootstrap = broker.start()
     print(f"Kafka broker on {bootstrap}", flush=True)
-    return settings.replace(kafka_bootstrap=bootstrap), broker
+    return settings.replace(kafka={"bootstrap": bootstrap}), broker
 
 
 async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
     topics = await ensure_settings_topics(settings)
-    assert settings.kafka_bootstrap is not None
+    assert settings.kafka.bootstrap is not None
     # a fresh broker: first sends and joins would be refused, with warnings, for a moment
-    await wait_for_leaders(settings.kafka_bootstrap, topics.all(), settings.partitions)
+    await wait_for_leaders(settings.kafka.bootstrap, topics.all(), settings.kafka.partitions)
     await wait_for_group_coordinator(
-        settings.kafka_bootstrap, ingest_group_id(settings.topic_prefix)
+        settings.kafka.bootstrap, ingest_group_id(settings.kafka.topic_prefix)
     )
-    if vm_ids and settings.kafka_bootstrap:
-        producer = make_producer(settings.kafka_bootstrap)
+    if vm_ids and settings.kafka.bootstrap:
+        producer = make_producer(settings.kafka.bootstrap)
         await producer.start()
         try:
             await publish_records(producer, topics, demo_directory(vm_ids))
@@ -158,7 +158,7 @@ def _runtime(
     On the way out the store closes before the broker stops, whatever happened.
     """
     settings, broker = start_broker_if_needed(settings)
-    store = ClickHouseStore(settings.clickhouse_url, cluster=settings.clickhouse_cluster)
+    store = ClickHouseStore(settings.store.url, cluster=settings.store.cluster)
     try:
         store.open()
         loop = asyncio.new_event_loop()
@@ -173,8 +173,8 @@ def _runtime(
 def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
     """Run the whole pipeline in this process until SIGINT."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.socket_dir.mkdir(parents=True, exist_ok=True)
-    if settings.jwt_secret_is_dev:
+    settings.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
+    if settings.tokens.secret_is_dev:
         print(
             "using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)", flush=True
         )
@@ -182,7 +182,7 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
         with _runtime(settings) as (settings, store, loop):
             # Reads get connections of their own on the same engine: a history or
             # admin query never waits for, nor holds up, the worker's inserts.
-            reader = Reader(settings.read_url, ReadLimits.from_settings(settings))
+            reader = Reader(settings.store.read_url, ReadLimits.from_settings(settings))
             reader.open()
             try:
                 vm_ids = demo_vm_ids(vms)

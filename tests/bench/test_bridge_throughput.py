@@ -27,7 +27,7 @@ import pytest
 
 from agents.bridge import Bridge
 from agents.simulator.fleet import system_metrics_line
-from infra.config import Settings
+from infra.config import BridgeSettings, KafkaSettings, Settings
 from infra.kafka_io import ensure_topics
 from schemas.topics import Topics
 from vmpulse.up import tune_gc
@@ -83,10 +83,8 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
     prefix = f"b{uuid.uuid4().hex[:8]}."
     settings = Settings(
         data_dir=short_tmp,
-        kafka_bootstrap=kafka_bootstrap,
-        socket_dir=short_tmp / "s",
-        topic_prefix=prefix,
-        partitions=PARTITIONS,
+        kafka=KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=prefix, partitions=PARTITIONS),
+        bridge=BridgeSettings(socket_dir=short_tmp / "s"),
     )
     topics = Topics(prefix)
     kcat_topics = Topics(prefix + "kcat.")
@@ -113,7 +111,7 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
 
         profiler = Profiler(async_mode="disabled")
         profiler.start()
-    load = _start_load(lines_file, settings.socket_dir)
+    load = _start_load(lines_file, settings.bridge.socket_dir)
     try:
         assert load.stdout is not None
         assert load.stdin is not None

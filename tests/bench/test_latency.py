@@ -88,9 +88,9 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: Path) -> None:
-    s = settings.replace(topic_prefix=f"lat{uuid.uuid4().hex[:6]}.", partitions=12)
+    s = settings.replace(kafka={"topic_prefix": f"lat{uuid.uuid4().hex[:6]}.", "partitions": 12})
     topics = await ensure_settings_topics(s)
-    producer = make_producer(s.kafka_bootstrap or "")
+    producer = make_producer(s.kafka.bootstrap or "")
     await producer.start()
     try:  # what `vmpulse up` seeds: the admin, the users and their VMs
         await publish_records(producer, topics, demo_directory(demo_vm_ids(STAGES_VMS)))
@@ -99,8 +99,8 @@ async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
     env.update(
-        VMPULSE_KAFKA_BOOTSTRAP=s.kafka_bootstrap or "",
-        VMPULSE_TOPIC_PREFIX=s.topic_prefix,
+        VMPULSE_KAFKA_BOOTSTRAP=s.kafka.bootstrap or "",
+        VMPULSE_TOPIC_PREFIX=s.kafka.topic_prefix,
         VMPULSE_DATA_DIR=str(short_tmp),
         VMPULSE_SOCKET_DIR=str(short_tmp / "s"),
         VMPULSE_GATEWAY_ADDR=f"127.0.0.1:{port}",
@@ -115,7 +115,7 @@ async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: 
         await wait_group_stable(s.kafka_bootstrap or "", ingest_group_id(s.topic_prefix), 90)
         procs += [_start(args, env, short_tmp / f"{args[0]}.log") for args in stages[2:]]
         ms = await _measure(
-            f"http://127.0.0.1:{port}", s.kafka_bootstrap or "", STAGES_VMS, "as separate stages"
+            f"http://127.0.0.1:{port}", s.kafka.bootstrap or "", STAGES_VMS, "as separate stages"
         )
         for proc, args in zip(procs, stages, strict=True):
             assert proc.poll() is None, f"vmpulse {args[0]} exited"

@@ -147,9 +147,9 @@ class Offsets:
 
     def __init__(self, settings: Settings, topics: Topics, group: str) -> None:
         self.group = group
-        self.tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.partitions)]
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        self.tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.kafka.partitions)]
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap)
 
     async def start(self) -> None:
         await self.admin.start()
@@ -187,13 +187,13 @@ async def test_history_reads_do_not_slow_ingest(settings: Settings, tmp_path: Pa
     vm = demo_vm_ids(1)[0]
     rollup_rows = _seed(data_dir, [vm])
     prefix = f"r{uuid.uuid4().hex[:8]}."
-    s = settings.replace(topic_prefix=prefix, partitions=PARTITIONS)
+    s = settings.replace(kafka={"topic_prefix": prefix, "partitions": PARTITIONS})
     topics = Topics(prefix)
     group = ingest_group_id(prefix)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
     env.update(
         VMPULSE_DATA_DIR=str(data_dir),
-        VMPULSE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap or "",
+        VMPULSE_KAFKA_BOOTSTRAP=settings.kafka.bootstrap or "",
         VMPULSE_TOPIC_PREFIX=prefix,
         VMPULSE_PARTITIONS=str(PARTITIONS),
         VMPULSE_GATEWAY_ADDR=f"127.0.0.1:{free_port()}",

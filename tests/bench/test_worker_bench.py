@@ -49,7 +49,9 @@ VMS = int(os.environ.get("VMPULSE_BENCH_VMS", "1000"))
 
 
 def _settings(settings: Settings, partitions: int = PARTITIONS) -> Settings:
-    return settings.replace(topic_prefix=f"b{uuid.uuid4().hex[:8]}.", partitions=partitions)
+    return settings.replace(
+        kafka={"topic_prefix": f"b{uuid.uuid4().hex[:8]}.", "partitions": partitions}
+    )
 
 
 async def _produce(
@@ -62,7 +64,7 @@ async def _produce(
     rather than one aiokafka ``send`` per record, which alone cost half a core
     at 10,000 msg/s.
     """
-    producer = make_producer(settings.kafka_bootstrap or "", client_id="bench", linger_ms=20)
+    producer = make_producer(settings.kafka.bootstrap or "", client_id="bench", linger_ms=20)
     sender = RecordSender(producer)
     await sender.prepare([topics.agent_raw])
     loop = asyncio.get_running_loop()
@@ -100,8 +102,8 @@ async def test_sustained_rate_with_bounded_lag(settings: Settings, tmp_path: Pat
     batch's window and store time say how fresh the data is, not how fast.
     """
     s = _settings(settings)
-    topics = Topics(s.topic_prefix)
-    group = ingest_group_id(s.topic_prefix)
+    topics = Topics(s.kafka.topic_prefix)
+    group = ingest_group_id(s.kafka.topic_prefix)
     vms = [f"bench-vm-{i:05d}" for i in range(VMS)]
     worker = WorkerProcess(s, tmp_path / "worker.log", VMPULSE_LIVE_INTERVAL_MS="1000")
     worker.start()
@@ -161,10 +163,10 @@ async def test_sustained_rate_with_bounded_lag(settings: Settings, tmp_path: Pat
 async def _end_offsets_total(settings: Settings, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        tps = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
         return sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()
@@ -177,7 +179,7 @@ async def _drain_cost(
 
     The clock starts at the first commit: start-up is not per-message cost.
     """
-    group = ingest_group_id(s.topic_prefix)
+    group = ingest_group_id(s.kafka.topic_prefix)
     worker = WorkerProcess(s, tmp_path / "worker.log", VMPULSE_LIVE_INTERVAL_MS="1000")
     worker.start()
     try:
@@ -224,8 +226,8 @@ async def test_cost_beside_a_plain_consumer_loop(settings: Settings, tmp_path: P
     await _produce(s, topics, vms, BACKLOG, None)
     peer = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.bench.worker_peer",
-        "--bootstrap", s.kafka_bootstrap or "", "--topic", topics.agent_raw,
-        "--group", f"{s.topic_prefix}peer", "--store", f"chdb://{tmp_path / 'peer-ch'}",
+        "--bootstrap", s.kafka.bootstrap or "", "--topic", topics.agent_raw,
+        "--group", f"{s.kafka.topic_prefix}peer", "--store", f"chdb://{tmp_path / 'peer-ch'}",
         "--count", str(BACKLOG),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -56,7 +56,7 @@ class Up:
         """The settings this `vmpulse up` runs with, its own broker and topic prefix included."""
         info = self.info
         return Settings.from_env(self.env).replace(
-            kafka_bootstrap=info["kafka_bootstrap"], topic_prefix=info["topic_prefix"]
+            kafka={"bootstrap": info["kafka_bootstrap"], "topic_prefix": info["topic_prefix"]}
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:

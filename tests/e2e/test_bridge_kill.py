@@ -32,11 +32,11 @@ VMS = 20
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        VMPULSE_KAFKA_BOOTSTRAP=str(settings.kafka_bootstrap),
-        VMPULSE_TOPIC_PREFIX=settings.topic_prefix,
-        VMPULSE_SOCKET_DIR=str(settings.socket_dir),
+        VMPULSE_KAFKA_BOOTSTRAP=str(settings.kafka.bootstrap),
+        VMPULSE_TOPIC_PREFIX=settings.kafka.topic_prefix,
+        VMPULSE_SOCKET_DIR=str(settings.bridge.socket_dir),
         VMPULSE_DATA_DIR=str(settings.data_dir),
-        VMPULSE_PARTITIONS=str(settings.partitions),
+        VMPULSE_PARTITIONS=str(settings.kafka.partitions),
     )
     return env
 

@@ -35,14 +35,16 @@ async def reading_from_start(
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer without a group, assigned every partition of ``topics``, at the beginning."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        bootstrap_servers=settings.kafka.bootstrap,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
+        tps = [
+            TopicPartition(topic, p) for topic in topics for p in range(settings.kafka.partitions)
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         yield consumer
@@ -145,7 +147,7 @@ async def produce(
 
     One idempotent producer: records with the same key stay in this order.
     """
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for key, value in records]

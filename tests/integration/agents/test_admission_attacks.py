@@ -68,14 +68,16 @@ def _refused(transport: str, reason: str) -> str:
 async def tcp_bridge(settings: Settings, topics_ready: Topics) -> AsyncIterator[Bridge]:
     bridge = Bridge(
         settings.replace(
-            agent_tcp_host="127.0.0.1",
-            agent_tcp_port=0,
-            agent_max_connections=5,  # far fewer agent slots than attackers
-            agent_max_identifying=16,
-            agent_max_identifying_per_peer=4,
-            agent_hello_timeout_s=60.0,  # eviction, not the timeout, must let agents in
-            agent_max_connections_per_vm=2,
-            bridge_metrics_port=_free_port(),
+            bridge={
+                "tcp_host": "127.0.0.1",
+                "tcp_port": 0,
+                "max_connections": 5,
+                "max_identifying": 16,
+                "max_identifying_per_peer": 4,
+                "hello_timeout_s": 60.0,
+                "max_connections_per_vm": 2,
+                "metrics_port": _free_port(),
+            }
         ),
         poll_interval_s=0.05,
     )
@@ -87,7 +89,7 @@ async def tcp_bridge(settings: Settings, topics_ready: Topics) -> AsyncIterator[
 async def _agent(bridge: Bridge, vm: str, line: bytes) -> tuple[Any, asyncio.StreamWriter]:
     host, port = bridge.listeners[0].address[:2]
     reader, writer = await asyncio.open_connection(host, port, local_addr=("127.0.0.1", 0))
-    writer.write(make_hello(bridge.settings.agent_secret.reveal(), vm) + line + b"\n")
+    writer.write(make_hello(bridge.settings.bridge.agent_secret.reveal(), vm) + line + b"\n")
     await writer.drain()
     return reader, writer
 
@@ -143,7 +145,7 @@ async def test_idle_connections_from_many_peers_do_not_lock_agents_out(
             except TimeoutError:
                 pass
         assert closed == 120 + 65
-        values = await _metrics(bridge.settings.bridge_metrics_port or 0)
+        values = await _metrics(bridge.settings.bridge.metrics_port or 0)
         assert values[_refused("tcp", "identify_peer_cap")] == 120
         assert values[_refused("tcp", "identify_evicted")] == 65
         for _, writer in agents:
@@ -157,7 +159,7 @@ async def test_silent_connections_are_cut_at_the_hello_timeout(
     settings: Settings, topics_ready: Topics
 ) -> None:
     bridge = Bridge(
-        settings.replace(agent_tcp_host="127.0.0.1", agent_tcp_port=0, agent_hello_timeout_s=1.0)
+        settings.replace(bridge={"tcp_host": "127.0.0.1", "tcp_port": 0, "hello_timeout_s": 1.0})
     )
     await bridge.start()
     conns = []
@@ -232,24 +234,24 @@ class _Guest:
 async def test_links_and_foreign_sockets_in_the_socket_dir_are_refused_and_counted(
     settings: Settings, topics_ready: Topics, collector: Collector
 ) -> None:
-    sim = FleetSimulator(settings.socket_dir, [A], 0.05, seed=3)
+    sim = FleetSimulator(settings.bridge.socket_dir, [A], 0.05, seed=3)
     await sim.start()
     sock_a = sim.socket_path(A)
     # <B>.socket points at VM A's socket: A's lines would be filed under B.
-    (settings.socket_dir / f"{B}.socket").symlink_to(sock_a)
+    (settings.bridge.socket_dir / f"{B}.socket").symlink_to(sock_a)
     # <C>.socket is a socket some other user created.
-    foreign = _Guest(settings.socket_dir / f"{C}.socket")
+    foreign = _Guest(settings.bridge.socket_dir / f"{C}.socket")
     await foreign.start()
     os.chown(foreign.path, 65534, 65534)
     port = _free_port()
     bridge = Bridge(
-        settings.replace(bridge_metrics_port=port), poll_interval_s=0.05, reconnect_base_s=0.05
+        settings.replace(bridge={"metrics_port": port}), poll_interval_s=0.05, reconnect_base_s=0.05
     )
     await bridge.start()
     try:
         await collector.wait_for("A's lines", lambda: len(collector.for_vm(A)) >= 5)
         # <D>.socket: a second name for A's socket, made while the bridge reads A.
-        os.link(sock_a, settings.socket_dir / f"{D}.socket")
+        os.link(sock_a, settings.bridge.socket_dir / f"{D}.socket")
         await wait_until("the hard link refused", lambda: "hardlink" in bridge.refused)
         seen = len(collector.for_vm(A))
         await collector.wait_for("A goes on", lambda: len(collector.for_vm(A)) >= seen + 5)
@@ -271,11 +273,13 @@ async def test_links_and_foreign_sockets_in_the_socket_dir_are_refused_and_count
 async def test_a_foreign_owner_may_be_configured(
     settings: Settings, topics_ready: Topics, collector: Collector
 ) -> None:
-    settings.socket_dir.mkdir(parents=True)
-    guest = _Guest(settings.socket_dir / f"{C}.socket")
+    settings.bridge.socket_dir.mkdir(parents=True)
+    guest = _Guest(settings.bridge.socket_dir / f"{C}.socket")
     await guest.start()
     os.chown(guest.path, 65534, 65534)
-    bridge = Bridge(settings.replace(socket_owners=frozenset({65534})), poll_interval_s=0.05)
+    bridge = Bridge(
+        settings.replace(bridge={"socket_owners": frozenset({65534})}), poll_interval_s=0.05
+    )
     await bridge.start()
     try:
         await collector.wait_for("C's line", lambda: len(collector.for_vm(C)) == 1)
@@ -288,10 +292,10 @@ async def test_a_foreign_owner_may_be_configured(
 def test_the_development_secret_is_refused_beyond_loopback(settings: Settings) -> None:
     for host in ("0.0.0.0", "::", "192.0.2.7"):
         with pytest.raises(ConfigError, match="VMPULSE_AGENT_SECRET"):
-            Bridge(settings.replace(agent_tcp_host=host))
-    Bridge(settings.replace(agent_tcp_host="127.0.0.1"))  # loopback: development is fine
-    Bridge(settings.replace(agent_tcp_host="0.0.0.0", agent_secret=Secret("s" * 64)))
-    assert settings.agent_secret.reveal() == DEV_AGENT_SECRET
+            Bridge(settings.replace(bridge={"tcp_host": host}))
+    Bridge(settings.replace(bridge={"tcp_host": "127.0.0.1"}))  # loopback: development is fine
+    Bridge(settings.replace(bridge={"tcp_host": "0.0.0.0", "agent_secret": Secret("s" * 64)}))
+    assert settings.bridge.agent_secret.reveal() == DEV_AGENT_SECRET
 
 
 def test_vmpulse_bridge_refuses_to_start_with_the_development_secret_on_all_interfaces(
@@ -299,7 +303,7 @@ def test_vmpulse_bridge_refuses_to_start_with_the_development_secret_on_all_inte
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
     env.update(
-        VMPULSE_KAFKA_BOOTSTRAP=str(settings.kafka_bootstrap),
+        VMPULSE_KAFKA_BOOTSTRAP=str(settings.kafka.bootstrap),
         VMPULSE_DATA_DIR=str(settings.data_dir),
         VMPULSE_AGENT_TCP_ADDR="0.0.0.0:0",
     )

@@ -25,7 +25,9 @@ NOT_A_VM = "not-a-vm"  # served too, and must be ignored: no UUID, no identity
 
 @pytest.fixture
 async def sim(settings: Settings) -> AsyncIterator[FleetSimulator]:
-    fleet = FleetSimulator(settings.socket_dir, [*VMS, NOT_A_VM], 0.05, seed=7, keep_sent=True)
+    fleet = FleetSimulator(
+        settings.bridge.socket_dir, [*VMS, NOT_A_VM], 0.05, seed=7, keep_sent=True
+    )
     print(f"simulator seed={fleet.seed}")
     await fleet.start()
     yield fleet
@@ -64,7 +66,9 @@ async def test_lines_from_three_vms_reach_agent_raw_byte_for_byte(
         for record in records:
             assert json.loads(record.value)["vmId"] == vm
             assert header(record, "transport") == b"unix"
-            assert header(record, "peer") == os.fsencode(settings.socket_dir / f"{vm}.socket")
+            assert header(record, "peer") == os.fsencode(
+                settings.bridge.socket_dir / f"{vm}.socket"
+            )
             assert abs(int(header(record, "received_at")) - now_ms) < 60_000
             assert len(header(record, "conn_id")) == 32
         line_nos = [int(header(r, "line_no")) for r in records]

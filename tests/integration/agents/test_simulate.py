@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 async def test_tcp_dialect_2_fleet_with_bad_lines_reaches_agent_raw(
     settings: Settings, topics_ready: Topics, collector: Collector
 ) -> None:
-    settings = settings.replace(agent_tcp_host="127.0.0.1", agent_tcp_port=0)
+    settings = settings.replace(bridge={"tcp_host": "127.0.0.1", "tcp_port": 0})
     bridge = Bridge(settings)
     await bridge.start()
     vms = demo_vm_ids(3)
@@ -34,9 +34,9 @@ async def test_tcp_dialect_2_fleet_with_bad_lines_reaches_agent_raw(
             dialect=2,
             transport="tcp",
             bad_rate=0.2,
-            socket_dir=settings.socket_dir,
+            socket_dir=settings.bridge.socket_dir,
             tcp_addr=bridge.listeners[0].address[:2],
-            agent_secret=settings.agent_secret.reveal(),
+            agent_secret=settings.bridge.agent_secret.reveal(),
             progress_s=0.3,
             out=out,
             stop=stop,

@@ -30,7 +30,7 @@ B = str(uuid.uuid4())
 
 @pytest.fixture
 async def sim(settings: Settings) -> AsyncIterator[FleetSimulator]:
-    fleet = FleetSimulator(settings.socket_dir, [A], 0.05, seed=11, keep_sent=True)
+    fleet = FleetSimulator(settings.bridge.socket_dir, [A], 0.05, seed=11, keep_sent=True)
     await fleet.start()
     yield fleet
     await fleet.stop()
@@ -67,7 +67,7 @@ async def test_a_line_claiming_another_vm_produces_nothing_under_it(
 async def test_a_5_mib_line_is_rejected_and_the_lines_after_it_are_stored(
     settings: Settings, topics_ready: Topics, sim: FleetSimulator, collector: Collector
 ) -> None:
-    assert settings.agent_max_line == 4 * 1024 * 1024
+    assert settings.bridge.max_line == 4 * 1024 * 1024
     bridge = await _bridge(settings)
     try:
         await wait_until("bridge connected", lambda: sim.clients(A) == 1)
@@ -156,7 +156,7 @@ async def test_a_line_past_the_receive_buffer_closes_only_its_connection(
 ) -> None:
     """4-8 MiB: dead-lettered, connection kept; past 8 MiB: one DLQ record, connection closed,
     the unix socket reconnected, and nothing else lost on it or on another VM's connection."""
-    assert (settings.agent_max_line, settings.agent_max_buffer) == (4 << 20, 8 << 20)
+    assert (settings.bridge.max_line, settings.bridge.max_buffer) == (4 << 20, 8 << 20)
     vm = str(uuid.uuid4())
     good = [json.dumps({"type": "system_metrics", "vmId": vm, "n": i}).encode() for i in range(4)]
     big = b'{"type":"system_metrics","pad":"' + b"y" * (6 << 20) + b'"}'
@@ -169,7 +169,7 @@ async def test_a_line_past_the_receive_buffer_closes_only_its_connection(
         return [r for r in collector.control if r.key == of.encode()]
 
     guest = _ScriptedGuest(
-        settings.socket_dir / f"{vm}.socket",
+        settings.bridge.socket_dir / f"{vm}.socket",
         [
             [good[0] + b"\n", big + b"\n", good[1] + b"\n", start, ENDLESS],
             [good[2] + b"\n" + good[3] + b"\n"],
@@ -223,7 +223,7 @@ async def test_a_line_past_the_receive_buffer_disconnects_a_tcp_agent(
     collector: Collector,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = settings.replace(agent_tcp_host="127.0.0.1", agent_tcp_port=0)
+    settings = settings.replace(bridge={"tcp_host": "127.0.0.1", "tcp_port": 0})
     bridge = await _bridge(settings)
     host, port = bridge.listeners[0].address[:2]
     good = json.dumps({"type": "system_metrics", "vmId": B, "ok": 1}).encode()
@@ -234,7 +234,7 @@ async def test_a_line_past_the_receive_buffer_disconnects_a_tcp_agent(
     _, writer = await asyncio.open_connection(host, port)
     written = 0
     try:
-        writer.write(make_hello(settings.agent_secret.reveal(), B) + good + b"\n")
+        writer.write(make_hello(settings.bridge.agent_secret.reveal(), B) + good + b"\n")
         with pytest.raises(OSError):  # the bridge hung up: ConnectionResetError, BrokenPipeError
             while written < 64 << 20:
                 writer.write(b"z" * (1 << 20))
@@ -281,10 +281,10 @@ async def test_presence_records_bracket_a_connection(
 async def test_tcp_needs_a_signed_hello(
     settings: Settings, topics_ready: Topics, collector: Collector
 ) -> None:
-    settings = settings.replace(agent_tcp_host="127.0.0.1", agent_tcp_port=0)
+    settings = settings.replace(bridge={"tcp_host": "127.0.0.1", "tcp_port": 0})
     bridge = await _bridge(settings)
     host, port = bridge.listeners[0].address[:2]
-    secret = settings.agent_secret.reveal()
+    secret = settings.bridge.agent_secret.reveal()
 
     async def session(first: bytes, line: bytes) -> bytes:
         """Send the first line and one more; return what the bridge sends back before closing."""
@@ -342,14 +342,11 @@ async def test_tcp_idle_timeout_and_connection_cap(
     settings: Settings, topics_ready: Topics, collector: Collector
 ) -> None:
     settings = settings.replace(
-        agent_tcp_host="127.0.0.1",
-        agent_tcp_port=0,
-        agent_idle_timeout_s=1.0,
-        agent_max_connections=3,
+        bridge={"tcp_host": "127.0.0.1", "tcp_port": 0, "idle_timeout_s": 1.0, "max_connections": 3}
     )
     bridge = await _bridge(settings)
     host, port = bridge.listeners[0].address[:2]
-    secret = settings.agent_secret.reveal()
+    secret = settings.bridge.agent_secret.reveal()
     conns = []
     try:
         for _ in range(3):
@@ -400,7 +397,7 @@ class _SlowServer:
 async def test_1000_slow_connections_do_not_starve_a_normal_vm(
     settings: Settings, topics_ready: Topics, sim: FleetSimulator, collector: Collector
 ) -> None:
-    slow = [_SlowServer(settings.socket_dir / f"{uuid.uuid4()}.socket") for _ in range(1000)]
+    slow = [_SlowServer(settings.bridge.socket_dir / f"{uuid.uuid4()}.socket") for _ in range(1000)]
     for s in slow:
         await s.start()
     bridge = await _bridge(settings)
@@ -435,7 +432,7 @@ async def test_metrics_endpoint_shows_lines_and_rejects(
     with _socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    bridge = await _bridge(settings.replace(bridge_metrics_port=port))
+    bridge = await _bridge(settings.replace(bridge={"metrics_port": port}))
     try:
         await wait_until("lines acknowledged", lambda: bridge.lines >= 3)
         sim.inject(A, json.dumps({"vmId": B}).encode())

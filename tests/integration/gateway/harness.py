@@ -114,7 +114,7 @@ async def until(condition: Callable[[], bool], timeout: float = DEADLINE_S) -> N
 
 
 def token(settings: Settings, user_id: str, **kwargs: Any) -> str:
-    return issue_token(settings.jwt_secret, user_id, **kwargs)
+    return issue_token(settings.tokens.secret, user_id, **kwargs)
 
 
 async def connect(
@@ -137,7 +137,7 @@ async def connect(
 
 async def publish(settings: Settings, *events: OutboundEvent, key: bytes | None = b"k") -> None:
     """One key: one partition, so gateways handle them in this order. key=None: by event id."""
-    topic = Topics(settings.topic_prefix).events_outbound
+    topic = Topics(settings.kafka.topic_prefix).events_outbound
     await produce(
         settings,
         topic,
@@ -148,7 +148,7 @@ async def publish(settings: Settings, *events: OutboundEvent, key: bytes | None 
 async def put_directory(
     settings: Settings, *records: User | Vm | Department, delete: Sequence[str] = ()
 ) -> None:
-    topic = Topics(settings.topic_prefix).directory
+    topic = Topics(settings.kafka.topic_prefix).directory
     rows: list[tuple[bytes, bytes | None]] = [
         (directory_key(r).encode(), encode_record(r)) for r in records
     ]
@@ -189,4 +189,4 @@ async def close_all(clients: Iterable[Client]) -> None:
 
 
 def short_token(settings: Settings, user_id: str, seconds: int) -> str:
-    return issue_token(settings.jwt_secret, user_id, ttl=dt.timedelta(seconds=seconds))
+    return issue_token(settings.tokens.secret, user_id, ttl=dt.timedelta(seconds=seconds))

@@ -153,7 +153,7 @@ async def test_reads_are_rate_limited_per_user(
     settings: Settings, topics_ready: Topics, chdb_reader: Reader
 ) -> None:
     await put_directory(settings, *DIRECTORY, *ADMINS)
-    limited = settings.replace(read_requests_per_minute=3)
+    limited = settings.replace(reads={"requests_per_minute": 3})
     async with running(limited, chdb_reader) as gw, aiohttp.ClientSession() as http:
         root = _auth(settings, "root")
         history = f"{gw.url}/api/vms/vm-a/metrics?v={uuid.uuid4().hex}"

@@ -150,7 +150,7 @@ async def test_randomized_fleet_no_event_reaches_anyone_not_named(
     for record in records:
         directory.apply(directory_key(record), encode_record(record))
     await put_directory(settings, *departments, *users, *vms)
-    namespace_of = namespace_function(settings.jwt_secret)
+    namespace_of = namespace_function(settings.tokens.secret)
 
     async with running(settings) as gw:
         rooms: dict[str, set[str]] = {}

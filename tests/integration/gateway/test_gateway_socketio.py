@@ -85,7 +85,7 @@ async def test_admin_connects_and_is_greeted(
         gateway.url, headers={"Authorization": f"Bearer {token(settings, 'root')}"}, into=opened
     )
     greeting = await client.wait_for("connected")
-    assert greeting["namespace"] == user_namespace(settings.jwt_secret, "root")
+    assert greeting["namespace"] == user_namespace(settings.tokens.secret, "root")
     assert greeting["user"] == {"id": "root", "name": "Root", "role": "admin"}
     assert greeting["message"] and greeting["timestamp"]
     rooms = gateway.sio.rooms(client.sio.get_sid("/"))
@@ -147,7 +147,7 @@ async def test_undecodable_record_does_not_stop_delivery(
 ) -> None:
     alice = await connect(gateway.url, {"token": token(settings, "alice")}, into=opened)
     alice_ns = (await alice.wait_for("connected"))["namespace"]
-    topic = Topics(settings.topic_prefix).events_outbound
+    topic = Topics(settings.kafka.topic_prefix).events_outbound
     await produce(settings, topic, [(b"k", b"{not json"), (b"k", b'{"resource": 1}')])
     await publish(settings, OutboundEvent(resource="vms", action="create", users=["alice"]))
     await alice.wait_for(f"{alice_ns}:vms:create")

@@ -89,7 +89,7 @@ async def test_spoofed_lifecycle_events_do_not_untrack_the_socket(
     log_problems: list[logging.LogRecord],
 ) -> None:
     await put_directory(settings, *DIRECTORY)
-    capped = settings.replace(gateway_max_connections_per_user=2)
+    capped = settings.replace(gateway={"max_connections_per_user": 2})
     async with running(capped) as gw:
         # Lives long enough for the attack and the checks, then must still expire.
         raw = await RawSocket.open(gw.url, short_token(settings, "alice", 8))

@@ -186,7 +186,7 @@ async def test_operations_endpoints(
 ) -> None:
     await put_directory(settings, *DIRECTORY)
     origin = "https://console.example"
-    async with running(settings.replace(cors_origins=(origin,))) as gw:
+    async with running(settings.replace(gateway={"cors_origins": (origin,)})) as gw:
         assert (await _get(f"{gw.url}/healthz")) == (200, {"status": "ok"})
         assert (await _get(f"{gw.url}/readyz")) == (200, {"status": "ready"})
         alice = await connect(gw.url, {"token": token(settings, "alice")}, into=opened)
@@ -252,10 +252,12 @@ async def test_connection_rate_and_payload_limits(
 ) -> None:
     await put_directory(settings, *DIRECTORY)
     limited = settings.replace(
-        gateway_max_connections=3,
-        gateway_max_connections_per_user=2,
-        gateway_client_events_per_minute=5,
-        gateway_max_payload_bytes=2048,
+        gateway={
+            "max_connections": 3,
+            "max_connections_per_user": 2,
+            "client_events_per_minute": 5,
+            "max_payload_bytes": 2048,
+        }
     )
     async with running(limited) as gw:
         a1 = await connect(gw.url, {"token": token(settings, "alice")}, into=opened)

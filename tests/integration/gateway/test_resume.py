@@ -41,8 +41,8 @@ class Stream:
     """Produces numbered steps on the real broker, in phases the test controls."""
 
     def __init__(self, settings: Settings) -> None:
-        self.topic = Topics(settings.topic_prefix).events_outbound
-        self.producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+        self.topic = Topics(settings.kafka.topic_prefix).events_outbound
+        self.producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
         self.sent = 0
 
     async def __aenter__(self) -> Stream:
@@ -176,7 +176,7 @@ async def test_gap_older_than_the_window_gets_resync(
     settings: Settings, topics_ready: Topics, opened: list[Client]
 ) -> None:
     await put_directory(settings, *DIRECTORY)
-    small = settings.replace(gateway_resume_max_events=5)
+    small = settings.replace(gateway={"resume_max_events": 5})
     async with running(small) as gw, Stream(settings) as stream:
         first = await _first_session(gw.url, settings, opened)
         position = (await first.wait_for("connected"))["position"]

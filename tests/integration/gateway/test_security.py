@@ -68,9 +68,9 @@ async def test_hs256_refusals_use_the_documented_messages(
         # PyJWT's key annotation leaves out None, the only key alg "none" accepts.
         alg_none = jwt.encode({"sub": "root"}, key=None, algorithm="none")  # type: ignore[arg-type]
         past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
-        expired = issue_token(settings.jwt_secret, "root", ttl=dt.timedelta(hours=1), now=past)
+        expired = issue_token(settings.tokens.secret, "root", ttl=dt.timedelta(hours=1), now=past)
         future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-        not_yet = issue_token(settings.jwt_secret, "root", now=future)
+        not_yet = issue_token(settings.tokens.secret, "root", now=future)
         cases = {
             "no token": ({}, "Authentication token required"),
             "wrong key": ({"token": wrong_key}, "Authentication failed"),
@@ -80,7 +80,7 @@ async def test_hs256_refusals_use_the_documented_messages(
             "garbage": ({"token": "a.b.c"}, "Authentication failed"),
             # A token without exp would never expire: refused (VMPULSE_JWT_ALLOW_NO_EXP).
             "no exp": (
-                {"token": jwt.encode({"sub": "root"}, settings.jwt_secret.reveal(), "HS256")},
+                {"token": jwt.encode({"sub": "root"}, settings.tokens.secret.reveal(), "HS256")},
                 "Authentication failed",
             ),
             "unknown user": ({"token": token(settings, "mallory")}, "User not found"),
@@ -112,10 +112,12 @@ async def test_asymmetric_tokens_with_issuer_and_audience(
     public_path = short_tmp / "jwt.pub"
     public_path.write_bytes(_pem_public(key))
     settings = settings.replace(
-        jwt_algorithms=(algorithm,),
-        jwt_public_key=public_path,
-        jwt_issuer="https://idp.example",
-        jwt_audience="vmpulse",
+        tokens={
+            "algorithms": (algorithm,),
+            "public_key": public_path,
+            "issuer": "https://idp.example",
+            "audience": "vmpulse",
+        }
     )
     await put_directory(settings, *DIRECTORY)
 
@@ -148,7 +150,7 @@ async def test_asymmetric_tokens_with_issuer_and_audience(
                 issuer="https://idp.example",
             ),
             "hs256 with the shared secret": issue_token(
-                settings.jwt_secret, "alice", issuer="https://idp.example", audience="vmpulse"
+                settings.tokens.secret, "alice", issuer="https://idp.example", audience="vmpulse"
             ),
             # Algorithm confusion: an HMAC keyed with the public key must not pass.
             "hs256 keyed with the public key": _hmac_token(public_pem),

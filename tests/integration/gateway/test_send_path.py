@@ -130,7 +130,7 @@ async def test_a_websocket_that_stops_reading_is_dropped_as_a_slow_consumer(
     settings: Settings, topics_ready: Topics, opened: list[Client]
 ) -> None:
     await put_directory(settings, *DIRECTORY)
-    async with running(settings.replace(gateway_send_buffer_bytes=BOUND)) as gw:
+    async with running(settings.replace(gateway={"send_buffer_bytes": BOUND})) as gw:
         good = await connect(gw.url, {"token": token(settings, "alice")}, into=opened)
         await good.wait_for("connected")
         assert (await good.sio.call("subscribe", {"vmId": "vm-a"}, timeout=5))["ok"]
@@ -168,7 +168,7 @@ async def test_a_client_that_reads_again_is_told_it_was_a_slow_consumer(
     settings: Settings, topics_ready: Topics
 ) -> None:
     await put_directory(settings, *DIRECTORY)
-    async with running(settings.replace(gateway_send_buffer_bytes=BOUND)) as gw:
+    async with running(settings.replace(gateway={"send_buffer_bytes": BOUND})) as gw:
         raw, sock = await _subscribed_raw(gw, settings)
         await publish(settings, *_big_samples(400))
         await until(lambda: sock.overflowed, DEADLINE_S * 2)
@@ -195,7 +195,7 @@ async def test_sessions_that_never_connect_hold_a_slot_then_time_out(
 ) -> None:
     await put_directory(settings, *DIRECTORY)
     timeout_s = 2.0
-    limited = settings.replace(gateway_max_connections=2, gateway_connect_timeout_s=timeout_s)
+    limited = settings.replace(gateway={"max_connections": 2, "connect_timeout_s": timeout_s})
     async with running(limited) as gw, aiohttp.ClientSession() as http:
         opened_at = time.monotonic()
         raw = await RawSocket.connect("127.0.0.1", gw.port)
@@ -231,7 +231,7 @@ async def test_the_handshake_is_refused_past_the_session_ceiling(
     settings: Settings, topics_ready: Topics
 ) -> None:
     await put_directory(settings, *DIRECTORY)
-    limited = settings.replace(gateway_max_connections=2)
+    limited = settings.replace(gateway={"max_connections": 2})
     async with running(limited) as gw, aiohttp.ClientSession() as http:
         ceiling = gw.sio.eio.max_sessions
         assert ceiling > 2  # room to refuse CONNECTs with the contract's message first
@@ -250,7 +250,7 @@ async def test_reconnects_with_resume_are_rate_limited_per_user(
     settings: Settings, topics_ready: Topics, opened: list[Client]
 ) -> None:
     await put_directory(settings, *DIRECTORY)
-    async with running(settings.replace(gateway_resumes_per_minute=2)) as gw:
+    async with running(settings.replace(gateway={"resumes_per_minute": 2})) as gw:
         first = await connect(gw.url, {"token": token(settings, "alice")}, into=opened)
         position = (await first.wait_for("connected"))["position"]
         await hang_up(first)
@@ -304,7 +304,7 @@ async def test_a_replay_bigger_than_the_send_bound_is_paced_not_dropped(
 ) -> None:
     """A resume owed 5 MB with a 1 MiB bound: chunks wait for the client to drain."""
     await put_directory(settings, *DIRECTORY)
-    async with running(settings.replace(gateway_send_buffer_bytes=BOUND)) as gw:
+    async with running(settings.replace(gateway={"send_buffer_bytes": BOUND})) as gw:
         first = await connect(gw.url, {"token": token(settings, "alice")}, into=opened)
         position = (await first.wait_for("connected"))["position"]
         await hang_up(first)
@@ -338,8 +338,8 @@ async def _gateway_process(settings: Settings, **env: str) -> AsyncIterator[tupl
         "gateway",
         env={
             **os.environ,
-            "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-            "VMPULSE_TOPIC_PREFIX": settings.topic_prefix,
+            "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap or "",
+            "VMPULSE_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "VMPULSE_GATEWAY_ADDR": f"127.0.0.1:{port}",
             "VMPULSE_DATA_DIR": str(settings.data_dir),
             **env,

@@ -13,12 +13,12 @@ from tests.support.kafka import produce, reading_from_start
 async def test_topics_created_with_partitions_and_compaction(
     settings: Settings, topics_ready: Topics
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics_ready.all()))
         assert {t["topic"] for t in described} == set(topics_ready.all())
-        assert all(len(t["partitions"]) == settings.partitions for t in described)
+        assert all(len(t["partitions"]) == settings.kafka.partitions for t in described)
         configs = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topics_ready.directory)]
         )

@@ -86,7 +86,7 @@ async def test_every_record_and_event_of_a_running_pipeline_is_in_the_contract(
     clients: list[Client],
 ) -> None:
     contract = Contract()
-    fleet = FleetSimulator(settings.socket_dir, VMS, 0.1, seed=13, keep_sent=True, dialect=2)
+    fleet = FleetSimulator(settings.bridge.socket_dir, VMS, 0.1, seed=13, keep_sent=True, dialect=2)
     print(f"simulator seed={fleet.seed}")
     await fleet.start()
     bridge = Bridge(settings, reconnect_base_s=0.05, max_line=64 * 1024)
@@ -118,7 +118,7 @@ async def test_every_record_and_event_of_a_running_pipeline_is_in_the_contract(
             fleet.inject(VMS[1], b'{"type": "keep_alive", "pad": "' + b"x" * 70_000 + b'"}')
             fleet.inject(VMS[1], json.dumps({"type": "telemetry_v9", "vm_id": VMS[1]}).encode())
 
-            producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+            producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
             await producer.start()
             try:
                 for action in ("power_off", "power_on"):

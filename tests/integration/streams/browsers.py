@@ -64,7 +64,7 @@ class Browser:
     async def connect(self, settings: Settings, url: str) -> None:
         await self.sio.connect(
             url,
-            auth={"token": issue_token(settings.jwt_secret, self.user)},
+            auth={"token": issue_token(settings.tokens.secret, self.user)},
             transports=["websocket"],
             wait_timeout=10,
         )
@@ -85,7 +85,7 @@ async def gateway_with(
     settings: Settings, topics: Topics, records: Iterable[User | Vm | Department]
 ) -> AsyncIterator[GatewayService]:
     """Publish the directory, then run a gateway until it has read it and consumes."""
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
     await producer.start()
     try:
         for record in records:

@@ -113,8 +113,8 @@ class Stack:
 
 @pytest.fixture
 async def guests(settings: Settings) -> AsyncIterator[dict[str, Guest]]:
-    settings.socket_dir.mkdir(parents=True, exist_ok=True)
-    made = {name: Guest(settings.socket_dir) for name in ("mixed", "pinger", "hostile")}
+    settings.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
+    made = {name: Guest(settings.bridge.socket_dir) for name in ("mixed", "pinger", "hostile")}
     for guest in made.values():
         await guest.start()
     yield made
@@ -129,7 +129,7 @@ async def stack(
     chdb_store: ClickHouseStore,
     guests: dict[str, Guest],
 ) -> AsyncIterator[Stack]:
-    fast = settings.replace(agent_interval_s=INTERVAL_S)
+    fast = settings.replace(worker={"agent_interval_s": INTERVAL_S})
     directory: list[User | Vm] = [User(id="olga")]
     directory += [Vm(id=g.vm_id, owner="olga") for g in guests.values()]
     async with gateway_with(fast, topics_ready, directory) as gw:

@@ -40,8 +40,8 @@ async def test_kill_9_three_times_loses_and_doubles_nothing(
     seed = int(os.environ.get("VMPULSE_CRASH_SEED", "20261125"))
     rng = random.Random(seed)
     print(f"crash test seed {seed}, {RATE} msg/s for {PRODUCE_S} s")
-    topics = Topics(settings.topic_prefix)
-    group = ingest_group_id(settings.topic_prefix)
+    topics = Topics(settings.kafka.topic_prefix)
+    group = ingest_group_id(settings.kafka.topic_prefix)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
     try:
@@ -50,7 +50,9 @@ async def test_kill_9_three_times_loses_and_doubles_nothing(
         while len(await topic_partitions(settings, topics)) < len(topics.all()):
             assert time.monotonic() < deadline, "worker did not create its topics"
             await asyncio.sleep(0.2)
-        assert set((await topic_partitions(settings, topics)).values()) == {settings.partitions}
+        assert set((await topic_partitions(settings, topics)).values()) == {
+            settings.kafka.partitions
+        }
 
         loop = asyncio.get_running_loop()
         begin = loop.time()

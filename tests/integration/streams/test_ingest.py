@@ -26,7 +26,7 @@ async def test_a_failed_insert_is_retried_and_stored_once(
 ) -> None:
     await chdb_store.command("TRUNCATE TABLE IF EXISTS system_metrics")
     vm = f"vm-{uuid.uuid4().hex[:8]}"
-    producer = make_producer(settings.kafka_bootstrap or "")
+    producer = make_producer(settings.kafka.bootstrap or "")
     await producer.start()
     try:
         for i in range(50):

@@ -30,7 +30,7 @@ INTERVAL_S = 0.3
 async def owner(
     settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
 ) -> AsyncIterator[Browser]:
-    fast = settings.replace(agent_interval_s=INTERVAL_S, alert_cpu_for_s=2.0)
+    fast = settings.replace(worker={"agent_interval_s": INTERVAL_S}, alerts={"cpu_for_s": 2.0})
     directory: list[User | Vm] = [User(id="olga"), Vm(id="vm-p", owner="olga")]
     async with gateway_with(fast, topics_ready, directory) as gw:
         browser = Browser("olga")
@@ -52,7 +52,7 @@ def vm_updates(browser: Browser) -> list[tuple[str, str | None, str | None]]:
 async def test_agent_goes_offline_when_silent_and_online_on_next_line(
     settings: Settings, topics_ready: Topics, owner: Browser
 ) -> None:
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
     await producer.start()
     try:
         await producer.send_and_wait(topics_ready.agent_raw, metrics_line("vm-p", 5.0), key=b"vm-p")
@@ -85,7 +85,7 @@ async def test_agent_goes_offline_when_silent_and_online_on_next_line(
 async def test_suspend_and_resume_reach_the_owner(
     settings: Settings, topics_ready: Topics, owner: Browser
 ) -> None:
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
     await producer.start()
     try:
         for state in ("running", "paused", "running", "shutoff"):
@@ -112,7 +112,7 @@ async def test_cpu_held_high_raises_one_alert_and_resolves_it(
 ) -> None:
     t0 = dt.datetime.now(dt.UTC)
     cpus = [95.0] * 8 + [20.0]  # one sample a second: 7 s above 90 %, then below
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
     await producer.start()
     try:
         for i, cpu in enumerate(cpus):
@@ -140,10 +140,10 @@ async def test_a_new_worker_resumes_presence_and_open_alerts(
     alert the first worker raised, rather than the VM being unknown.
     """
     interval_s = 2.0  # offline after 6 s: long enough to hand over before the first worker
-    fast = settings.replace(agent_interval_s=interval_s, alert_cpu_for_s=1.0)
+    fast = settings.replace(worker={"agent_interval_s": interval_s}, alerts={"cpu_for_s": 1.0})
     directory: list[User | Vm] = [User(id="olga"), Vm(id="vm-p", owner="olga")]
     t0 = dt.datetime.now(dt.UTC)
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
     await producer.start()
     async with gateway_with(fast, topics_ready, directory) as gw:
         owner = Browser("olga")

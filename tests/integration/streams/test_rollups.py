@@ -103,7 +103,7 @@ async def test_retention_is_configurable(chdb_store: ClickHouseStore) -> None:
 
 async def _produce(settings: Settings, topics: Topics, lines: list[tuple[int, str, int]]) -> None:
     """(partition, vm, second) lines, each to the partition it names."""
-    producer = make_producer(settings.kafka_bootstrap or "")
+    producer = make_producer(settings.kafka.bootstrap or "")
     await producer.start()
     try:
         for partition, vm, second in lines:
@@ -119,13 +119,13 @@ async def _produce(settings: Settings, topics: Topics, lines: list[tuple[int, st
 async def _rewind(settings: Settings, topics: Topics) -> None:
     """Move the worker's committed offsets back to the start: everything comes again."""
     rewind = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=ingest_group_id(settings.topic_prefix),
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=ingest_group_id(settings.kafka.topic_prefix),
         enable_auto_commit=False,
     )
     await rewind.start()
     try:
-        tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.partitions)]
+        tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.kafka.partitions)]
         rewind.assign(tps)
         await rewind.commit({tp: OffsetAndMetadata(0, "") for tp in tps})
     finally:

@@ -67,7 +67,7 @@ async def test_every_rule_reaches_exactly_the_people_it_names(
         "ok": True,
         "error": None,
     }
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
     await producer.start()
     try:
         sent = {
@@ -156,7 +156,7 @@ async def test_malformed_platform_records_are_counted_and_the_next_event_still_r
     """The platform backend's boundary: raw records on control.events and hypervisor.events
     that no publisher of ours writes. The worker neither dies nor routes them; the event after
     them reaches its people."""
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=0)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=0)
     await producer.start()
     try:
         for raw in HOSTILE_PLATFORM_RECORDS:

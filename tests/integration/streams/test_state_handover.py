@@ -41,12 +41,12 @@ MakeStages = Callable[[], Awaitable[EventStages]]
 @pytest.fixture
 async def make_stages(settings: Settings, topics_ready: Topics) -> AsyncIterator[MakeStages]:
     # records wait 2 s in the producer unless flushed: the handover must flush them
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=2000)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=2000)
     await producer.start()
     tails: list[DirectoryTail] = []
 
     async def make() -> EventStages:
-        tail = DirectoryTail(settings.kafka_bootstrap or "", topics_ready)
+        tail = DirectoryTail(settings.kafka.bootstrap or "", topics_ready)
         await tail.start()
         tails.append(tail)
         return EventStages(

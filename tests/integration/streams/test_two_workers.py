@@ -54,9 +54,9 @@ async def _start(settings: Settings, store: ClickHouseStore) -> faust.App:
 async def test_a_worker_joins_and_another_leaves_and_every_row_counts_once(
     settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
 ) -> None:
-    s = settings.replace(kafka_session_timeout_s=6.0)
+    s = settings.replace(kafka={"session_timeout_s": 6.0})
     vms = [f"two-{uuid.uuid4().hex[:6]}-{i:02d}" for i in range(30)]
-    group = ingest_group_id(s.topic_prefix)
+    group = ingest_group_id(s.kafka.topic_prefix)
     first = await _start(s, chdb_store)
     stop_at = asyncio.get_running_loop().time() + PRODUCE_S
     producing = asyncio.create_task(produce_paced(s, topics_ready, vms, RATE, stop_at))

@@ -37,7 +37,7 @@ def _dies_after(survive: int) -> Callable[[int, str], Exception | None]:
 
 async def _produce(settings: Settings, topics: Topics, vm: str, per_partition: int) -> None:
     """Dialect 2 metrics lines of one VM (5 tables each) to partitions 0 and 1 of agent.raw."""
-    producer = make_producer(settings.kafka_bootstrap or "")
+    producer = make_producer(settings.kafka.bootstrap or "")
     await producer.start()
     try:
         headers = [("received_at", str(int(T * 1000)).encode())]
@@ -63,7 +63,7 @@ def _planner(store: ClickHouseStore, settings: Settings, topic: str) -> BlockPla
     """A new worker's view: nothing cached, repairs read back from the real broker."""
 
     async def read(spans: Sequence[Span]) -> list[RawRecord]:
-        return await read_back(settings.kafka_bootstrap or "", topic, spans, timeout_s=10)
+        return await read_back(settings.kafka.bootstrap or "", topic, spans, timeout_s=10)
 
     return BlockPlanner(store, topic, read)
 
@@ -81,7 +81,7 @@ async def test_replay_after_a_crash_inside_a_block_stores_each_row_once(
     vm = str(uuid.uuid4())
     print(f"topic {topic}, crash after {survive} inserts, partitions split: {split}")
     await _produce(settings, topics_ready, vm, per_partition=4)
-    log = await read_back(settings.kafka_bootstrap or "", topic, [Span(0, 0, 3), Span(1, 0, 3)])
+    log = await read_back(settings.kafka.bootstrap or "", topic, [Span(0, 0, 3), Span(1, 0, 3)])
     earlier = [r for r in log if r.offset < 1]
     batch = [r for r in log if r.offset >= 1]  # one block over both partitions
     assert len(earlier) == 2 and len(batch) == 6

@@ -40,10 +40,10 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log: Path, **env: str) -> None:
         self.env = {
             **os.environ,
-            "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-            "VMPULSE_TOPIC_PREFIX": settings.topic_prefix,
+            "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap or "",
+            "VMPULSE_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "VMPULSE_DATA_DIR": str(settings.data_dir),
-            "VMPULSE_PARTITIONS": str(settings.partitions),
+            "VMPULSE_PARTITIONS": str(settings.kafka.partitions),
             "VMPULSE_WORKER_ID": "crash-test-worker",
             "VMPULSE_KAFKA_SESSION_TIMEOUT_S": "6",
             **env,
@@ -133,12 +133,12 @@ def metrics_line(vm_id: str, seq: int, ts: dt.datetime) -> bytes:
 
 async def committed_and_end(settings: Settings, topics: Topics, group: str) -> tuple[int, int]:
     """Sum of the group's committed offsets, then of the end offsets, over agent.raw."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap)
     await admin.start()
     await consumer.start()
     try:
-        tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.partitions)]
+        tps = [TopicPartition(topics.agent_raw, p) for p in range(settings.kafka.partitions)]
         try:
             committed = await admin.list_consumer_group_offsets(group)
         except GroupCoordinatorNotAvailableError:
@@ -159,7 +159,7 @@ async def drained(settings: Settings, topics: Topics, group: str) -> bool:
 
 
 async def topic_partitions(settings: Settings, topics: Topics) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics.all()))
@@ -218,7 +218,7 @@ async def produce_paced(
     (off by more than the 5 min tolerance the series would use the receive time)
     and one millisecond apart, so (vm, ts) is unique per message.
     """
-    producer = make_producer(settings.kafka_bootstrap or "", linger_ms=10)
+    producer = make_producer(settings.kafka.bootstrap or "", linger_ms=10)
     await producer.start()
     sent = 0
     t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)

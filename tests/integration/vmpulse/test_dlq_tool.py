@@ -18,8 +18,8 @@ pytestmark = pytest.mark.integration
 async def test_latest_rejects_and_counts_by_reason(
     settings: Settings, topics_ready: Topics
 ) -> None:
-    assert settings.kafka_bootstrap is not None
-    producer = make_producer(settings.kafka_bootstrap)
+    assert settings.kafka.bootstrap is not None
+    producer = make_producer(settings.kafka.bootstrap)
     await producer.start()
     try:
         for i, reason in enumerate(["invalid_json"] * 3 + ["vm_mismatch"] * 2 + ["too_deep"]):
@@ -30,7 +30,9 @@ async def test_latest_rejects_and_counts_by_reason(
         await producer.send_and_wait(topics_ready.agent_dlq, b"not json", key=b"vm-x")
     finally:
         await producer.stop()
-    entries = await read_dlq(settings.kafka_bootstrap, settings.topic_prefix, max_per_partition=100)
+    entries = await read_dlq(
+        settings.kafka.bootstrap, settings.kafka.topic_prefix, max_per_partition=100
+    )
     summary = summarize(entries, latest=2)
     assert summary.scanned == 7
     assert summary.counts == {

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.integration
 def vmpulse(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-        "VMPULSE_TOPIC_PREFIX": settings.topic_prefix,
+        "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap or "",
+        "VMPULSE_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "VMPULSE_DATA_DIR": str(settings.data_dir),
     }
     exe = Path(sys.executable).with_name("vmpulse")

@@ -11,10 +11,12 @@ from infra.config import ConfigError, Settings
 
 def test_defaults_keep_tcp_and_vsock_off(tmp_path: Path) -> None:
     s = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
-    assert s.agent_tcp_host is None and s.vsock_port is None and s.bridge_metrics_port is None
-    assert s.agent_max_line == 4 * 1024 * 1024
-    assert s.agent_max_buffer == 8 * 1024 * 1024
-    assert s.agent_idle_timeout_s == 120.0 and s.agent_max_connections == 10_000
+    assert (
+        s.bridge.tcp_host is None and s.bridge.vsock_port is None and s.bridge.metrics_port is None
+    )
+    assert s.bridge.max_line == 4 * 1024 * 1024
+    assert s.bridge.max_buffer == 8 * 1024 * 1024
+    assert s.bridge.idle_timeout_s == 120.0 and s.bridge.max_connections == 10_000
 
 
 def test_every_agent_setting_is_read(tmp_path: Path) -> None:
@@ -30,10 +32,14 @@ def test_every_agent_setting_is_read(tmp_path: Path) -> None:
             "VMPULSE_BRIDGE_METRICS_PORT": "9108",
         }
     )
-    assert (s.agent_tcp_host, s.agent_tcp_port, s.vsock_port) == ("0.0.0.0", 7070, 5000)
-    assert (s.agent_max_line, s.agent_idle_timeout_s, s.agent_max_connections) == (65536, 30.0, 50)
-    assert s.bridge_metrics_port == 9108
-    assert s.agent_max_buffer == 131072
+    assert (s.bridge.tcp_host, s.bridge.tcp_port, s.bridge.vsock_port) == ("0.0.0.0", 7070, 5000)
+    assert (s.bridge.max_line, s.bridge.idle_timeout_s, s.bridge.max_connections) == (
+        65536,
+        30.0,
+        50,
+    )
+    assert s.bridge.metrics_port == 9108
+    assert s.bridge.max_buffer == 131072
 
 
 def test_bad_agent_settings_are_reported_together(tmp_path: Path) -> None:
@@ -70,9 +76,9 @@ def test_receive_buffer_may_not_be_smaller_than_a_line(tmp_path: Path) -> None:
 
 def test_admission_settings_and_socket_owners(tmp_path: Path) -> None:
     s = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
-    assert (s.agent_hello_timeout_s, s.agent_max_identifying) == (5.0, 256)
-    assert (s.agent_max_identifying_per_peer, s.agent_max_connections_per_vm) == (8, 4)
-    assert s.socket_owners is None  # the bridge's own user and root
+    assert (s.bridge.hello_timeout_s, s.bridge.max_identifying) == (5.0, 256)
+    assert (s.bridge.max_identifying_per_peer, s.bridge.max_connections_per_vm) == (8, 4)
+    assert s.bridge.socket_owners is None  # the bridge's own user and root
     s = Settings.from_env(
         {
             "VMPULSE_DATA_DIR": str(tmp_path),
@@ -83,9 +89,9 @@ def test_admission_settings_and_socket_owners(tmp_path: Path) -> None:
             "VMPULSE_SOCKET_OWNER": "root, 64055",
         }
     )
-    assert (s.agent_hello_timeout_s, s.agent_max_identifying) == (1.5, 32)
-    assert (s.agent_max_identifying_per_peer, s.agent_max_connections_per_vm) == (2, 1)
-    assert s.socket_owners == frozenset({0, 64055})
+    assert (s.bridge.hello_timeout_s, s.bridge.max_identifying) == (1.5, 32)
+    assert (s.bridge.max_identifying_per_peer, s.bridge.max_connections_per_vm) == (2, 1)
+    assert s.bridge.socket_owners == frozenset({0, 64055})
 
 
 def test_an_unknown_socket_owner_is_an_error(tmp_path: Path) -> None:

@@ -1,8 +1,20 @@
+import dataclasses
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from infra.config import DEV_JWT_SECRET, ConfigError, Secret, Settings
+from infra.config import (
+    DEV_JWT_SECRET,
+    BridgeSettings,
+    ConfigError,
+    KafkaSettings,
+    Secret,
+    Settings,
+    StoreSettings,
+    TokenSettings,
+)
 from vmpulse.cli import main
 
 GOOD_SECRET = "hunter2-very-secret-" + "0123456789abcdef"  # 36 bytes
@@ -10,12 +22,12 @@ GOOD_SECRET = "hunter2-very-secret-" + "0123456789abcdef"  # 36 bytes
 
 def test_defaults_work_with_an_empty_environment(tmp_path: Path) -> None:
     s = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
-    assert s.kafka_bootstrap is None
-    assert s.clickhouse_url == f"chdb://{tmp_path / 'clickhouse'}"
-    assert s.socket_dir == tmp_path / "sockets"
-    assert (s.gateway_host, s.gateway_port) == ("127.0.0.1", 8080)
-    assert s.jwt_secret_is_dev and s.agent_secret_is_dev
-    assert s.partitions == 12
+    assert s.kafka.bootstrap is None
+    assert s.store.url == f"chdb://{tmp_path / 'clickhouse'}"
+    assert s.bridge.socket_dir == tmp_path / "sockets"
+    assert (s.gateway.host, s.gateway.port) == ("127.0.0.1", 8080)
+    assert s.tokens.secret_is_dev and s.bridge.agent_secret_is_dev
+    assert s.kafka.partitions == 12
 
 
 def test_every_error_is_reported_at_once() -> None:
@@ -36,8 +48,8 @@ def test_every_error_is_reported_at_once() -> None:
 def test_secrets_do_not_show_in_repr() -> None:
     s = Settings.from_env({"VMPULSE_JWT_SECRET": GOOD_SECRET})
     assert "hunter2" not in repr(s)
-    assert s.jwt_secret.reveal() == GOOD_SECRET
-    assert not s.jwt_secret_is_dev
+    assert s.tokens.secret.reveal() == GOOD_SECRET
+    assert not s.tokens.secret_is_dev
     assert repr(Secret("x")) == "Secret('***')"
 
 
@@ -53,8 +65,8 @@ def test_a_short_jwt_secret_is_refused_without_showing_it() -> None:
 
 
 def test_the_jwt_secret_minimum_counts_bytes() -> None:
-    assert Settings.from_env({"VMPULSE_JWT_SECRET": "k" * 32}).jwt_secret.reveal() == "k" * 32
-    assert not Settings.from_env({"VMPULSE_JWT_SECRET": "é" * 16}).jwt_secret_is_dev  # 32 bytes
+    assert Settings.from_env({"VMPULSE_JWT_SECRET": "k" * 32}).tokens.secret.reveal() == "k" * 32
+    assert not Settings.from_env({"VMPULSE_JWT_SECRET": "é" * 16}).tokens.secret_is_dev  # 32 bytes
     with pytest.raises(ConfigError, match="at least 32 bytes, got 31"):
         Settings.from_env({"VMPULSE_JWT_SECRET": "k" * 31})
     with pytest.raises(ConfigError, match="at least 32 bytes, got 30"):
@@ -64,7 +76,7 @@ def test_the_jwt_secret_minimum_counts_bytes() -> None:
 def test_the_development_jwt_key_still_works_unset_or_empty() -> None:
     for env in ({}, {"VMPULSE_JWT_SECRET": ""}):
         s = Settings.from_env(env)
-        assert s.jwt_secret_is_dev and s.jwt_secret.reveal() == DEV_JWT_SECRET
+        assert s.tokens.secret_is_dev and s.tokens.secret.reveal() == DEV_JWT_SECRET
 
 
 def test_vmpulse_refuses_to_start_with_a_short_jwt_secret(
@@ -82,16 +94,16 @@ def test_vmpulse_refuses_to_start_with_a_short_jwt_secret(
 
 def test_gateway_settings_defaults_and_errors(tmp_path: Path) -> None:
     s = Settings.from_env({})
-    assert s.jwt_algorithms == ("HS256",) and s.jwt_public_key is None
-    assert s.cors_origins is None
-    assert (s.gateway_max_connections, s.gateway_max_connections_per_user) == (10_000, 20)
-    assert s.gateway_client_events_per_minute == 100
-    assert s.gateway_resume_window_s == 600.0 and s.gateway_recent_samples == 1_000
+    assert s.tokens.algorithms == ("HS256",) and s.tokens.public_key is None
+    assert s.gateway.cors_origins is None
+    assert (s.gateway.max_connections, s.gateway.max_connections_per_user) == (10_000, 20)
+    assert s.gateway.client_events_per_minute == 100
+    assert s.gateway.resume_window_s == 600.0 and s.gateway.recent_samples == 1_000
     s = Settings.from_env(
         {"VMPULSE_CORS_ORIGINS": "https://a.example, https://b.example", "VMPULSE_JWT_ISSUER": "i"}
     )
-    assert s.cors_origins == ("https://a.example", "https://b.example")
-    assert s.jwt_issuer == "i" and s.jwt_audience is None
+    assert s.gateway.cors_origins == ("https://a.example", "https://b.example")
+    assert s.tokens.issuer == "i" and s.tokens.audience is None
     with pytest.raises(ConfigError) as info:
         Settings.from_env(
             {
@@ -115,9 +127,13 @@ def test_presence_alert_and_retention_settings() -> None:
             "VMPULSE_ROLLUP_TTL_DAYS": "90",
         }
     )
-    assert (s.agent_interval_s, s.alert_cpu_percent, s.alert_cpu_for_s) == (5.0, 80.5, 60.0)
-    assert (s.alert_memory_percent, s.alert_disk_percent) == (95.0, 90.0)
-    assert (s.raw_ttl_days, s.rollup_ttl_days) == (7, 90)
+    assert (s.worker.agent_interval_s, s.alerts.cpu_percent, s.alerts.cpu_for_s) == (
+        5.0,
+        80.5,
+        60.0,
+    )
+    assert (s.alerts.memory_percent, s.alerts.disk_percent) == (95.0, 90.0)
+    assert (s.store.raw_ttl_days, s.store.rollup_ttl_days) == (7, 90)
 
 
 def test_bad_presence_and_alert_settings_are_all_reported() -> None:
@@ -136,9 +152,9 @@ def test_bad_presence_and_alert_settings_are_all_reported() -> None:
 
 
 def test_tokens_without_exp_are_refused_unless_a_setting_allows_them() -> None:
-    assert Settings.from_env({}).jwt_allow_no_exp is False
-    assert Settings.from_env({"VMPULSE_JWT_ALLOW_NO_EXP": "1"}).jwt_allow_no_exp is True
-    assert Settings.from_env({"VMPULSE_JWT_ALLOW_NO_EXP": "false"}).jwt_allow_no_exp is False
+    assert Settings.from_env({}).tokens.allow_no_exp is False
+    assert Settings.from_env({"VMPULSE_JWT_ALLOW_NO_EXP": "1"}).tokens.allow_no_exp is True
+    assert Settings.from_env({"VMPULSE_JWT_ALLOW_NO_EXP": "false"}).tokens.allow_no_exp is False
     with pytest.raises(ConfigError, match="VMPULSE_JWT_ALLOW_NO_EXP"):
         Settings.from_env({"VMPULSE_JWT_ALLOW_NO_EXP": "maybe"})
 
@@ -173,8 +189,8 @@ def test_vmpulse_token_mints_tokens_that_expire(
 
 def test_gateway_send_path_settings() -> None:
     s = Settings.from_env({})
-    assert s.gateway_send_buffer_bytes == 4 * 1024 * 1024
-    assert s.gateway_connect_timeout_s == 5.0 and s.gateway_resumes_per_minute == 30
+    assert s.gateway.send_buffer_bytes == 4 * 1024 * 1024
+    assert s.gateway.connect_timeout_s == 5.0 and s.gateway.resumes_per_minute == 30
     s = Settings.from_env(
         {
             "VMPULSE_GATEWAY_SEND_BUFFER_BYTES": "1048576",
@@ -182,8 +198,8 @@ def test_gateway_send_path_settings() -> None:
             "VMPULSE_GATEWAY_RESUMES_PER_MINUTE": "5",
         }
     )
-    assert s.gateway_send_buffer_bytes == 1_048_576
-    assert s.gateway_connect_timeout_s == 2.5 and s.gateway_resumes_per_minute == 5
+    assert s.gateway.send_buffer_bytes == 1_048_576
+    assert s.gateway.connect_timeout_s == 2.5 and s.gateway.resumes_per_minute == 5
     with pytest.raises(ConfigError) as info:
         Settings.from_env(
             {
@@ -195,3 +211,95 @@ def test_gateway_send_path_settings() -> None:
     text = str(info.value)
     for name in ("SEND_BUFFER_BYTES", "CONNECT_TIMEOUT_S", "RESUMES_PER_MINUTE"):
         assert name in text
+
+
+# Variables the docs name that are not settings of the product: benchmark knobs
+# (tests/bench), the browser tests' Chromium, the crash test's seed, and the
+# example client's own environment (docs/CLIENT.md).
+NOT_SETTINGS = {"VMPULSE_CHROMIUM", "VMPULSE_CRASH_SEED", "VMPULSE_TOKEN", "VMPULSE_URL"}
+
+# A valid value other than the default for the variables a generic one does not fit.
+SAMPLES = {
+    "VMPULSE_DATA_DIR": "/tmp/vmpulse-elsewhere",
+    "VMPULSE_CLICKHOUSE_URL": "http://u:p@ch.example:8123/db",
+    "VMPULSE_CLICKHOUSE_READ_URL": "http://reader:p@ch.example:8123/db",
+    "VMPULSE_GATEWAY_ADDR": "127.0.0.1:9090",
+    "VMPULSE_AGENT_TCP_ADDR": "127.0.0.1:7000",
+    "VMPULSE_AGENT_MAX_BUFFER": str(16 * 1024 * 1024),
+    "VMPULSE_JWT_SECRET": GOOD_SECRET,
+    "VMPULSE_AGENT_SECRET": GOOD_SECRET,
+    "VMPULSE_TOPIC_PREFIX": "p.",
+    "VMPULSE_STORE_BATCH_MS": "1500",
+    "VMPULSE_LIVE_INTERVAL_MS": "1500",
+    "VMPULSE_JWT_ALGORITHMS": "HS256,HS512",
+    "VMPULSE_JWT_PUBLIC_KEY": __file__,  # any existing file
+    "VMPULSE_JWT_ALLOW_NO_EXP": "1",
+    "VMPULSE_CORS_ORIGINS": "https://a.example",
+    "VMPULSE_SOCKET_OWNER": "0",
+    "VMPULSE_SOCKET_DIR": "/tmp/vmpulse-sockets",
+    "VMPULSE_KAFKA_SESSION_TIMEOUT_S": "7",
+    "VMPULSE_CLICKHOUSE_CLUSTER": "metrics",
+}
+# What a variable needs beside it to be valid at all (set on both sides of the comparison).
+NEEDS = {"VMPULSE_CLICKHOUSE_CLUSTER": {"VMPULSE_CLICKHOUSE_URL": "http://u:p@ch.example:8123/db"}}
+
+
+def _documented_variables() -> set[str]:
+    root = Path(__file__).resolve().parents[3]
+    docs = [root / "README.md", root / "CHANGELOG.md", root / "infra/DEPLOYMENT.md"]
+    docs += sorted((root / "docs").glob("*.md"))
+    found = {m for doc in docs for m in re.findall(r"VMPULSE_[A-Z0-9_]*[A-Z0-9]", doc.read_text())}
+    # "VMPULSE_READ_*" (CHANGELOG.md) names the reads' group
+    groups = {d for d in found if d + "_*" in " ".join(doc.read_text() for doc in docs)}
+    found |= {v for v in _declared_variables() if any(v.startswith(g + "_") for g in groups)}
+    return {v for v in found - groups if not v.startswith("VMPULSE_BENCH_")} - NOT_SETTINGS
+
+
+def _fields() -> list[dataclasses.Field[Any]]:
+    """Every field of the settings and of their groups."""
+    defaults = Settings()
+    found = list(dataclasses.fields(Settings))
+    for f in dataclasses.fields(Settings):
+        group = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(group):
+            found += dataclasses.fields(group)
+    return found
+
+
+def _declared_variables() -> set[str]:
+    return {f.metadata["env"] for f in _fields() if "env" in f.metadata}
+
+
+def test_every_documented_variable_is_declared_by_a_setting() -> None:
+    documented = _documented_variables()
+    assert "VMPULSE_PARTITIONS" in documented and "VMPULSE_READ_TIMEOUT_S" in documented
+    assert documented <= _declared_variables(), documented - _declared_variables()
+
+
+@pytest.mark.parametrize("name", sorted(_documented_variables()))
+def test_every_documented_variable_is_read(name: str) -> None:
+    # Set alone to a valid value that is not its default, it changes the settings.
+    field = next(f for f in _fields() if f.metadata.get("env") == name)
+    value = SAMPLES.get(name)
+    if value is None:
+        default: Any = field.default
+        value = "4321" if default is None else str(int(default) + 7)
+    base = {"VMPULSE_DATA_DIR": "/tmp/vmpulse-here", **NEEDS.get(name, {})}
+    assert Settings.from_env({**base, name: value}) != Settings.from_env(base)
+
+
+def test_each_default_is_the_one_its_field_declares(tmp_path: Path) -> None:
+    s = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
+    # Groups without defaults that depend on the data dir are exactly their declared defaults.
+    for group in (s.kafka, s.reads, s.worker, s.alerts, s.gateway):
+        assert group == type(group)(), group
+    assert s.tokens == TokenSettings(secret=Secret(DEV_JWT_SECRET))
+    assert s.store == StoreSettings(url=f"chdb://{tmp_path / 'clickhouse'}")
+    assert s.bridge == BridgeSettings(socket_dir=tmp_path / "sockets")
+
+
+def test_replace_changes_one_field_of_a_group() -> None:
+    s = Settings()
+    t = s.replace(gateway={"max_connections": 2}, kafka=KafkaSettings(partitions=3))
+    assert t.gateway.max_connections == 2 and t.gateway.port == s.gateway.port
+    assert t.kafka.partitions == 3 and s.gateway.max_connections == 10_000

@@ -29,24 +29,24 @@ def test_a_requested_replication_factor_wins_and_keeps_two_in_sync_from_three() 
 
 
 def test_the_replication_setting_is_unset_unless_given() -> None:
-    assert Settings.from_env({}).replication_factor is None
-    assert Settings.from_env({"VMPULSE_REPLICATION_FACTOR": "3"}).replication_factor == 3
+    assert Settings.from_env({}).kafka.replication_factor is None
+    assert Settings.from_env({"VMPULSE_REPLICATION_FACTOR": "3"}).kafka.replication_factor == 3
     with pytest.raises(ConfigError, match="VMPULSE_REPLICATION_FACTOR must be >= 1"):
         Settings.from_env({"VMPULSE_REPLICATION_FACTOR": "0"})
 
 
 def test_local_brokers_setting() -> None:
-    assert Settings.from_env({}).local_brokers == 1
-    assert Settings.from_env({"VMPULSE_LOCAL_BROKERS": "3"}).local_brokers == 3
+    assert Settings.from_env({}).kafka.local_brokers == 1
+    assert Settings.from_env({"VMPULSE_LOCAL_BROKERS": "3"}).kafka.local_brokers == 3
     with pytest.raises(ConfigError, match="VMPULSE_LOCAL_BROKERS"):
         Settings.from_env({"VMPULSE_LOCAL_BROKERS": "none"})
 
 
 def test_the_store_cluster_setting_needs_a_server_and_an_identifier() -> None:
     server = {"VMPULSE_CLICKHOUSE_URL": "https://u:p@ch:8443/vmpulse"}
-    assert Settings.from_env(server).clickhouse_cluster is None
+    assert Settings.from_env(server).store.cluster is None
     named = Settings.from_env({**server, "VMPULSE_CLICKHOUSE_CLUSTER": "metrics"})
-    assert named.clickhouse_cluster == "metrics"
+    assert named.store.cluster == "metrics"
     with pytest.raises(ConfigError, match="identifier"):
         Settings.from_env({**server, "VMPULSE_CLICKHOUSE_CLUSTER": "a b"})
     with pytest.raises(ConfigError, match="needs a ClickHouse server"):

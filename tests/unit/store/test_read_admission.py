@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import Settings
+from infra.config import ReadSettings, Settings
 from store.exceptions import ReadBusy
 from store.reader import ReadLimits, ReadSlots
 from store.reader_grants import render_reader_grants
@@ -54,7 +54,7 @@ def test_retry_after_follows_the_recent_read_time() -> None:
 
 def test_readonly_is_set_after_the_limits_it_locks() -> None:
     limits = ReadLimits.from_settings(
-        Settings(read_timeout_s=2.5, read_max_memory_mb=100, read_max_threads=2)
+        Settings(reads=ReadSettings(timeout_s=2.5, max_memory_mb=100, max_threads=2))
     )
     settings = limits.engine_settings()
     assert list(settings)[-1] == "readonly" and settings["readonly"] == 1

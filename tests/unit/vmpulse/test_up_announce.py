@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jwt
 
-from infra.config import DEV_JWT_SECRET, Secret, Settings
+from infra.config import DEV_JWT_SECRET, Secret, Settings, TokenSettings
 from vmpulse.demo import demo_user_ids
 from vmpulse.up import Announcer
 
@@ -26,7 +26,9 @@ def test_dev_key_prints_a_link_per_demo_user_with_that_users_token() -> None:
 
 
 def test_a_real_key_prints_no_token() -> None:
-    settings = Settings(jwt_secret=Secret("a-real-secret-of-more-than-32-bytes!!"))
+    settings = Settings(
+        tokens=TokenSettings(secret=Secret("a-real-secret-of-more-than-32-bytes!!"))
+    )
     text = Announcer(settings, _Gateway(), demo_user_ids()).sign_in_text()  # type: ignore[arg-type]
     assert "#token=" not in text
     assert text.startswith("dashboard: http://127.0.0.1:8080/")
