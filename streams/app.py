@@ -124,21 +124,6 @@ def create_app(
     app.vmpulse_ingest = ingest
 
     @app.task  # type: ignore[untyped-decorator]
-    async def _lagprobe() -> None:
-        import os as _o, time as _t, asyncio as _a
-        if not _o.environ.get("RT_LAG"):
-            return
-        lags = []
-        last = _t.monotonic()
-        while True:
-            t0 = _t.perf_counter(); await _a.sleep(0.01); lags.append(_t.perf_counter() - t0 - 0.01)
-            if _t.monotonic() - last > 10:
-                lags.sort(); last = _t.monotonic()
-                with open(_o.environ["RT_LAG"], "a") as f:
-                    f.write(f"lag p50={lags[len(lags)//2]*1000:.1f} p90={lags[int(len(lags)*.9)]*1000:.1f} p99={lags[int(len(lags)*.99)]*1000:.1f} max={lags[-1]*1000:.1f} ms n={len(lags)} stats={dict(conductor.stats)}\n")
-                lags = []
-
-    @app.task  # type: ignore[untyped-decorator]
     async def store_task() -> None:
         # an app task starts once the app (and its producer) runs
         await ingest.run()
