@@ -112,7 +112,7 @@ async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: 
     procs = [_start(args, env, short_tmp / f"{args[0]}.log") for args in stages[:2]]
     try:
         await wait_ready(f"http://127.0.0.1:{port}", 90)
-        await wait_group_stable(s.kafka_bootstrap or "", ingest_group_id(s.topic_prefix), 90)
+        await wait_group_stable(s.kafka.bootstrap or "", ingest_group_id(s.kafka.topic_prefix), 90)
         procs += [_start(args, env, short_tmp / f"{args[0]}.log") for args in stages[2:]]
         ms = await _measure(
             f"http://127.0.0.1:{port}", s.kafka.bootstrap or "", STAGES_VMS, "as separate stages"
