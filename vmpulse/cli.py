@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bridge", help="run the ingest bridge")
     sub.add_parser("hypervisor", help="watch libvirt (VMPULSE_LIBVIRT_URI) for lifecycle events")
     sub.add_parser("gateway", help="run the Socket.IO gateway (no query endpoint on chDB)")
+    probe = sub.add_parser(
+        "probe",
+        help="ask this container's stage on VMPULSE_HEALTH_ADDR whether it is ready "
+        "(exit 0) or not (exit 1); the image's HEALTHCHECK",
+    )
+    probe.add_argument("--live", action="store_true", help="ask /healthz instead of /readyz")
     sub.add_parser(
         "reader-grants",
         help="print the SQL that creates VMPULSE_CLICKHOUSE_READ_URL's read-only user",
@@ -114,13 +120,22 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run_services(settings: Settings, make: Any) -> int:
+    """Run one stage's service in a mode worker (SIGTERM and SIGINT stop it gracefully),
+    with the health port before it when VMPULSE_HEALTH_ADDR is set."""
     import mode
 
-    from vmpulse.up import start_broker_if_needed
+    from vmpulse.up import health_services, start_broker_if_needed
 
     settings, broker = start_broker_if_needed(settings)
     try:
-        worker = mode.Worker(make(settings), loglevel="WARN", quiet=True)
+        stage = make(settings)
+        metrics = getattr(getattr(stage, "metrics", None), "registry", None)
+
+        def ready() -> bool:
+            return bool(getattr(stage, "ready", stage.started)) and not stage.should_stop
+
+        services = [*health_services(settings, ready, metrics), stage]
+        worker = mode.Worker(*services, loglevel="WARN", quiet=True)
         try:
             worker.execute_from_commandline()
         except SystemExit:
@@ -181,6 +196,19 @@ def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         return _run_services(settings, lambda s: GatewayService(s, reader=reader))
     finally:
         reader.close()
+
+
+def _cmd_probe(settings: Settings, args: argparse.Namespace) -> int:
+    from vmpulse.health import probe
+
+    if settings.health_host is None:
+        print("vmpulse probe needs VMPULSE_HEALTH_ADDR (the image sets it)", file=sys.stderr)
+        return 2
+    ok, said = probe(
+        settings.health_host, settings.health_port, "/healthz" if args.live else "/readyz"
+    )
+    print(said)
+    return 0 if ok else 1
 
 
 def _cmd_reader_grants(settings: Settings, args: argparse.Namespace) -> int:
@@ -353,6 +381,7 @@ _COMMANDS = {
     "token": _cmd_token,
     "query": _cmd_query,
     "reader-grants": _cmd_reader_grants,
+    "probe": _cmd_probe,
     "dlq": _cmd_dlq,
     "emit": _platform,
     "directory": _platform,

@@ -17,6 +17,7 @@ __all__ = [
     "DEV_AGENT_SECRET",
     "DEV_JWT_SECRET",
     "MIN_JWT_SECRET_BYTES",
+    "SECRET_VARIABLES",
     "ConfigError",
     "Secret",
     "Settings",
@@ -143,6 +144,12 @@ class Settings:
     read_max_memory_mb: int = 1024
     read_max_result_mb: int = 64
     read_max_threads: int = 1
+    # deployment (issue 13): the health port of every stage, the local broker's jars
+    health_host: str | None = None
+    """Where /healthz, /readyz and /metrics are served (VMPULSE_HEALTH_ADDR); None = nowhere."""
+    health_port: int = 0
+    kafka_jars_dir: Path | None = None
+    """The local broker's jars (the image has them); None = fetched by Maven into ~/.cache."""
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -169,12 +176,15 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from an environment mapping, reporting every error at once."""
         errors: list[str] = []
+        # secrets may come from mounted files (issue 13): from here on they are plain values
+        env, sources = _with_secret_files(env, errors)
         data_dir = Path(env.get("VMPULSE_DATA_DIR") or ".vmpulse").absolute()
         ch_url = env.get("VMPULSE_CLICKHOUSE_URL") or f"chdb://{data_dir / 'clickhouse'}"
         if not ch_url.startswith(("chdb:", "http://", "https://")):
+            # the URL may hold a password: only its scheme is named
             errors.append(
-                "VMPULSE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
-                f"got {ch_url!r}"
+                f"{sources['VMPULSE_CLICKHOUSE_URL']} must start with chdb://, http:// or "
+                f"https://, got {_scheme(ch_url)}"
             )
         socket_dir = Path(env.get("VMPULSE_SOCKET_DIR") or data_dir / "sockets").absolute()
         addr = env.get("VMPULSE_GATEWAY_ADDR") or "127.0.0.1:8080"
@@ -204,7 +214,8 @@ class Settings:
         secret_bytes = len(jwt_secret.encode("utf-8"))
         if jwt_secret != DEV_JWT_SECRET and secret_bytes < MIN_JWT_SECRET_BYTES:
             errors.append(
-                f"VMPULSE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes, got "
+                f"{sources['VMPULSE_JWT_SECRET']} must be at least {MIN_JWT_SECRET_BYTES} "
+                "bytes, got "
                 f"{secret_bytes} (e.g. python3 -c 'import secrets; print(secrets.token_hex(32))')"
             )
         key_text = env.get("VMPULSE_JWT_PUBLIC_KEY") or ""
@@ -285,7 +296,8 @@ class Settings:
         read_url = env.get("VMPULSE_CLICKHOUSE_READ_URL") or None
         if read_url is not None and not read_url.startswith(("chdb:", "http://", "https://")):
             errors.append(
-                "VMPULSE_CLICKHOUSE_READ_URL must start with chdb://, http:// or https://"
+                f"{sources['VMPULSE_CLICKHOUSE_READ_URL']} must start with chdb://, http:// "
+                "or https://"
             )
         read_ints = {
             name: _int(env, f"VMPULSE_{name.upper()}", default, errors, minimum=1)
@@ -299,6 +311,12 @@ class Settings:
             )
         }
         read_timeout = _float(env, "VMPULSE_READ_TIMEOUT_S", 30.0, errors, minimum=0.1)
+        # deployment (issue 13)
+        health = _addr(env, "VMPULSE_HEALTH_ADDR", errors)
+        jars_text = env.get("VMPULSE_KAFKA_JARS") or ""
+        jars_dir = Path(jars_text).absolute() if jars_text else None
+        if jars_dir is not None and not jars_dir.is_dir():
+            errors.append(f"VMPULSE_KAFKA_JARS must name a directory of jars, got {jars_text!r}")
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -356,11 +374,75 @@ class Settings:
             read_max_memory_mb=read_ints["read_max_memory_mb"],
             read_max_result_mb=read_ints["read_max_result_mb"],
             read_max_threads=read_ints["read_max_threads"],
+            health_host=health[0] if health else None,
+            health_port=health[1] if health else 0,
+            kafka_jars_dir=jars_dir,
             **floats,
         )
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+SECRET_VARIABLES = (
+    "VMPULSE_JWT_SECRET",
+    "VMPULSE_AGENT_SECRET",
+    "VMPULSE_CLICKHOUSE_URL",
+    "VMPULSE_CLICKHOUSE_READ_URL",
+)
+"""Variables that hold secrets (keys, URLs with passwords); each may be given as
+``<NAME>_FILE``, the path of a file that holds the value (a mounted secret)."""
+
+
+def _with_secret_files(
+    env: Mapping[str, str], errors: list[str]
+) -> tuple[Mapping[str, str], dict[str, str]]:
+    """The environment with every ``<NAME>_FILE`` read into ``<NAME>``, and per secret the
+    variable it came from (for messages, which name a variable, never a value).
+
+    A file's trailing newline is not part of the secret (``echo key > file`` is the usual
+    way to write one). Setting both forms is an error: which one wins would be a guess.
+    """
+    merged = dict(env)
+    sources = {name: name for name in SECRET_VARIABLES}
+    for name in SECRET_VARIABLES:
+        file_var = f"{name}_FILE"
+        path = env.get(file_var) or ""
+        if not path:
+            continue
+        sources[name] = file_var
+        if env.get(name):
+            errors.append(f"set {name} or {file_var}, not both")
+            continue
+        try:
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            errors.append(f"{file_var}: cannot read {path!r}: {reason}")
+            continue
+        if not value:
+            errors.append(f"{file_var}: {path!r} is empty")
+            continue
+        merged[name] = value
+    return merged, sources
+
+
+def _scheme(url: str) -> str:
+    """How a store URL starts, for an error message: never the rest, which may hold a password."""
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme!r}://..." if sep and "@" not in scheme else "a value without a scheme"
+
+
+def _addr(env: Mapping[str, str], name: str, errors: list[str]) -> tuple[str, int] | None:
+    """``host:port`` (``[v6]:port`` too); unset or empty = None."""
+    text = env.get(name) or ""
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        errors.append(f"{name} must be host:port, got {text!r}")
+        return None
+    return host.strip("[]"), int(port)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, errors: list[str], minimum: int) -> int:

@@ -16,7 +16,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import faust
@@ -32,6 +32,7 @@ from streams.app import create_app, ingest_group_id
 from streams.store import ClickHouseStore, redact_url
 from vmpulse.config import Settings
 from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
+from vmpulse.health import HealthServer
 from vmpulse.kafka_io import (
     ensure_settings_topics,
     make_producer,
@@ -40,7 +41,14 @@ from vmpulse.kafka_io import (
 )
 from vmpulse.reader import Reader, ReadLimits
 
-__all__ = ["FleetService", "run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
+__all__ = [
+    "FleetService",
+    "health_services",
+    "run_up",
+    "run_worker",
+    "start_broker_if_needed",
+    "tune_gc",
+]
 
 log = logging.getLogger("vmpulse.up")
 
@@ -153,11 +161,32 @@ def start_broker_if_needed(settings: Settings) -> tuple[Settings, LocalBroker | 
     """With no VMPULSE_KAFKA_BOOTSTRAP, start a local broker under the data dir."""
     if settings.kafka_bootstrap:
         return settings, None
-    broker = LocalBroker(settings.data_dir / "kafka")
+    broker = LocalBroker(settings.data_dir / "kafka", jars_dir=settings.kafka_jars_dir)
     print("starting a local Kafka broker ...", flush=True)
     bootstrap = broker.start()
     print(f"Kafka broker on {bootstrap}", flush=True)
     return settings.replace(kafka_bootstrap=bootstrap), broker
+
+
+def health_services(
+    settings: Settings,
+    ready: Callable[[], bool],
+    registry: prometheus_client.CollectorRegistry | None = None,
+) -> list[mode.Service]:
+    """The health port (vmpulse/health.py) when VMPULSE_HEALTH_ADDR is set, else nothing.
+
+    First among a worker's services, so it answers while the stage starts.
+    """
+    if settings.health_host is None:
+        return []
+    return [
+        HealthServer(
+            settings.health_host,
+            settings.health_port,
+            ready=ready,
+            registry=registry if registry is not None else prometheus_client.REGISTRY,
+        )
+    ]
 
 
 async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
@@ -229,7 +258,12 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
                 loop.run_until_complete(_prepare(settings, vm_ids))
                 app = create_app(settings, store)
                 gateway = GatewayService(settings, reader=reader)
+
+                def ready() -> bool:
+                    return gateway.ready and app.vmpulse_ingest.joined and not app.should_stop
+
                 services: list[mode.Service] = [
+                    *health_services(settings, ready),
                     # The bridge's series go to the process-wide registry, which the
                     # gateway's /metrics (one per process) can expose.
                     Bridge(settings, metrics=BridgeMetrics(prometheus_client.REGISTRY)),
@@ -253,5 +287,10 @@ def run_worker(settings: Settings) -> int:
     """Run only the stream worker (production: one per container, scaled by partitions)."""
     with _runtime(settings) as (settings, store, loop):
         loop.run_until_complete(_prepare(settings, []))
-        _run_worker(create_app(settings, store), [], loop)
+        app = create_app(settings, store)
+
+        def ready() -> bool:
+            return bool(app.vmpulse_ingest.joined) and not app.should_stop
+
+        _run_worker(app, health_services(settings, ready), loop)
     return 0
