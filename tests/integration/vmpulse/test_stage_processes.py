@@ -17,7 +17,6 @@ from pathlib import Path
 
 import aiohttp
 import prometheus_client
-import pytest
 
 from infra.broker import free_port
 from vmpulse.config import Settings
