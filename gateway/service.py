@@ -35,7 +35,7 @@ from schemas.directory import Directory
 from schemas.topics import Topics
 from vmpulse.config import Settings
 from vmpulse.dlq_tool import read_dlq
-from vmpulse.kafka_io import DirectoryTail
+from vmpulse.kafka_io import DirectoryTail, wait_for_broker
 from vmpulse.reader import Reader
 
 __all__ = ["GatewayService"]
@@ -178,6 +178,8 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         if self._tail is None:
             self._tail = DirectoryTail(bootstrap, self.topics, on_change=self.on_directory_change)
         if self._owns_tail:
+            # standalone (`vmpulse gateway`): the broker may start after us (containers)
+            await wait_for_broker(bootstrap, self.settings.kafka_wait_s)
             await self._tail.start()
         try:
             await asyncio.wait_for(self._tail.caught_up.wait(), self._directory_timeout_s)

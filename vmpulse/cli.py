@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--transport", choices=("unix", "tcp"), default="unix")
     sim.add_argument("--bad-rate", type=float, default=0.0, help="share of invalid lines")
     sim.add_argument("--progress", type=float, default=2.0, help="seconds between rate lines")
+    sim.add_argument(
+        "--seed-directory",
+        action="store_true",
+        help="first publish the demo directory as `vmpulse up` does (users admin, alice, bob, "
+        "carol; the simulated VMs, owned in turn); needs VMPULSE_KAFKA_BOOTSTRAP",
+    )
 
     tok = sub.add_parser("token", help="print a development JWT for the configured key")
     tok.add_argument("--user", required=True)
@@ -136,14 +142,17 @@ def _run_services(settings: Settings, make: Any) -> int:
 
         services = [*health_services(settings, ready, metrics), stage]
         worker = mode.Worker(*services, loglevel="WARN", quiet=True)
+        code = 0
         try:
             worker.execute_from_commandline()
-        except SystemExit:
-            pass
+        except SystemExit as exc:
+            # mode exits 1 when a service failed to start or crashed: say so to the
+            # orchestrator, which restarts on failure (a clean stop is 0)
+            code = exc.code if isinstance(exc.code, int) else 1
     finally:
         if broker is not None:
             broker.stop()
-    return 0
+    return code
 
 
 def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
@@ -239,6 +248,14 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     if args.vms < 0 or args.interval <= 0 or not 0 <= args.bad_rate <= 1:
         print("--vms >= 0, --interval > 0 and 0 <= --bad-rate <= 1", file=sys.stderr)
         return 2
+    if args.seed_directory:
+        from vmpulse.up import seed_demo_directory
+
+        if not settings.kafka_bootstrap:
+            print("--seed-directory needs VMPULSE_KAFKA_BOOTSTRAP", file=sys.stderr)
+            return 2
+        asyncio.run(seed_demo_directory(settings, demo_vm_ids(args.vms)))
+        print(f"demo directory published for {args.vms} VMs", flush=True)
     tcp = settings.agent_tcp_host
     return asyncio.run(
         run_fleet(

@@ -150,6 +150,9 @@ class Settings:
     health_port: int = 0
     kafka_jars_dir: Path | None = None
     """The local broker's jars (the image has them); None = fetched by Maven into ~/.cache."""
+    kafka_wait_s: float = 120.0
+    """How long a stage waits at start for its Kafka cluster to answer (containers start in
+    any order); 0 = not at all."""
 
     @property
     def jwt_secret_is_dev(self) -> bool:
@@ -317,6 +320,7 @@ class Settings:
         jars_dir = Path(jars_text).absolute() if jars_text else None
         if jars_dir is not None and not jars_dir.is_dir():
             errors.append(f"VMPULSE_KAFKA_JARS must name a directory of jars, got {jars_text!r}")
+        kafka_wait = _float(env, "VMPULSE_KAFKA_WAIT_S", 120.0, errors, minimum=0.0)
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         return cls(
@@ -377,6 +381,7 @@ class Settings:
             health_host=health[0] if health else None,
             health_port=health[1] if health else 0,
             kafka_jars_dir=jars_dir,
+            kafka_wait_s=kafka_wait,
             **floats,
         )
 

@@ -46,6 +46,7 @@ __all__ = [
     "health_services",
     "run_up",
     "run_worker",
+    "seed_demo_directory",
     "start_broker_if_needed",
     "tune_gc",
 ]
@@ -206,16 +207,23 @@ async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
             await producer.stop()
 
 
+async def seed_demo_directory(settings: Settings, vm_ids: list[str]) -> None:
+    """Topics, then the demo users and VMs, as `vmpulse up` publishes them
+    (`vmpulse simulate --seed-directory`: the compose stack's simulated fleet)."""
+    await _prepare(settings, vm_ids)
+
+
 def _run_worker(
     app: faust.App, services: list[mode.Service], loop: asyncio.AbstractEventLoop
-) -> None:
+) -> int:
     worker = faust.Worker(app, *services, loglevel="WARN", quiet=True, loop=loop)
     worker.spinner = None  # its terminal escapes garble logs that are not a terminal
     tune_gc()
     try:
         worker.execute_from_commandline()
-    except SystemExit:
-        pass
+    except SystemExit as exc:  # 1 when a service failed to start or crashed
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
 
 
 @contextlib.contextmanager
@@ -243,6 +251,7 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
     """Run the whole pipeline in this process until SIGINT."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.socket_dir.mkdir(parents=True, exist_ok=True)
+    code = 1  # unless the worker ran and stopped cleanly
     if settings.jwt_secret_is_dev:
         print(
             "using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)", flush=True
@@ -275,12 +284,12 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
                     from agents.hypervisor import HypervisorWatcher
 
                     services.append(HypervisorWatcher(settings))
-                _run_worker(app, services, loop)
+                code = _run_worker(app, services, loop)
             finally:
                 reader.close()
     finally:
         print("vmpulse stopped", flush=True)
-    return 0
+    return code
 
 
 def run_worker(settings: Settings) -> int:
@@ -292,5 +301,4 @@ def run_worker(settings: Settings) -> int:
         def ready() -> bool:
             return bool(app.vmpulse_ingest.joined) and not app.should_stop
 
-        _run_worker(app, health_services(settings, ready), loop)
-    return 0
+        return _run_worker(app, health_services(settings, ready), loop)

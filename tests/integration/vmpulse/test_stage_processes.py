@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import prometheus_client
+import pytest
 
 from infra.broker import free_port
 from vmpulse.config import Settings
@@ -161,3 +162,43 @@ async def test_every_stage_is_ready_stops_on_sigterm_and_logs_no_secret(
     finally:
         for stage in stages:
             stage.kill()
+
+
+async def test_a_stage_waits_for_its_broker_then_fails_with_exit_code_1(
+    kafka_bootstrap: str, short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    from vmpulse.kafka_io import wait_for_broker
+
+    await wait_for_broker(kafka_bootstrap, 0.0)  # up: answers at once
+    closed = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(KafkaConnectionError):
+        await wait_for_broker(closed, 1.5)
+    assert time.monotonic() - started >= 1.5
+    assert [r.message for r in caplog.records if "does not answer yet" in r.message] == [
+        f"Kafka at {closed} does not answer yet; waiting up to 2 s"
+    ]
+    # a stage that cannot reach its broker says so with a failing exit code, so that an
+    # orchestrator's restart policy (on-failure) restarts it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update(
+        {
+            "VMPULSE_KAFKA_BOOTSTRAP": closed,
+            "VMPULSE_KAFKA_WAIT_S": "1",
+            "VMPULSE_DATA_DIR": str(short_tmp),
+        }
+    )
+    for stage in ("bridge", "gateway", "worker"):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "vmpulse.cli", stage],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 1, f"{stage}: {done.returncode}\n{done.stderr[-3000:]}"
+        assert "Unable to bootstrap" in done.stderr + done.stdout, stage
