@@ -13,7 +13,7 @@ DASHBOARD  := gateway/static/index.html
 CLIENT_SOURCES := $(shell find $(CLIENT)/src $(CLIENT)/dashboard -type f 2>/dev/null) \
 	$(CLIENT)/build.mjs $(wildcard $(CLIENT)/tsconfig*.json)
 
-.PHONY: up test unit integration lint typecheck check bench kafka-jars clean dashboard screenshots
+.PHONY: up test unit integration lint typecheck check bench kafka-jars clean dashboard screenshots image
 
 $(STAMP): pyproject.toml
 	bash infra/sysdeps.sh
@@ -45,6 +45,12 @@ test: kafka-jars dashboard
 # The pictures in docs/img: the browser tests, saving their screenshots there.
 screenshots: kafka-jars dashboard
 	VMPULSE_SCREENSHOT_DIR=docs/img $(PY) -m pytest -q tests/e2e/test_dashboard.py
+
+# The container images with podman (installed if missing): the base from Debian's packages,
+# infra/Dockerfile and the Kafka stand-in (infra/DEPLOYMENT.md). `make test` builds them too,
+# in tests/image.
+image:
+	bash infra/podman/image.sh
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
