@@ -13,7 +13,7 @@ DASHBOARD  := gateway/static/index.html
 CLIENT_SOURCES := $(shell find $(CLIENT)/src $(CLIENT)/dashboard -type f 2>/dev/null) \
 	$(CLIENT)/build.mjs $(wildcard $(CLIENT)/tsconfig*.json)
 
-.PHONY: up test cluster unit integration lint typecheck check bench kafka-jars clean dashboard screenshots
+.PHONY: up test cluster unit integration lint typecheck check bench kafka-jars clean dashboard screenshots image
 
 $(STAMP): pyproject.toml
 	bash infra/sysdeps.sh
@@ -49,6 +49,12 @@ screenshots: kafka-jars dashboard
 # The failover tests on a local 3-broker KRaft cluster (infra/cluster.py), marked `cluster`.
 cluster: kafka-jars
 	$(PY) -m pytest -q -m cluster tests/integration/infra/test_cluster.py
+
+# The container images with podman (installed if missing): the base from Debian's packages,
+# infra/Dockerfile and the Kafka stand-in (infra/DEPLOYMENT.md). `make test` builds them too,
+# in tests/image.
+image:
+	bash infra/podman/image.sh
 
 unit: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q tests/unit

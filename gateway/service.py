@@ -35,7 +35,7 @@ from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from infra.config import Settings
 from infra.dlq_reader import read_dlq
-from infra.kafka_io import DirectoryTail
+from infra.kafka_io import DirectoryTail, wait_for_broker
 from schemas.directory import Directory
 from schemas.topics import Topics
 from store.reader import Reader
@@ -182,6 +182,8 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         if self._tail is None:
             self._tail = DirectoryTail(bootstrap, self.topics, on_change=self.on_directory_change)
         if self._owns_tail:
+            # standalone (`vmpulse gateway`): the broker may start after us (containers)
+            await wait_for_broker(bootstrap, self.settings.kafka.wait_s)
             await self._tail.start()
         try:
             await asyncio.wait_for(self._tail.caught_up.wait(), self._directory_timeout_s)

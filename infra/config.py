@@ -19,6 +19,7 @@ __all__ = [
     "DEV_AGENT_SECRET",
     "DEV_JWT_SECRET",
     "MIN_JWT_SECRET_BYTES",
+    "SECRET_VARIABLES",
     "AlertSettings",
     "BridgeSettings",
     "ConfigError",
@@ -106,6 +107,11 @@ class KafkaSettings:
     local_brokers: int = _var("VMPULSE_LOCAL_BROKERS", 1, minimum=1)
     """Scale-out (issue 14): `vmpulse up` without VMPULSE_KAFKA_BOOTSTRAP starts this many
     local brokers (1, or a KRaft cluster of 3 from infra/cluster.py)."""
+    jars_dir: Path | None = _var("VMPULSE_KAFKA_JARS", None, kind="special")
+    """The local broker's jars (the image has them); None = fetched by Maven into ~/.cache."""
+    wait_s: float = _var("VMPULSE_KAFKA_WAIT_S", 120.0, kind="float", minimum=0.0)
+    """How long a stage waits at start for its Kafka cluster to answer (containers start in
+    any order); 0 = not at all."""
     # worker group membership: a dead worker's partitions move after the session
     # timeout; a worker restarted with the same instance id takes them back at once
     session_timeout_s: float = _var(
@@ -270,6 +276,10 @@ class Settings:
 
     data_dir: Path = _var("VMPULSE_DATA_DIR", Path(".vmpulse"), kind="special")
     libvirt_uri: str | None = _var("VMPULSE_LIBVIRT_URI", None, kind="optional")
+    # deployment (issue 13): where a stage serves /healthz, /readyz and /metrics
+    health_host: str | None = _var("VMPULSE_HEALTH_ADDR", None, kind="special")
+    """VMPULSE_HEALTH_ADDR's host; None = no health port."""
+    health_port: int = _var("VMPULSE_HEALTH_ADDR", 0, kind="special")
     kafka: KafkaSettings = KafkaSettings()
     store: StoreSettings = StoreSettings()
     reads: ReadSettings = ReadSettings()
@@ -283,15 +293,18 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from an environment mapping, reporting every error at once."""
         errors: list[str] = []
+        # secrets may come from mounted files (issue 13): from here on they are plain values
+        env, sources = _with_secret_files(env, errors)
         data_dir = Path(env.get("VMPULSE_DATA_DIR") or _default(cls, "data_dir")).absolute()
         groups = {name: _read(group, env, errors) for name, group in _GROUPS.items()}
 
         store: dict[str, Any] = groups["store"]
         store["url"] = env.get("VMPULSE_CLICKHOUSE_URL") or f"chdb://{data_dir / 'clickhouse'}"
         if not store["url"].startswith(("chdb:", "http://", "https://")):
+            # the URL may hold a password: only its scheme is named
             errors.append(
-                "VMPULSE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
-                f"got {store['url']!r}"
+                f"{sources['VMPULSE_CLICKHOUSE_URL']} must start with chdb://, http:// or "
+                f"https://, got {_scheme(store['url'])}"
             )
         store["cluster"] = cluster = env.get("VMPULSE_CLICKHOUSE_CLUSTER") or None
         if cluster is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cluster):
@@ -303,7 +316,8 @@ class Settings:
             ("chdb:", "http://", "https://")
         ):
             errors.append(
-                "VMPULSE_CLICKHOUSE_READ_URL must start with chdb://, http:// or https://"
+                f"{sources['VMPULSE_CLICKHOUSE_READ_URL']} must start with chdb://, http:// "
+                "or https://"
             )
 
         gateway: dict[str, Any] = groups["gateway"]
@@ -319,7 +333,7 @@ class Settings:
             gateway["cors_origins"] = tuple(o.strip() for o in cors_text.split(",") if o.strip())
 
         tokens: dict[str, Any] = groups["tokens"]
-        _read_tokens(env, tokens, errors)
+        _read_tokens(env, tokens, errors, sources["VMPULSE_JWT_SECRET"])
 
         bridge: dict[str, Any] = groups["bridge"]
         bridge["socket_dir"] = Path(
@@ -340,11 +354,24 @@ class Settings:
             )
         bridge["socket_owners"] = _owners(env.get("VMPULSE_SOCKET_OWNER") or "", errors)
 
+        kafka: dict[str, Any] = groups["kafka"]
+        jars_text = env.get("VMPULSE_KAFKA_JARS") or ""
+        kafka["jars_dir"] = Path(jars_text).absolute() if jars_text else None
+        if kafka["jars_dir"] is not None and not kafka["jars_dir"].is_dir():
+            errors.append(f"VMPULSE_KAFKA_JARS must name a directory of jars, got {jars_text!r}")
+        health = _addr(env, "VMPULSE_HEALTH_ADDR", errors)
+
         libvirt_uri = env.get("VMPULSE_LIBVIRT_URI") or None
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         built = {name: _GROUPS[name](**values) for name, values in groups.items()}
-        return cls(data_dir=data_dir, libvirt_uri=libvirt_uri, **built)
+        return cls(
+            data_dir=data_dir,
+            libvirt_uri=libvirt_uri,
+            health_host=health[0] if health else None,
+            health_port=health[1] if health else 0,
+            **built,
+        )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed: a top-level field, a whole group, or some
@@ -357,7 +384,9 @@ class Settings:
         return dataclasses.replace(self, **resolved)
 
 
-def _read_tokens(env: Mapping[str, str], tokens: dict[str, Any], errors: list[str]) -> None:
+def _read_tokens(
+    env: Mapping[str, str], tokens: dict[str, Any], errors: list[str], source: str
+) -> None:
     text = env.get("VMPULSE_JWT_ALGORITHMS") or ",".join(_default(TokenSettings, "algorithms"))
     algorithms = tuple(a.strip() for a in text.split(",") if a.strip())
     unknown = [a for a in algorithms if a not in _JWT_ALGORITHMS]
@@ -373,7 +402,7 @@ def _read_tokens(env: Mapping[str, str], tokens: dict[str, Any], errors: list[st
     secret_bytes = len(jwt_secret.encode("utf-8"))
     if jwt_secret != DEV_JWT_SECRET and secret_bytes < MIN_JWT_SECRET_BYTES:
         errors.append(
-            f"VMPULSE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes, got "
+            f"{source} must be at least {MIN_JWT_SECRET_BYTES} bytes, got "
             f"{secret_bytes} (e.g. python3 -c 'import secrets; print(secrets.token_hex(32))')"
         )
     tokens["secret"] = Secret(jwt_secret)
@@ -384,6 +413,67 @@ def _read_tokens(env: Mapping[str, str], tokens: dict[str, Any], errors: list[st
     if public_key is None and any(not a.startswith("HS") for a in algorithms):
         errors.append("VMPULSE_JWT_ALGORITHMS has RS/ES/PS algorithms: set VMPULSE_JWT_PUBLIC_KEY")
     tokens["public_key"] = public_key
+
+
+SECRET_VARIABLES = (
+    "VMPULSE_JWT_SECRET",
+    "VMPULSE_AGENT_SECRET",
+    "VMPULSE_CLICKHOUSE_URL",
+    "VMPULSE_CLICKHOUSE_READ_URL",
+)
+"""Variables that hold secrets (keys, URLs with passwords); each may be given as
+``<NAME>_FILE``, the path of a file that holds the value (a mounted secret)."""
+
+
+def _with_secret_files(
+    env: Mapping[str, str], errors: list[str]
+) -> tuple[Mapping[str, str], dict[str, str]]:
+    """The environment with every ``<NAME>_FILE`` read into ``<NAME>``, and per secret the
+    variable it came from (for messages, which name a variable, never a value).
+
+    A file's trailing newline is not part of the secret (``echo key > file`` is the usual
+    way to write one). Setting both forms is an error: which one wins would be a guess.
+    """
+    merged = dict(env)
+    sources = {name: name for name in SECRET_VARIABLES}
+    for name in SECRET_VARIABLES:
+        file_var = f"{name}_FILE"
+        path = env.get(file_var) or ""
+        if not path:
+            continue
+        sources[name] = file_var
+        if env.get(name):
+            errors.append(f"set {name} or {file_var}, not both")
+            continue
+        try:
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            errors.append(f"{file_var}: cannot read {path!r}: {reason}")
+            continue
+        if not value:
+            errors.append(f"{file_var}: {path!r} is empty")
+            continue
+        merged[name] = value
+    return merged, sources
+
+
+def _scheme(url: str) -> str:
+    """How a store URL starts, for an error message: never the rest, which may hold a password."""
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme!r}://..." if sep and "@" not in scheme else "a value without a scheme"
+
+
+def _addr(env: Mapping[str, str], name: str, errors: list[str]) -> tuple[str, int] | None:
+    """``host:port`` (``[v6]:port`` too); unset or empty = None."""
+    text = env.get(name) or ""
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        errors.append(f"{name} must be host:port, got {text!r}")
+        return None
+    return host.strip("[]"), int(port)
 
 
 def _default(group: type, name: str) -> Any:

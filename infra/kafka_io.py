@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CoordinatorLoadInProgressError,
     GroupCoordinatorNotAvailableError,
+    KafkaConnectionError,
     TopicAlreadyExistsError,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "ensure_settings_topics",
     "ensure_topics",
     "make_producer",
+    "wait_for_broker",
     "wait_for_group_coordinator",
     "wait_for_leaders",
 ]
@@ -169,9 +171,41 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: tuple[str, ...])
         await asyncio.sleep(0.1)
 
 
+async def wait_for_broker(bootstrap: str, timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` until the cluster answers at ``bootstrap``.
+
+    Containers start in any order: a stage that starts before its broker waits for
+    it (saying so once) instead of dying and depending on a restart policy.
+    KafkaConnectionError once the time is up.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    said = False
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            return
+        except KafkaConnectionError:
+            if loop.time() >= deadline:
+                raise
+            if not said:
+                log.warning(
+                    "Kafka at %s does not answer yet; waiting up to %.0f s", bootstrap, timeout_s
+                )
+                said = True
+        finally:
+            await admin.close()
+        await asyncio.sleep(1.0)
+
+
 async def ensure_settings_topics(settings: Settings) -> Topics:
-    """Create the topics of ``settings`` (prefix, partitions, replication); returns their names."""
+    """Create the topics of ``settings`` (prefix, partitions, replication); returns their names.
+
+    Waits ``settings.kafka.wait_s`` for the broker first (VMPULSE_KAFKA_WAIT_S).
+    """
     assert settings.kafka.bootstrap is not None, "resolve the broker first"
+    await wait_for_broker(settings.kafka.bootstrap, settings.kafka.wait_s)
     topics = Topics(settings.kafka.topic_prefix)
     await ensure_topics(
         settings.kafka.bootstrap,

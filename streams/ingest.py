@@ -70,6 +70,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.release = release
         self.take = take
         self.drain: Callable[[], Awaitable[None]] | None = None
+        self.joined = False
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # the batch being stored finishes and commits before anyone else may take over
@@ -82,6 +83,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             log.exception("writing the state of the revoked partitions failed")
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.joined = True  # an assignment, even an empty one: the group took us in
         self.forget()  # a new assignment may hold partitions others stored more of
         try:  # resume the partitions' state now: a silent VM sends nothing that would
             await self.take({tp.partition for tp in assigned})
@@ -138,6 +140,12 @@ class RawIngest(Generic[P]):
         self._inflight: _Inflight | None = None
         self._listener.drain = self.drain
 
+    @property
+    def joined(self) -> bool:
+        """Whether the consumer group has given this worker its share (the worker's
+        readiness, ``/readyz``); false again once :meth:`run` ended."""
+        return self._listener.joined
+
     async def stop(self) -> None:
         """Cancel a running :meth:`run` and wait until its consumer left the group."""
         task, self._task = self._task, None
@@ -173,6 +181,7 @@ class RawIngest(Generic[P]):
             if self._inflight is not None:
                 self._inflight[0].cancel()
                 await asyncio.wait({self._inflight[0]})
+            self._listener.joined = False
             await consumer.stop()
 
     async def _store(

@@ -32,7 +32,7 @@ __all__ = ["ChildProcess", "child_env"]
 
 # Settings a child must not take over from the parent: each names a port the
 # parent itself listens on.
-_PARENTS_OWN = ("VMPULSE_GATEWAY_ADDR",)
+_PARENTS_OWN = ("VMPULSE_GATEWAY_ADDR", "VMPULSE_HEALTH_ADDR")
 
 
 def child_env(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:

@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bridge", help="run the ingest bridge")
     sub.add_parser("hypervisor", help="watch libvirt (VMPULSE_LIBVIRT_URI) for lifecycle events")
     sub.add_parser("gateway", help="run the Socket.IO gateway (no query endpoint on chDB)")
+    probe = sub.add_parser(
+        "probe",
+        help="ask this container's stage on VMPULSE_HEALTH_ADDR whether it is ready "
+        "(exit 0) or not (exit 1); the image's HEALTHCHECK",
+    )
+    probe.add_argument("--live", action="store_true", help="ask /healthz instead of /readyz")
     sub.add_parser(
         "reader-grants",
         help="print the SQL that creates VMPULSE_CLICKHOUSE_READ_URL's read-only user",
@@ -48,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--transport", choices=("unix", "tcp"), default="unix")
     sim.add_argument("--bad-rate", type=float, default=0.0, help="share of invalid lines")
     sim.add_argument("--progress", type=float, default=2.0, help="seconds between rate lines")
+    sim.add_argument(
+        "--seed-directory",
+        action="store_true",
+        help="first publish the demo directory as `vmpulse up` does (users admin, alice, bob, "
+        "carol; the simulated VMs, owned in turn); needs VMPULSE_KAFKA_BOOTSTRAP",
+    )
 
     tok = sub.add_parser("token", help="print a development JWT for the configured key")
     tok.add_argument("--user", required=True)
@@ -115,21 +127,33 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run_services(settings: Settings, make: Any) -> int:
+    """Run one stage's service in a mode worker (SIGTERM and SIGINT stop it gracefully),
+    with the health port before it when VMPULSE_HEALTH_ADDR is set."""
     import mode
 
-    from vmpulse.up import start_broker_if_needed
+    from vmpulse.up import health_services, start_broker_if_needed
 
     settings, broker = start_broker_if_needed(settings)
     try:
-        worker = mode.Worker(make(settings), loglevel="WARN", quiet=True)
+        stage = make(settings)
+        metrics = getattr(getattr(stage, "metrics", None), "registry", None)
+
+        def ready() -> bool:
+            return bool(getattr(stage, "ready", stage.started)) and not stage.should_stop
+
+        services = [*health_services(settings, ready, metrics), stage]
+        worker = mode.Worker(*services, loglevel="WARN", quiet=True)
+        code = 0
         try:
             worker.execute_from_commandline()
-        except SystemExit:
-            pass
+        except SystemExit as exc:
+            # mode exits 1 when a service failed to start or crashed: say so to the
+            # orchestrator, which restarts on failure (a clean stop is 0)
+            code = exc.code if isinstance(exc.code, int) else 1
     finally:
         if broker is not None:
             broker.stop()
-    return 0
+    return code
 
 
 def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
@@ -187,6 +211,19 @@ def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         reader.close()
 
 
+def _cmd_probe(settings: Settings, args: argparse.Namespace) -> int:
+    from vmpulse.health import probe
+
+    if settings.health_host is None:
+        print("vmpulse probe needs VMPULSE_HEALTH_ADDR (the image sets it)", file=sys.stderr)
+        return 2
+    ok, said = probe(
+        settings.health_host, settings.health_port, "/healthz" if args.live else "/readyz"
+    )
+    print(said)
+    return 0 if ok else 1
+
+
 def _cmd_reader_grants(settings: Settings, args: argparse.Namespace) -> int:
     from store.reader import ReadLimits
     from store.reader_grants import render_reader_grants
@@ -217,6 +254,14 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     if args.vms < 0 or args.interval <= 0 or not 0 <= args.bad_rate <= 1:
         print("--vms >= 0, --interval > 0 and 0 <= --bad-rate <= 1", file=sys.stderr)
         return 2
+    if args.seed_directory:
+        from vmpulse.up import seed_demo_directory
+
+        if not settings.kafka.bootstrap:
+            print("--seed-directory needs VMPULSE_KAFKA_BOOTSTRAP", file=sys.stderr)
+            return 2
+        asyncio.run(seed_demo_directory(settings, demo_vm_ids(args.vms)))
+        print(f"demo directory published for {args.vms} VMs", flush=True)
     tcp = settings.bridge.tcp_host
     return asyncio.run(
         run_fleet(
@@ -363,6 +408,7 @@ _COMMANDS = {
     "token": _cmd_token,
     "query": _cmd_query,
     "reader-grants": _cmd_reader_grants,
+    "probe": _cmd_probe,
     "dlq": _cmd_dlq,
     "emit": _platform,
     "directory": _platform,

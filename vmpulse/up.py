@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import faust
 import mode
+import prometheus_client
 
 from gateway.auth import issue_token
 from gateway.service import GatewayService
@@ -34,9 +35,17 @@ from store.reader import Reader, ReadLimits
 from streams.app import create_app, ingest_group_id
 from vmpulse.child import ChildProcess
 from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
+from vmpulse.health import HealthServer
 from vmpulse.up_info import UpInfo, write_up_info
 
-__all__ = ["run_up", "run_worker", "start_broker_if_needed", "tune_gc"]
+__all__ = [
+    "health_services",
+    "run_up",
+    "run_worker",
+    "seed_demo_directory",
+    "start_broker_if_needed",
+    "tune_gc",
+]
 
 log = logging.getLogger("vmpulse.up")
 
@@ -113,11 +122,32 @@ def start_broker_if_needed(
         broker = LocalCluster(settings.data_dir / "kafka-cluster", settings.kafka.local_brokers)
         print(f"starting a local Kafka cluster of {settings.kafka.local_brokers} ...", flush=True)
     else:
-        broker = LocalBroker(settings.data_dir / "kafka")
+        broker = LocalBroker(settings.data_dir / "kafka", jars_dir=settings.kafka.jars_dir)
         print("starting a local Kafka broker ...", flush=True)
     bootstrap = broker.start()
     print(f"Kafka broker on {bootstrap}", flush=True)
     return settings.replace(kafka={"bootstrap": bootstrap}), broker
+
+
+def health_services(
+    settings: Settings,
+    ready: Callable[[], bool],
+    registry: prometheus_client.CollectorRegistry | None = None,
+) -> list[mode.Service]:
+    """The health port (vmpulse/health.py) when VMPULSE_HEALTH_ADDR is set, else nothing.
+
+    First among a worker's services, so it answers while the stage starts.
+    """
+    if settings.health_host is None:
+        return []
+    return [
+        HealthServer(
+            settings.health_host,
+            settings.health_port,
+            ready=ready,
+            registry=registry if registry is not None else prometheus_client.REGISTRY,
+        )
+    ]
 
 
 async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
@@ -137,16 +167,23 @@ async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
             await producer.stop()
 
 
+async def seed_demo_directory(settings: Settings, vm_ids: list[str]) -> None:
+    """Topics, then the demo users and VMs, as `vmpulse up` publishes them
+    (`vmpulse simulate --seed-directory`: the compose stack's simulated fleet)."""
+    await _prepare(settings, vm_ids)
+
+
 def _run_worker(
     app: faust.App, services: list[mode.Service], loop: asyncio.AbstractEventLoop
-) -> None:
+) -> int:
     worker = faust.Worker(app, *services, loglevel="WARN", quiet=True, loop=loop)
     worker.spinner = None  # its terminal escapes garble logs that are not a terminal
     tune_gc()
     try:
         worker.execute_from_commandline()
-    except SystemExit:
-        pass
+    except SystemExit as exc:  # 1 when a service failed to start or crashed
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
 
 
 @contextlib.contextmanager
@@ -174,6 +211,7 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
     """Run the whole pipeline in this process until SIGINT."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
+    code = 1  # unless the worker ran and stopped cleanly
     if settings.tokens.secret_is_dev:
         print(
             "using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)", flush=True
@@ -190,7 +228,12 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
                 app = create_app(settings, store)
                 gateway = GatewayService(settings, reader=reader)
                 fleet = ["--vms", str(len(vm_ids)), "--interval", str(interval_s)]
+
+                def ready() -> bool:
+                    return gateway.ready and app.vmpulse_ingest.joined and not app.should_stop
+
                 services: list[mode.Service] = [
+                    *health_services(settings, ready),
                     # the bridge and the fleet are processes of their own (vmpulse/child.py)
                     ChildProcess(settings, "bridge", ["bridge"]),
                     gateway,
@@ -201,17 +244,21 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
                     from agents.hypervisor import HypervisorWatcher
 
                     services.append(HypervisorWatcher(settings))
-                _run_worker(app, services, loop)
+                code = _run_worker(app, services, loop)
             finally:
                 reader.close()
     finally:
         print("vmpulse stopped", flush=True)
-    return 0
+    return code
 
 
 def run_worker(settings: Settings) -> int:
     """Run only the stream worker (production: one per container, scaled by partitions)."""
     with _runtime(settings) as (settings, store, loop):
         loop.run_until_complete(_prepare(settings, []))
-        _run_worker(create_app(settings, store), [], loop)
-    return 0
+        app = create_app(settings, store)
+
+        def ready() -> bool:
+            return bool(app.vmpulse_ingest.joined) and not app.should_stop
+
+        return _run_worker(app, health_services(settings, ready), loop)

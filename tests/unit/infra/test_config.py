@@ -7,6 +7,7 @@ import pytest
 
 from infra.config import (
     DEV_JWT_SECRET,
+    SECRET_VARIABLES,
     BridgeSettings,
     ConfigError,
     KafkaSettings,
@@ -217,6 +218,10 @@ def test_gateway_send_path_settings() -> None:
 # (tests/bench), the browser tests' Chromium, the crash test's seed, and the
 # example client's own environment (docs/CLIENT.md).
 NOT_SETTINGS = {"VMPULSE_CHROMIUM", "VMPULSE_CRASH_SEED", "VMPULSE_TOKEN", "VMPULSE_URL"}
+# infra/compose.yaml's own variables (the published port, the simulated fleet's size)
+NOT_SETTINGS |= {"VMPULSE_HTTP_PORT", "VMPULSE_VMS"}
+# <NAME>_FILE of each secret: read into <NAME> (tests/unit/infra/test_deploy_settings.py)
+SECRET_FILES = {f"{name}_FILE" for name in SECRET_VARIABLES}
 
 # A valid value other than the default for the variables a generic one does not fit.
 SAMPLES = {
@@ -239,6 +244,8 @@ SAMPLES = {
     "VMPULSE_SOCKET_DIR": "/tmp/vmpulse-sockets",
     "VMPULSE_KAFKA_SESSION_TIMEOUT_S": "7",
     "VMPULSE_CLICKHOUSE_CLUSTER": "metrics",
+    "VMPULSE_HEALTH_ADDR": "127.0.0.1:8081",
+    "VMPULSE_KAFKA_JARS": str(Path(__file__).parent),  # any existing directory
 }
 # What a variable needs beside it to be valid at all (set on both sides of the comparison).
 NEEDS = {"VMPULSE_CLICKHOUSE_CLUSTER": {"VMPULSE_CLICKHOUSE_URL": "http://u:p@ch.example:8123/db"}}
@@ -252,7 +259,8 @@ def _documented_variables() -> set[str]:
     # "VMPULSE_READ_*" (CHANGELOG.md) names the reads' group
     groups = {d for d in found if d + "_*" in " ".join(doc.read_text() for doc in docs)}
     found |= {v for v in _declared_variables() if any(v.startswith(g + "_") for g in groups)}
-    return {v for v in found - groups if not v.startswith("VMPULSE_BENCH_")} - NOT_SETTINGS
+    found = {v for v in found - groups if not v.startswith("VMPULSE_BENCH_")}
+    return found - NOT_SETTINGS - SECRET_FILES
 
 
 def _fields() -> list[dataclasses.Field[Any]]:

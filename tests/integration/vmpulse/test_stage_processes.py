@@ -1,0 +1,204 @@
+"""Each stage as its own process, as a container runs it (issue 13): the health port says
+when it is ready, SIGTERM stops it cleanly within an orchestrator's grace period, and the
+secrets it read from mounted files appear nowhere in what it logs (debug logging on).
+
+Real parts: the session's Kafka broker, chDB in the worker, real sockets, real signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import prometheus_client
+import pytest
+
+from infra.broker import free_port
+from infra.config import Settings
+from vmpulse.health import HealthServer, probe
+
+GRACE_S = 10.0
+"""`docker stop` and `podman stop` wait 10 s before SIGKILL (Kubernetes: 30 s)."""
+
+JWT = "stage-test-jwt-" + "k" * 40
+AGENT = "stage-test-agent-secret-" + "a" * 16
+
+
+async def test_the_health_port_answers_liveness_readiness_and_metrics() -> None:
+    state = {"ready": False}
+    registry = prometheus_client.CollectorRegistry()
+    prometheus_client.Counter("probe_test_total", "a counter", registry=registry).inc(3)
+    server = HealthServer("127.0.0.1", 0, ready=lambda: state["ready"], registry=registry)
+    await server.start()
+    try:
+        port = server.port
+        assert port != 0
+        # probe() is the blocking client of `vmpulse probe`: run it off the loop
+        live = await asyncio.to_thread(probe, "0.0.0.0", port, "/healthz")
+        assert live == (True, '200 {"status": "ok"}')
+        assert await asyncio.to_thread(probe, "127.0.0.1", port) == (
+            False,
+            '503 {"status": "not ready"}',
+        )
+        state["ready"] = True
+        assert (await asyncio.to_thread(probe, "127.0.0.1", port))[0]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            assert resp.status == 200
+            assert "probe_test_total 3.0" in await resp.text()
+    finally:
+        await server.stop()
+    ok, said = await asyncio.to_thread(probe, "127.0.0.1", port)
+    assert not ok and "no answer" in said
+
+
+class Stage:
+    """`vmpulse -v <stage>` as a child process with its health port and its log file."""
+
+    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.health_port = free_port()
+        self.log_path = log
+        self.env = {**env, "VMPULSE_HEALTH_ADDR": f"127.0.0.1:{self.health_port}"}
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vmpulse.cli", "-v", name],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_ready(self, within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        said = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
+            ok, said = await asyncio.to_thread(probe, "127.0.0.1", self.health_port)
+            if ok:
+                return
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"{self.name} not ready within {within_s}s ({said}):\n{self.log()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def test_every_stage_is_ready_stops_on_sigterm_and_logs_no_secret(
+    settings: Settings, short_tmp: Path
+) -> None:
+    secrets = short_tmp / "secrets"
+    secrets.mkdir()
+    (secrets / "jwt").write_text(JWT + "\n")
+    (secrets / "agent").write_text(AGENT + "\n")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("VMPULSE_") or key == "VMPULSE_KAFKA_BOOTSTRAP"
+    }
+    env.update(
+        {
+            "VMPULSE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap or "",
+            "VMPULSE_TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "VMPULSE_PARTITIONS": "2",
+            "VMPULSE_JWT_SECRET_FILE": str(secrets / "jwt"),
+            "VMPULSE_AGENT_SECRET_FILE": str(secrets / "agent"),
+            "VMPULSE_AGENT_TCP_ADDR": f"127.0.0.1:{free_port()}",
+            "VMPULSE_GATEWAY_ADDR": f"127.0.0.1:{free_port()}",
+        }
+    )
+    stages = []
+    try:
+        for name in ("bridge", "worker", "gateway"):
+            data = short_tmp / name
+            stage_env = {
+                **env,
+                "VMPULSE_DATA_DIR": str(data),
+                "VMPULSE_SOCKET_DIR": str(short_tmp / "sockets"),
+            }
+            stages.append(Stage(name, stage_env, short_tmp / f"{name}.log"))
+        for stage in stages:
+            await stage.wait_ready(120.0)
+        bridge = stages[0]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{bridge.health_port}/metrics") as resp,
+        ):
+            assert "vmpulse_bridge_active_connections" in await resp.text()
+
+        for stage in stages:
+            started = time.monotonic()
+            stage.proc.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.to_thread(stage.proc.wait, GRACE_S)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(
+                    f"{stage.name} still running {GRACE_S}s after SIGTERM:\n{stage.log()}"
+                ) from None
+            took = time.monotonic() - started
+            print(f"{stage.name}: stopped on SIGTERM in {took:.2f}s")
+            assert code == 0, f"{stage.name} exited {code}:\n{stage.log()}"
+            log = stage.log()
+            assert "Traceback" not in log, log
+            assert "DEBUG" in log  # debug logging was on: the check below saw everything
+            assert JWT not in log and AGENT not in log, f"a secret in the {stage.name} log"
+            assert JWT[:16] not in log and AGENT[:20] not in log
+            ok, said = probe("127.0.0.1", stage.health_port)
+            assert not ok and "no answer" in said
+    finally:
+        for stage in stages:
+            stage.kill()
+
+
+async def test_a_stage_waits_for_its_broker_then_fails_with_exit_code_1(
+    kafka_bootstrap: str, short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    from infra.kafka_io import wait_for_broker
+
+    await wait_for_broker(kafka_bootstrap, 0.0)  # up: answers at once
+    closed = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(KafkaConnectionError):
+        await wait_for_broker(closed, 1.5)
+    assert time.monotonic() - started >= 1.5
+    assert [r.message for r in caplog.records if "does not answer yet" in r.message] == [
+        f"Kafka at {closed} does not answer yet; waiting up to 2 s"
+    ]
+    # a stage that cannot reach its broker says so with a failing exit code, so that an
+    # orchestrator's restart policy (on-failure) restarts it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update(
+        {
+            "VMPULSE_KAFKA_BOOTSTRAP": closed,
+            "VMPULSE_KAFKA_WAIT_S": "1",
+            "VMPULSE_DATA_DIR": str(short_tmp),
+        }
+    )
+    for stage in ("bridge", "gateway", "worker"):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "vmpulse.cli", stage],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 1, f"{stage}: {done.returncode}\n{done.stderr[-3000:]}"
+        assert "Unable to bootstrap" in done.stderr + done.stdout, stage
