@@ -85,6 +85,9 @@ class Settings:
     local_brokers: int = 1
     # The store's cluster form (issue 14): a ClickHouse server cluster's name; unset: one node.
     clickhouse_cluster: str | None = None
+    # Several bridges over one socket directory (issue 14.3): each owns the VMs of the
+    # agent.raw partitions a Kafka group gives it (agents/ownership.py); off: one reads all.
+    bridge_shared: bool = False
     # Gateway (issue 6): token rules, CORS, limits, resume window, buffers.
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     jwt_public_key: Path | None = None
@@ -193,6 +196,9 @@ class Settings:
         partitions = _int(env, "VMPULSE_PARTITIONS", 12, errors, minimum=1)
         replication = _int(env, "VMPULSE_REPLICATION_FACTOR", 0, errors, minimum=1) or None
         local_brokers = _int(env, "VMPULSE_LOCAL_BROKERS", 1, errors, minimum=1)
+        shared = (env.get("VMPULSE_BRIDGE_SHARED") or "0").lower()
+        if shared not in ("0", "1", "true", "false", "yes", "no"):
+            errors.append(f"VMPULSE_BRIDGE_SHARED must be 0 or 1, got {shared!r}")
         ch_cluster = env.get("VMPULSE_CLICKHOUSE_CLUSTER") or None
         if ch_cluster is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ch_cluster):
             errors.append(f"VMPULSE_CLICKHOUSE_CLUSTER must be an identifier, got {ch_cluster!r}")
@@ -327,6 +333,7 @@ class Settings:
             replication_factor=replication,
             local_brokers=local_brokers,
             clickhouse_cluster=ch_cluster,
+            bridge_shared=shared in ("1", "true", "yes"),
             live_interval_s=live_ms / 1000.0,
             store_batch_s=batch_ms / 1000.0,
             libvirt_uri=env.get("VMPULSE_LIBVIRT_URI") or None,

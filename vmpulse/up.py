@@ -30,11 +30,13 @@ from infra.broker import LocalBroker, die_with_parent
 from infra.cluster import LocalCluster
 from infra.config import Settings
 from infra.kafka_io import (
-    ensure_settings_topics,
+    Durability,
+    ensure_topics,
     make_producer,
     wait_for_group_coordinator,
     wait_for_leaders,
 )
+from schemas.topics import Topics
 from store.clickhouse import ClickHouseStore, redact_url
 from store.reader import Reader, ReadLimits
 from streams.app import create_app, ingest_group_id
@@ -167,9 +169,17 @@ def start_broker_if_needed(
     return settings.replace(kafka_bootstrap=bootstrap), broker
 
 
-async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
-    topics = await ensure_settings_topics(settings)
+async def _prepare(settings: Settings, vm_ids: list[str]) -> Durability:
+    """Topics, leaders, the group coordinator and the demo directory; returns the
+    durability the topics got, which Faust's own topics get too (one rule)."""
     assert settings.kafka_bootstrap is not None
+    topics = Topics(settings.topic_prefix)
+    plan = await ensure_topics(
+        settings.kafka_bootstrap,
+        topics,
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+    )
     # a fresh broker: first sends and joins would be refused, with warnings, for a moment
     await wait_for_leaders(settings.kafka_bootstrap, topics.all(), settings.partitions)
     await wait_for_group_coordinator(
@@ -182,6 +192,7 @@ async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
             await publish_records(producer, topics, demo_directory(vm_ids))
         finally:
             await producer.stop()
+    return plan
 
 
 def _run_worker(
@@ -233,8 +244,8 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
             reader.open()
             try:
                 vm_ids = demo_vm_ids(vms)
-                loop.run_until_complete(_prepare(settings, vm_ids))
-                app = create_app(settings, store)
+                plan = loop.run_until_complete(_prepare(settings, vm_ids))
+                app = create_app(settings, store, plan=plan)
                 gateway = GatewayService(settings, reader=reader)
                 services: list[mode.Service] = [
                     # The bridge's series go to the process-wide registry, which the
@@ -259,6 +270,6 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
 def run_worker(settings: Settings) -> int:
     """Run only the stream worker (production: one per container, scaled by partitions)."""
     with _runtime(settings) as (settings, store, loop):
-        loop.run_until_complete(_prepare(settings, []))
-        _run_worker(create_app(settings, store), [], loop)
+        plan = loop.run_until_complete(_prepare(settings, []))
+        _run_worker(create_app(settings, store, plan=plan), [], loop)
     return 0
