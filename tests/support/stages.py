@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from infra.broker import free_port
@@ -43,8 +44,16 @@ def stage_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, str
 class StageProcess:
     """One `vmpulse <stage>` child process; restartable, its output in ``<dir>/<name>.log``."""
 
-    def __init__(self, stage: str, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        stage: str,
+        name: str,
+        env: dict[str, str],
+        log_dir: Path,
+        args: Sequence[str] = (),
+    ) -> None:
         self.stage = stage
+        self.args = list(args)
         self.name = name
         self.env = env
         self.log = log_dir / f"{name}.log"
@@ -57,7 +66,10 @@ class StageProcess:
             out.write(f"\n--- start {self.starts} ---\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [VMPULSE, self.stage], env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [VMPULSE, self.stage, *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     @property
@@ -86,7 +98,7 @@ class StageProcess:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.wait()  # SIGKILL always ends it; a loaded machine may take a while
 
     def output(self, tail: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-tail:] if self.log.exists() else ""
