@@ -8,13 +8,16 @@ the most agent.raw partitions is killed with SIGKILL and restarted later; then
 the same with the active controller (the KRaft quorum's leader).
 
 What a user would check:
-- every line the bridge had acknowledged is stored exactly once: the bridge's
-  own counter of acknowledged lines = the lines on agent.raw = the rows stored =
-  distinct (partition, offset) positions; the 1-minute rollup counts the raw
-  rows, minute by minute. chDB lets one process own a store, so each worker
-  process has its own chDB directory and the rows of both are counted together
-  (a ClickHouse server would be one store; the one-store case is
-  tests/integration/streams/test_two_workers.py, in-process);
+- every line the bridge had acknowledged is stored: the bridge's own counter of
+  acknowledged lines = the lines on agent.raw = the distinct (partition, offset)
+  positions stored; each store holds a line at most once and its 1-minute rollup
+  counts its raw rows, minute by minute. chDB lets one process own a store, so
+  each worker process has its own chDB directory and the rows of both are
+  counted together. A block stored but not committed when its partitions moved
+  (the broker kills make the group rebalance) is stored again by the next owner:
+  on one ClickHouse server its dedup tokens drop it (the one-store case is
+  tests/integration/streams/test_two_workers.py, in-process); across two chDB
+  stores it shows as a position in both, counted and printed;
 - no stage exits;
 - the watchers on both gateways get every live update from the first kill on:
   every sample of a watched VM stored with a timestamp after the kill reached
@@ -343,20 +346,28 @@ async def test_kill_9_of_the_busiest_broker_then_the_controller_loses_and_double
         await asyncio.to_thread(_read_store, tmp_path / f"worker-{i}", watched) for i in (1, 2)
     ]
     rows = sum(len(st["positions"]) for st in stores)
-    positions = {tuple(p) for st in stores for p in st["positions"]}
-    per_worker = [len(st["positions"]) for st in stores]
+    per_store = [{tuple(p) for p in st["positions"]} for st in stores]
+    positions = set().union(*per_store)
+    in_both = len(per_store[0] & per_store[1])
     took = time.time() - began
     print(
         f"{VMS} VMs at {VMS / INTERVAL_S:.0f} lines/s for {took:.0f} s: bridge acknowledged "
-        f"{lines:.0f} (send errors {send_errors:.0f}), agent.raw holds {on_topic}, stored "
-        f"{rows} rows ({per_worker} per worker store), {len(positions)} distinct positions"
+        f"{lines:.0f} (send errors {send_errors:.0f}), agent.raw holds {on_topic}, "
+        f"{len(positions)} distinct positions stored; rows per worker store "
+        f"{[len(st['positions']) for st in stores]}, {in_both} positions in both stores"
     )
     assert lines > VMS * 10
     assert send_errors == 0
     assert on_topic == lines, "agent.raw holds exactly the acknowledged lines"
-    assert rows == lines, "every acknowledged line stored, none twice"
-    assert len(positions) == rows
-    assert sum(st["rollup"] for st in stores) == rows
+    assert len(positions) == lines, "every acknowledged line stored"
+    for st, distinct in zip(stores, per_store, strict=True):
+        assert len(st["positions"]) == len(distinct), "a store holds a line twice"
+    # A block stored but not committed when its partitions moved to the other worker is
+    # stored again there: on one ClickHouse server its dedup tokens drop the repeat (the
+    # one-store test, tests/integration/streams/test_two_workers.py); two chDB stores
+    # cannot see each other, so here a repeat can only be such a block, in the other store.
+    assert rows == len(positions) + in_both
+    assert [st["rollup"] for st in stores] == [len(p) for p in per_store]
     assert [st["mismatched_minutes"] for st in stores] == [0, 0]
 
     # every sample of a watched VM written after the first kill went live to both gateways
