@@ -50,6 +50,7 @@ from agents.framing import Frame, LineFramer, Overflow, Oversize, Truncated
 from agents.identity import all_claims_own, claimed_other_vm
 from agents.listeners import Listener, ListenerLimits, tcp_identify, vsock_socket
 from agents.metrics import BridgeMetrics, serve_metrics
+from agents.ownership import Ownership, owners_group_id
 from agents.producing import RecordSender, make_producer
 from agents.socket_watcher import SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream
@@ -134,7 +135,9 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             reconnect_base_s=reconnect_base_s,
             owners=settings.bridge.socket_owners,
             on_refused=self._on_refused,
+            claims=self._owns if settings.bridge.shared else None,
         )
+        self._ownership: Ownership | None = None
         self._listeners: list[Listener] = []
         self._metrics_runner: Any = None
         self._slots = Slots(settings.bridge.max_connections)
@@ -208,6 +211,8 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         for listener in self._listeners:
             await listener.start()
         s.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
+        if s.bridge.shared:
+            await self._start_ownership()
         await self._watcher.start()
         log.info("bridge watching %s -> %s", s.bridge.socket_dir, self.topics.agent_raw)
 
@@ -241,6 +246,9 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         for listener in self._listeners:
             await listener.stop()
         self._listeners.clear()
+        if self._ownership is not None:
+            await self._ownership.stop()  # hands this bridge's VMs over, then leaves
+            self._ownership = None
         await self._watcher.stop()
         await self.flush()
         if self._sender is not None:
@@ -251,6 +259,35 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None
+
+    # --- several bridges over one socket directory (issue 14.3, agents/ownership.py) ---
+
+    @property
+    def ownership(self) -> Ownership | None:
+        return self._ownership
+
+    def _owns(self, vm_id: str) -> bool:
+        return self._ownership is not None and self._ownership.owns(vm_id)
+
+    async def _start_ownership(self) -> None:
+        s = self.settings
+        assert s.kafka.bootstrap is not None, "a shared directory needs the broker's group"
+        self._ownership = Ownership(
+            s.kafka.bootstrap,
+            self.topics.agent_raw,
+            owners_group_id(s.kafka.topic_prefix),
+            on_released=self._release_vms,
+            on_claimed=self._watcher.rescan,
+            session_timeout_s=s.kafka.session_timeout_s,
+        )
+        await self._ownership.start()
+
+    async def _release_vms(self) -> None:
+        """The group takes VMs away: end their connections, then wait for their lines'
+        acknowledgements, so the next owner's first line comes after our last."""
+        released = await self._watcher.release()
+        await self.flush()
+        log.info("bridge released %d VMs", released)
 
     async def flush(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
         """Wait until every record handed to the producer is acknowledged (or failed)."""

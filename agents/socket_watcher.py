@@ -70,6 +70,9 @@ _SETTLED_NS: Final = 1_000_000_000
 """A directory mtime this recent is not trusted to be final: the kernel stamps with a
 coarse clock, so an entry made just after a listing may leave the mtime as it was."""
 
+Claims = Callable[[str], bool]
+"""Whether this watcher may read a VM (bridges sharing a directory, agents/ownership.py)."""
+
 ConnectionHandler = Callable[[Stream, ConnectionInfo], Awaitable[None]]
 """Serves one connection until EOF; the watcher closes the stream afterwards."""
 
@@ -180,8 +183,11 @@ class SocketWatcher:
         owners: frozenset[int] | None = None,
         on_refused: RefusedCallback | None = None,
         connect: Connector | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self._dir = socket_dir
+        self._claims = claims
+        self._released: set[str] = set()
         self._handler = handler
         self._poll_interval_s = poll_interval_s
         self._backoff_args = (
@@ -270,7 +276,7 @@ class SocketWatcher:
             self._listed_mtime_ns = os.stat(self._dir).st_mtime_ns
         except OSError:
             self._listed_mtime_ns = None
-        present = dict(self._list_sockets())
+        present = dict(self._claimed(self._list_sockets()))
         for vm_id, path in present.items():
             if vm_id not in self._tasks and path is not None:
                 log.info("socket for VM %s appeared: %s", vm_id, path)
@@ -278,9 +284,47 @@ class SocketWatcher:
                 self._tasks[vm_id] = task
                 task.add_done_callback(functools.partial(self._forget, vm_id))
         for vm_id in list(self._tasks):
-            if vm_id not in present:
+            if vm_id not in present and vm_id not in self._released:  # released: ending
                 log.info("socket for VM %s disappeared", vm_id)
                 self._tasks.pop(vm_id).cancel()
+
+    # --- sharing the directory with other bridges (issue 14.3) ---
+
+    def _claimed(self, found: list[tuple[str, Path | None]]) -> list[tuple[str, Path | None]]:
+        """The listed VMs this watcher may read: all of them unless ``claims`` says."""
+        claims = self._claims
+        return found if claims is None else [(vm, p) for vm, p in found if claims(vm)]
+
+    def rescan(self) -> None:
+        """List the directory at the next poll (what may be read changed)."""
+        self._dirty = True
+
+    async def release(self) -> int:
+        """End the connections of every VM ``claims`` refuses now; returns how many.
+
+        A connection ends as at a graceful stop (its stream closed, the handler
+        finishes what it read), then its task; only when all of them are done
+        does this return, so another reader may take the VMs without overlap.
+        """
+        claims = self._claims
+        gone = {vm: t for vm, t in self._tasks.items() if claims is not None and not claims(vm)}
+        self._released.update(gone)
+        try:
+            for vm, task in gone.items():
+                stream = self._streams.get(vm)
+                if stream is not None:
+                    await stream.close()
+                else:
+                    task.cancel()  # connecting or waiting to: nothing read yet
+            if gone:
+                _, pending = await asyncio.wait(gone.values(), timeout=self._stop_timeout_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*gone.values(), return_exceptions=True)
+        finally:
+            self._released.difference_update(gone)
+            self._dirty = True
+        return len(gone)
 
     def _forget(self, vm_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(vm_id) is task:
@@ -340,7 +384,7 @@ class SocketWatcher:
     async def _run(self, vm_id: str, path: Path) -> None:
         """Connect, serve, reconnect with back-off; cancelled when the file goes away."""
         backoff = Backoff(*self._backoff_args)
-        while not self._stopping:
+        while not self._stopping and vm_id not in self._released:
             try:
                 stream = await self._connect(path)
             except Refused as exc:
@@ -366,7 +410,7 @@ class SocketWatcher:
             finally:
                 self._streams.pop(vm_id, None)
                 await stream.close()
-            if self._stopping:
+            if self._stopping or vm_id in self._released:
                 break
             # The server closed the connection (VM reboot, QEMU restart): come
             # back after the base delay, not in a hot loop against a closing server.

@@ -234,6 +234,9 @@ class BridgeSettings:
     tcp_port: int = _var("VMPULSE_AGENT_TCP_ADDR", 0, kind="special")
     vsock_port: int | None = _var("VMPULSE_VSOCK_PORT", None, kind="optional_int", minimum=1)
     """AF_VSOCK port the bridge listens on; None = no vsock listener."""
+    shared: bool = _var("VMPULSE_BRIDGE_SHARED", False, kind="flag")
+    """Several bridges over one socket directory (issue 14.3): each owns the VMs of the
+    agent.raw partitions a Kafka group gives it (agents/ownership.py); off: one reads all."""
     max_line: int = _var("VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, minimum=1024)
     max_buffer: int = _var("VMPULSE_AGENT_MAX_BUFFER", 8 * 1024 * 1024, minimum=1024)
     """A line running past this many bytes closes its connection (PROTOCOL.md)."""

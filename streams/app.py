@@ -22,6 +22,7 @@ from typing import Any
 import faust
 
 from infra.config import Settings
+from infra.kafka_io import Durability, durability
 from schemas.topics import Topics
 from store.clickhouse import Store
 from streams.blocks import Span
@@ -54,9 +55,17 @@ def create_app(
     *,
     batch_max: int = 20_000,
     batch_within_s: float | None = None,
+    plan: Durability | None = None,
 ) -> faust.App:
-    """A Faust app on the configured broker: storage, live updates, events (see module doc)."""
+    """A Faust app on the configured broker: storage, live updates, events (see module doc).
+
+    ``plan`` is what :func:`infra.kafka_io.ensure_topics` decided for the cluster
+    (replicas, in-sync replicas); Faust's own topics get the same. Without it the
+    broker is taken for a single one (tests on the session broker).
+    """
     assert settings.kafka.bootstrap is not None, "resolve the broker before creating the app"
+    if plan is None:
+        plan = durability(1, settings.kafka.replication_factor)
     topics = Topics(settings.kafka.topic_prefix)
     app = faust.App(
         f"{settings.kafka.topic_prefix}vmpulse-worker",
@@ -65,8 +74,9 @@ def create_app(
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.kafka.partitions,
-        # Faust's own topics (its leader assignor); vmpulse's follow kafka_io.durability
-        topic_replication_factor=settings.kafka.replication_factor or 1,
+        # Faust's own topics (its leader assignor) as durable as vmpulse's: one rule,
+        # kafka_io.durability, applied where the topics were created (issue 14)
+        topic_replication_factor=plan.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         # no linger: live updates leave at once. Sends still batch: aiokafka keeps one

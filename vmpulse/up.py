@@ -25,11 +25,14 @@ from infra.broker import LocalBroker
 from infra.cluster import LocalCluster
 from infra.config import Settings
 from infra.kafka_io import (
-    ensure_settings_topics,
+    Durability,
+    ensure_topics,
     make_producer,
+    wait_for_broker,
     wait_for_group_coordinator,
     wait_for_leaders,
 )
+from schemas.topics import Topics
 from store.clickhouse import ClickHouseStore, redact_url
 from store.reader import Reader, ReadLimits
 from streams.app import create_app, ingest_group_id
@@ -150,9 +153,19 @@ def health_services(
     ]
 
 
-async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
-    topics = await ensure_settings_topics(settings)
+async def _prepare(settings: Settings, vm_ids: list[str]) -> Durability:
+    """Topics, leaders, the group coordinator and the demo directory; returns the
+    durability the topics got, which Faust's own topics get too (one rule)."""
     assert settings.kafka.bootstrap is not None
+    # containers start in any order: the broker may not answer yet (VMPULSE_KAFKA_WAIT_S)
+    await wait_for_broker(settings.kafka.bootstrap, settings.kafka.wait_s)
+    topics = Topics(settings.kafka.topic_prefix)
+    plan = await ensure_topics(
+        settings.kafka.bootstrap,
+        topics,
+        partitions=settings.kafka.partitions,
+        replication_factor=settings.kafka.replication_factor,
+    )
     # a fresh broker: first sends and joins would be refused, with warnings, for a moment
     await wait_for_leaders(settings.kafka.bootstrap, topics.all(), settings.kafka.partitions)
     await wait_for_group_coordinator(
@@ -165,6 +178,7 @@ async def _prepare(settings: Settings, vm_ids: list[str]) -> None:
             await publish_records(producer, topics, demo_directory(vm_ids))
         finally:
             await producer.stop()
+    return plan
 
 
 async def seed_demo_directory(settings: Settings, vm_ids: list[str]) -> None:
@@ -224,8 +238,8 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
             reader.open()
             try:
                 vm_ids = demo_vm_ids(vms)
-                loop.run_until_complete(_prepare(settings, vm_ids))
-                app = create_app(settings, store)
+                plan = loop.run_until_complete(_prepare(settings, vm_ids))
+                app = create_app(settings, store, plan=plan)
                 gateway = GatewayService(settings, reader=reader)
                 fleet = ["--vms", str(len(vm_ids)), "--interval", str(interval_s)]
 
@@ -255,8 +269,8 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
 def run_worker(settings: Settings) -> int:
     """Run only the stream worker (production: one per container, scaled by partitions)."""
     with _runtime(settings) as (settings, store, loop):
-        loop.run_until_complete(_prepare(settings, []))
-        app = create_app(settings, store)
+        plan = loop.run_until_complete(_prepare(settings, []))
+        app = create_app(settings, store, plan=plan)
 
         def ready() -> bool:
             return bool(app.vmpulse_ingest.joined) and not app.should_stop

@@ -220,6 +220,8 @@ def test_gateway_send_path_settings() -> None:
 NOT_SETTINGS = {"VMPULSE_CHROMIUM", "VMPULSE_CRASH_SEED", "VMPULSE_TOKEN", "VMPULSE_URL"}
 # infra/compose.yaml's own variables (the published port, the simulated fleet's size)
 NOT_SETTINGS |= {"VMPULSE_HTTP_PORT", "VMPULSE_VMS"}
+# the failover test's knobs (tests/integration/infra/test_failover.py)
+NOT_SETTINGS |= {"VMPULSE_FAILOVER_VMS", "VMPULSE_FAILOVER_INTERVAL_S"}
 # <NAME>_FILE of each secret: read into <NAME> (tests/unit/infra/test_deploy_settings.py)
 SECRET_FILES = {f"{name}_FILE" for name in SECRET_VARIABLES}
 
@@ -245,6 +247,7 @@ SAMPLES = {
     "VMPULSE_KAFKA_SESSION_TIMEOUT_S": "7",
     "VMPULSE_CLICKHOUSE_CLUSTER": "metrics",
     "VMPULSE_HEALTH_ADDR": "127.0.0.1:8081",
+    "VMPULSE_BRIDGE_SHARED": "1",
     "VMPULSE_KAFKA_JARS": str(Path(__file__).parent),  # any existing directory
 }
 # What a variable needs beside it to be valid at all (set on both sides of the comparison).
