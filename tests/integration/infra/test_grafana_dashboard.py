@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streams.store import ClickHouseStore
+
+from store.clickhouse import ClickHouseStore
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "infra/grafana/dashboards/vmpulse-fleet.json"
