@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from infra.config import Settings
 from infra.kafka_io import ensure_settings_topics
@@ -59,7 +60,10 @@ async def _members(s: Settings, group: str) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
     await admin.start()
     try:
-        [response] = await admin.describe_consumer_groups([group])
+        try:
+            [response] = await admin.describe_consumer_groups([group])
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            return 0  # a fresh broker makes its offsets topic on the first ask
         _, _, state, _, _, members, *_ = response.groups[0]
         return len(members) if state == "Stable" else 0
     finally:
