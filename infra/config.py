@@ -324,13 +324,9 @@ class Settings:
             )
 
         gateway: dict[str, Any] = groups["gateway"]
-        default_addr = f"{_default(GatewaySettings, 'host')}:{_default(GatewaySettings, 'port')}"
-        addr = env.get("VMPULSE_GATEWAY_ADDR") or default_addr
-        host, _, port_text = addr.rpartition(":")
-        if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            errors.append(f"VMPULSE_GATEWAY_ADDR must be host:port, got {addr!r}")
-        else:
-            gateway["host"], gateway["port"] = host.strip("[]"), int(port_text)
+        gateway_addr = _addr(env, "VMPULSE_GATEWAY_ADDR", errors)
+        if gateway_addr is not None:  # unset: the declared defaults
+            gateway["host"], gateway["port"] = gateway_addr
         cors_text = env.get("VMPULSE_CORS_ORIGINS")
         if cors_text is not None:
             gateway["cors_origins"] = tuple(o.strip() for o in cors_text.split(",") if o.strip())
@@ -342,13 +338,9 @@ class Settings:
         bridge["socket_dir"] = Path(
             env.get("VMPULSE_SOCKET_DIR") or data_dir / "sockets"
         ).absolute()
-        tcp_addr = env.get("VMPULSE_AGENT_TCP_ADDR") or ""
-        if tcp_addr:
-            t_host, _, t_port = tcp_addr.rpartition(":")
-            if not t_host or not t_port.isdigit() or not 0 <= int(t_port) <= 65535:
-                errors.append(f"VMPULSE_AGENT_TCP_ADDR must be host:port, got {tcp_addr!r}")
-            else:
-                bridge["tcp_host"], bridge["tcp_port"] = t_host.strip("[]"), int(t_port)
+        tcp_addr = _addr(env, "VMPULSE_AGENT_TCP_ADDR", errors)
+        if tcp_addr is not None:  # unset: no TCP listener
+            bridge["tcp_host"], bridge["tcp_port"] = tcp_addr
         max_line, max_buffer = bridge["max_line"], bridge["max_buffer"]
         if max_buffer < max_line:
             errors.append(
