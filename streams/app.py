@@ -28,6 +28,7 @@ from store.clickhouse import Store
 from streams.blocks import Span
 from streams.conductor import Conductor
 from streams.event_agents import register_event_agents
+from streams.faust_internals import guard_livelock_detector
 from streams.ingest import RawIngest
 from streams.outbox import TopicSender
 from streams.pipeline import RawRecord
@@ -93,6 +94,9 @@ def create_app(
         broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 3),
         consumer_group_instance_id=settings.kafka.worker_instance_id,
     )
+    # Faust's livelock detector must not crash the worker when a partition's position
+    # is being reset in a broker failover (streams/faust_internals.py)
+    guard_livelock_detector(app)
     bootstrap = settings.kafka.bootstrap
 
     async def read_raw(spans: Sequence[Span]) -> list[RawRecord]:
