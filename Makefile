@@ -48,7 +48,8 @@ screenshots: kafka-jars dashboard
 
 # The failover tests on a local 3-broker KRaft cluster (infra/cluster.py), marked `cluster`.
 cluster: kafka-jars
-	$(PY) -m pytest -q -m cluster -s tests/integration/infra/test_cluster.py tests/integration/infra/test_failover.py
+	$(PY) -m pytest -q -m cluster -s tests/integration/infra/test_cluster.py \
+		tests/integration/infra/test_faust_failover.py tests/integration/infra/test_failover.py
 
 # The container images with podman (installed if missing): the base from Debian's packages,
 # infra/Dockerfile and the Kafka stand-in (infra/DEPLOYMENT.md). `make test` builds them too,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import itertools
 import statistics
@@ -37,7 +36,6 @@ from typing import Any
 import socketio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
 
 __all__ = ["Latencies", "kafka_hop", "percentile", "watch"]
 
@@ -162,30 +160,6 @@ async def kafka_hop(bootstrap: str, *, rate: float, warmup_s: float, seconds: fl
         await producer.stop()
         await consumer.stop()
     return result
-
-
-async def wait_group_stable(bootstrap: str, group: str, timeout_s: float) -> None:
-    """Wait until consumer group ``group`` is Stable with members (its partitions assigned).
-
-    A benchmark of steady state starts its load only then: a worker that starts
-    behind its sources first reads a backlog, and that is a different figure.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with contextlib.suppress(KafkaError):
-                for response in await admin.describe_consumer_groups([group]):
-                    for described in response.groups:
-                        state, members = described[2], described[5]
-                        if state == "Stable" and members:
-                            return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"consumer group {group} not stable within {timeout_s} s")
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

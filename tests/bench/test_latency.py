@@ -30,8 +30,9 @@ from infra.broker import free_port
 from infra.config import DEV_JWT_SECRET, Settings
 from infra.kafka_io import ensure_settings_topics, make_producer
 from streams.app import ingest_group_id
-from tests.bench.latency import kafka_hop, percentile, wait_group_stable, watch
+from tests.bench.latency import kafka_hop, percentile, watch
 from tests.e2e.support import VMPULSE, Up, run_up
+from tests.support.kafka import wait_group_stable
 from tests.support.ready import wait_ready
 from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
 

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from infra.config import Settings
 from infra.kafka_io import ensure_settings_topics
@@ -32,6 +29,7 @@ from schemas.topics import Topics
 from streams.app import ingest_group_id
 from tests.bench.test_worker_bench import _produce
 from tests.integration.streams.worker_process import committed_and_end
+from tests.support.kafka import wait_group_stable
 from tests.support.stages import StageProcess, stage_env
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
@@ -55,28 +53,6 @@ def _workers(s: Settings, work: Path, count: int, first: int = 1) -> list[StageP
     return made
 
 
-async def _members(s: Settings, group: str) -> int:
-    """Members of a Stable group (0 while it rebalances or is empty)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap)
-    await admin.start()
-    try:
-        try:
-            [response] = await admin.describe_consumer_groups([group])
-        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
-            return 0  # a fresh broker makes its offsets topic on the first ask
-        _, _, state, _, _, members, *_ = response.groups[0]
-        return len(members) if state == "Stable" else 0
-    finally:
-        await admin.close()
-
-
-async def _until_members(s: Settings, group: str, count: int) -> None:
-    deadline = time.monotonic() + 120
-    while await _members(s, group) != count:
-        assert time.monotonic() < deadline, f"the group never had {count} stable members"
-        await asyncio.sleep(0.25)
-
-
 @pytest.mark.parametrize("count", COUNTS)
 async def test_throughput_and_cpu_per_message_by_worker_count(
     settings: Settings, tmp_path: Path, count: int
@@ -90,7 +66,7 @@ async def test_throughput_and_cpu_per_message_by_worker_count(
     for w in workers:
         w.start()
     try:
-        await _until_members(s, group, count)
+        await wait_group_stable(s.kafka.bootstrap or "", group, 120, members=count)
         cpu0 = sum(w.cpu_seconds() for w in workers)
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -143,7 +119,7 @@ async def test_rebalance_pause_when_a_worker_joins_or_leaves(
     for w in two:
         w.start()
     try:
-        await _until_members(s, group, 2)
+        await wait_group_stable(s.kafka.bootstrap or "", group, 120, members=2)
         total = int(RATE * 60)
         producing = asyncio.create_task(_produce(s, topics, VMS, total, RATE))
         quiet = await _longest_stall(s, topics, group, 12.0)

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from infra.config import Settings
 from infra.kafka_io import make_producer
@@ -25,6 +27,7 @@ __all__ = [
     "header",
     "produce",
     "reading_from_start",
+    "wait_group_stable",
     "wait_until",
 ]
 
@@ -154,3 +157,34 @@ async def produce(
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+async def wait_group_stable(
+    bootstrap: str, group: str, within_s: float, *, members: int | None = None
+) -> float:
+    """Wait until consumer group ``group`` is Stable with ``members`` members (any, if None).
+
+    Stable means the rebalance is over and every member has its partitions: a
+    benchmark of steady state, or of a join or leave, starts only then. The
+    group's coordinator may not answer yet on a fresh broker (it creates its
+    offsets topic on the first ask), or while it moves in a failover: asked
+    again until the deadline. Returns how long it took.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        start = time.monotonic()
+        while True:
+            with contextlib.suppress(KafkaError):
+                for response in await admin.describe_consumer_groups([group]):
+                    for described in response.groups:
+                        state, found = described[2], len(described[5])
+                        if state == "Stable" and found and members in (None, found):
+                            return time.monotonic() - start
+            if time.monotonic() - start > within_s:
+                wanted = "members" if members is None else f"{members} members"
+                raise AssertionError(f"consumer group {group} not Stable with {wanted} "
+                                     f"within {within_s} s")  # fmt: skip
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

@@ -62,11 +62,12 @@ from infra.cluster import LocalCluster
 from infra.config import Settings
 from infra.kafka_io import ensure_settings_topics
 from schemas.directory import User, Vm
+from schemas.events import decode_outbound
 from schemas.topics import Topics
 from streams.app import ingest_group_id
 from tests.integration.gateway.harness import put_directory
 from tests.integration.streams.worker_process import committed_and_end
-from tests.support.kafka import reading_from_start
+from tests.support.kafka import reading_from_start, wait_group_stable
 from tests.support.stages import BridgeProcess, GatewayProcess, StageProcess, stage_env
 from vmpulse.demo import demo_vm_ids
 
@@ -95,6 +96,11 @@ async def cluster() -> AsyncIterator[LocalCluster]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _sample_ms(live: dict[str, Any]) -> int:
+    """The sample time of a live update's payload (``metricsUpdate``), in epoch ms."""
+    return int(dt.datetime.fromisoformat(live["timestamp"]).timestamp() * 1000)
+
+
 class Watcher:
     """A Socket.IO client on one gateway: every metricsUpdate with its receipt time."""
 
@@ -105,8 +111,7 @@ class Watcher:
         self.sio.on("metricsUpdate", self._update)
 
     async def _update(self, payload: dict[str, Any]) -> None:
-        ts = dt.datetime.fromisoformat(payload["timestamp"])
-        self.updates.append((time.time(), payload["vmId"], int(ts.timestamp() * 1000)))
+        self.updates.append((time.time(), payload["vmId"], _sample_ms(payload)))
 
     async def watch(self, url: str, token: str, vms: list[str]) -> None:
         await self.sio.connect(url, auth={"token": token}, transports=["websocket"])
@@ -165,6 +170,22 @@ def _active_controller(cluster: LocalCluster) -> int:
             best = max(best, (int(found["leaderEpoch"]), int(found["leaderId"])))
     assert best[1] > 0, "no node knows a quorum leader"
     return best[1]
+
+
+async def _live_sent(s: Settings, topic: str, vms: set[str], since: float) -> set[tuple[str, int]]:
+    """(VM, sample ms) of every live update on events.outbound for ``vms`` sampled since
+    ``since`` (epoch s): what the workers sent the gateways, read to the topic's end."""
+    sent: set[tuple[str, int]] = set()
+    async with reading_from_start(s, [topic]) as consumer:
+        while batches := await consumer.getmany(timeout_ms=2000):
+            for records in batches.values():
+                for r in records:
+                    event = decode_outbound(r.value)
+                    if event.resource == "metrics" and event.data["vmId"] in vms:
+                        ms = _sample_ms(event.data)
+                        if ms / 1000 >= since:
+                            sent.add((event.data["vmId"], ms))
+    return sent
 
 
 def _scrape(port: int, name: str) -> float:
@@ -275,6 +296,8 @@ async def test_kill_9_of_the_busiest_broker_then_the_controller_loses_and_double
         first_kill = 0.0
         for what in ("the broker leading most agent.raw partitions", "the active controller"):
             await _until("every replica in sync", all_in_sync, DEADLINE_S)
+            # each kill starts from a settled group: both workers hold their partitions
+            await wait_group_stable(cluster.bootstrap, group, DEADLINE_S, members=2)
             if what.startswith("the broker"):
                 parts = await _described(cluster.bootstrap, topics.agent_raw)
                 leaders = collections.Counter(int(p["leader"]) for p in parts)
@@ -319,7 +342,13 @@ async def test_kill_9_of_the_busiest_broker_then_the_controller_loses_and_double
 
         drain_s = await _until("the workers to store everything", drained, DEADLINE_S * 3)
         print(f"workers drained agent.raw {drain_s:.1f} s after the bridge settled")
-        await asyncio.sleep(2.0)  # the last live updates of the tail reach the watchers
+        # the workers sent every live update of the tail: it reaches the watchers
+        sent = await _live_sent(s, topics.events_outbound, set(watched), first_kill)
+
+        async def delivered() -> bool:
+            return all(sent <= {(vm, ts) for _, vm, ts in w.updates} for w in watchers)
+
+        await _until("the live updates sent to reach both watchers", delivered, DEADLINE_S)
         for stage in stages:
             if stage is not fleet:
                 assert stage.alive(), f"{stage.name} exited:\n{stage.output()}"
