@@ -35,9 +35,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -46,13 +44,18 @@ from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
 
 from infra.cluster import LocalCluster
 from infra.config import Settings
-from infra.kafka_io import durability, ensure_settings_topics, make_producer
-from schemas.events import ResourceEvent, decode_outbound
-from schemas.topics import Topics
+from infra.kafka_io import durability, ensure_settings_topics
 from store.clickhouse import ClickHouseStore
 from streams.app import create_app
 from streams.faust_internals import GuardedConsumer
-from tests.support.kafka import reading_from_start
+from tests.support.faust_consumer import (
+    aiokafka_consumer,
+    fetched,
+    partition_state,
+    routed,
+    seek_past_the_end,
+    send_control_event,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -98,46 +101,6 @@ async def _leaders(bootstrap: str, topic: str) -> dict[int, int]:
             await admin.close()
 
 
-def _aiokafka(app: Any) -> Any:
-    """The aiokafka consumer under the Faust app's consumer thread."""
-    return app.consumer._thread._consumer
-
-
-def _state(app: Any, tp: TopicPartition) -> TopicPartitionState | None:
-    assignment = _aiokafka(app)._fetcher._subscriptions.subscription.assignment
-    return None if assignment is None else assignment.state_value(tp)
-
-
-def _fetched(app: Any, tps: list[TopicPartition]) -> bool:
-    """Every partition assigned, positioned and fetched from at least once."""
-    states = [_state(app, tp) for tp in tps]
-    return all(s is not None and s.has_valid_position and s.timestamp for s in states)
-
-
-async def _send_event(bootstrap: str, topic: str, partition: int) -> str:
-    event = ResourceEvent(resource="vms", action="update", data={"id": f"vm-{partition}"})
-    producer = make_producer(bootstrap, linger_ms=0)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topic, msgspec.json.encode(event), key=b"vm", partition=partition
-        )
-    finally:
-        await producer.stop()
-    return event.id
-
-
-async def _routed(s: Settings, topics: Topics, event_id: str) -> None:
-    """Wait until the worker routed the event to events.outbound."""
-    async with reading_from_start(s, [topics.events_outbound]) as consumer:
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                if any(decode_outbound(r.value).id == event_id for r in records):
-                    return
-    raise AssertionError(f"control event {event_id} was not routed")
-
-
 async def test_a_position_reset_meeting_a_dead_leader_does_not_crash_the_worker(
     cluster: LocalCluster,
     chdb_store: ClickHouseStore,
@@ -163,16 +126,16 @@ async def test_a_position_reset_meeting_a_dead_leader_does_not_crash_the_worker(
     await app.start()
     try:
         await _until("the Faust consumer to fetch every control.events partition",
-                     lambda: _fetched(app, control))  # fmt: skip
-        await _routed(s, topics, await _send_event(cluster.bootstrap, topics.control_events, 0))
+                     lambda: fetched(app, control))  # fmt: skip
+        await routed(s, topics, await send_control_event(s, topics, 0))
 
         # the partition: one whose leader is not the Faust group's coordinator, so that the
         # kill does not also make the group rebalance (the detector pauses in a rebalance)
-        coordinator = _aiokafka(app)._coordinator.coordinator_id
+        coordinator = aiokafka_consumer(app)._coordinator.coordinator_id
         leaders = await _leaders(cluster.bootstrap, topics.control_events)
         partition = next((p for p, n in sorted(leaders.items()) if n != coordinator), 0)
         tp, victim = control[partition], leaders[partition]
-        target = _state(app, tp)
+        target = partition_state(app, tp)
         assert target is not None
         pid = cluster.brokers[victim].pid
         assert pid is not None
@@ -188,16 +151,8 @@ async def test_a_position_reset_meeting_a_dead_leader_does_not_crash_the_worker(
             reset(state, strategy)
 
         monkeypatch.setattr(TopicPartitionState, "await_reset", await_reset)
-        end = target.highwater or 0
-        aiokafka = _aiokafka(app)
-
-        async def seek_past_the_end() -> None:
-            # the next fetch of the partition is answered OFFSET_OUT_OF_RANGE. On the
-            # aiokafka consumer, in its thread, without Faust's bookkeeping of read
-            # offsets (which a failover does not touch either)
-            aiokafka.seek(tp, end + 1_000_000)
-
-        await app.consumer._thread.call_thread(seek_past_the_end)
+        # the next fetch of the partition is answered OFFSET_OUT_OF_RANGE
+        await seek_past_the_end(app, tp)
 
         def skipped() -> bool:
             return any(
@@ -216,7 +171,7 @@ async def test_a_position_reset_meeting_a_dead_leader_does_not_crash_the_worker(
 
         # the worker goes on, on the partition that was reset and on another one
         for p in (partition, (partition + 1) % PARTITIONS):
-            await _routed(s, topics, await _send_event(cluster.bootstrap, topics.control_events, p))
+            await routed(s, topics, await send_control_event(s, topics, p))
         assert not app.crashed, f"the Faust app crashed: {app.crash_reason!r}"
     finally:
         await app.stop()
