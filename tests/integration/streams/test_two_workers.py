@@ -29,7 +29,7 @@ from .worker_process import drained, produce_paced
 pytestmark = pytest.mark.integration
 
 RATE = 400  # messages per second
-PRODUCE_S = 15.0
+PRODUCE_S = 120.0  # at most: the load runs until the second worker stored after the handover
 
 
 def stats(app: faust.App | None) -> dict[str, int]:
@@ -59,7 +59,8 @@ async def test_a_worker_joins_and_another_leaves_and_every_row_counts_once(
     group = ingest_group_id(s.kafka.topic_prefix)
     first = await _start(s, chdb_store)
     stop_at = asyncio.get_running_loop().time() + PRODUCE_S
-    producing = asyncio.create_task(produce_paced(s, topics_ready, vms, RATE, stop_at))
+    enough = asyncio.Event()
+    producing = asyncio.create_task(produce_paced(s, topics_ready, vms, RATE, stop_at, enough))
     second: faust.App | None = None
     try:
         await until(lambda: stats(first)["stored"] > 0, "the first worker stores")
@@ -72,6 +73,11 @@ async def test_a_worker_joins_and_another_leaves_and_every_row_counts_once(
         await first.stop()  # another rebalance: the second worker takes them all
         assert not producing.done(), "the load ended before the handover: raise PRODUCE_S"
         second_before = stats(second)["stored"]
+        await until(
+            lambda: stats(second)["stored"] > second_before + 100,
+            "the second worker stores the load after the handover",
+        )
+        enough.set()
         sent = await producing
         await _drained(s, topics_ready, group)
     finally:

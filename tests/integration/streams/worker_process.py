@@ -210,9 +210,15 @@ def read_store(settings: Settings) -> dict[str, int]:
 
 
 async def produce_paced(
-    settings: Settings, topics: Topics, vms: list[str], rate: float, stop_at: float
+    settings: Settings,
+    topics: Topics,
+    vms: list[str],
+    rate: float,
+    stop_at: float,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """Metrics lines at ``rate``/s, round robin over ``vms``, until ``stop_at`` (loop time).
+    """Metrics lines at ``rate``/s, round robin over ``vms``, until ``stop_at`` (loop time)
+    or until ``stop`` is set, whichever comes first.
 
     Returns how many were acknowledged. Agent clocks stay near the receive time
     (off by more than the 5 min tolerance the series would use the receive time)
@@ -226,7 +232,7 @@ async def produce_paced(
     start = loop.time()
     futures = []
     try:
-        while loop.time() < stop_at:
+        while loop.time() < stop_at and not (stop is not None and stop.is_set()):
             # the target stops growing at stop_at: a producer slower than the rate on a
             # loaded machine catches up to it and ends, instead of chasing a moving goal
             while sent < int((min(loop.time(), stop_at) - start) * rate):
