@@ -232,7 +232,9 @@ class OutboundConsumer:
                 exc,
             )
             return None
-        position = self._log.append(record.partition, record.offset, record.timestamp, event)
+        position = self._log.append(
+            record.partition, record.offset, record.timestamp, event, record.value
+        )
         self._observe(event)
         return event, position
 
