@@ -39,7 +39,7 @@ from gateway.vmstate import VmStates
 from infra.kafka_io import LIVE_FETCH_WAIT_MS
 from infra.tasks import cancel_and_wait
 from schemas.directory import Directory
-from schemas.events import OutboundEvent, decode_outbound
+from schemas.events import OutboundEvent, decode_outbound_for_routing
 
 __all__ = ["POSITION_KEY", "Emit", "OutboundConsumer", "positioned"]
 
@@ -54,10 +54,25 @@ READY_LAG = 1000
 
 
 def positioned(payload: Any, position: str) -> Any:
-    """The payload with its event's position added (dict payloads only, as documented)."""
+    """The payload with its event's position added (object payloads only, as documented).
+
+    A live update's data arrives as raw JSON (schemas/events.decode_outbound_for_routing):
+    the position is written into the object's text, last, as a dict would have it
+    (a ``position`` the data had already is overridden: the last key wins in JSON.parse).
+    """
     if isinstance(payload, dict):
         return {**payload, POSITION_KEY: position}
+    if isinstance(payload, msgspec.Raw):
+        text = bytes(payload).strip()
+        if text[:1] != b"{" or text[-1:] != b"}":
+            return payload
+        inner = text[1:-1].strip()
+        tail = _POSITION_FIELD + msgspec.json.encode(position) + b"}"
+        return msgspec.Raw(b"{" + inner + b"," + tail if inner else b"{" + tail)
     return payload
+
+
+_POSITION_FIELD = msgspec.json.encode(POSITION_KEY) + b":"
 
 
 class OutboundConsumer:
@@ -219,7 +234,7 @@ class OutboundConsumer:
             self._log.skip(record.partition, record.offset)
             return None
         try:
-            event = decode_outbound(record.value)
+            event = decode_outbound_for_routing(record.value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._log.skip(record.partition, record.offset)
             self.skipped += 1
@@ -232,7 +247,9 @@ class OutboundConsumer:
                 exc,
             )
             return None
-        position = self._log.append(record.partition, record.offset, record.timestamp, event)
+        position = self._log.append(
+            record.partition, record.offset, record.timestamp, event, record.value
+        )
         self._observe(event)
         return event, position
 

@@ -13,11 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas.directory import Directory
-from schemas.events import METRICS_EVENT, OutboundEvent
+from schemas.events import METRICS_EVENT, METRICS_RESOURCE, OutboundEvent
 
 __all__ = ["METRICS_RESOURCE", "Delivery", "recipients", "route"]
-
-METRICS_RESOURCE = "metrics"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

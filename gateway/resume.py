@@ -30,9 +30,11 @@ import dataclasses
 import enum
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
-from schemas.events import OutboundEvent
+import msgspec
+
+from schemas.events import OutboundEvent, decode_outbound
 
 __all__ = [
     "MAX_POSITION_LENGTH",
@@ -63,16 +65,35 @@ def decode_position(value: object, partitions: int) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Logged:
-    """One handled record: where it was, when, what, and the position after it."""
+class Logged(msgspec.Struct, frozen=True, gc=False):
+    """One handled record: where it was, when, its bytes, and the position after it.
+
+    The log holds up to ``VMPULSE_GATEWAY_RESUME_MAX_EVENTS`` of these for minutes.
+    Decoded events (``data`` is a tree of dicts) made millions of objects that every
+    full collection of the cyclic GC walked: at 2,000 live updates a second that was
+    a fifth of the gateway's process time and collections of hundreds of milliseconds
+    (issue 11). So an entry keeps the record's bytes and is invisible to the
+    collector (``gc=False``: its fields are numbers, strings and bytes, never a
+    cycle); a replay decodes the entries it sends. ``rooms`` and ``direct`` (the
+    event names users or the admins) let a replay skip the rest without decoding.
+    """
 
     seq: int
     partition: int
     offset: int
     timestamp_ms: int
-    event: OutboundEvent
+    value: bytes
     position: str
+    rooms: tuple[str, ...] = ()
+    direct: bool = True
+
+    @property
+    def event(self) -> OutboundEvent:
+        return decode_outbound(self.value)
+
+    def may_reach(self, rooms: Set[str]) -> bool:
+        """False when no delivery of the event can be for one of ``rooms`` (then skip it)."""
+        return self.direct or not rooms.isdisjoint(self.rooms)
 
 
 class ResumeStatus(enum.Enum):
@@ -135,14 +156,25 @@ class ReplayLog:
         self._next[partition] = max(self._next[partition], offset + 1)
         self._position = encode_position(self._next)
 
-    def append(self, partition: int, offset: int, timestamp_ms: int, event: OutboundEvent) -> str:
-        """Record a handled event and return its position."""
+    def append(
+        self, partition: int, offset: int, timestamp_ms: int, event: OutboundEvent, value: bytes
+    ) -> str:
+        """Record a handled event (decoded from ``value``) and return its position."""
         self._next[partition] = max(self._next[partition], offset + 1)
         self._position = encode_position(self._next)
         if self._max <= 0:
             self._floor[partition] = self._next[partition]
             return self._position
-        entry = Logged(next(self._seq), partition, offset, timestamp_ms, event, self._position)
+        entry = Logged(
+            next(self._seq),
+            partition,
+            offset,
+            timestamp_ms,
+            value,
+            self._position,
+            tuple(event.rooms),
+            bool(event.users) or event.admins,
+        )
         self._parts[partition].append(entry)
         self._order.append(partition)
         while len(self._order) > self._max:

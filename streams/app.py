@@ -23,6 +23,7 @@ import faust
 
 from infra.config import Settings
 from infra.kafka_io import Durability, durability
+from infra.partitioner import KeyPartitioner
 from schemas.topics import Topics
 from store.clickhouse import Store
 from streams.blocks import Span
@@ -85,7 +86,13 @@ def create_app(
         # one, so batches grow with the load (at 2,000 updates a second, one request
         # per round trip, not one per update)
         producer_linger=0.0,
-        producer_compression_type="lz4",
+        # Uncompressed: a live path's batches hold one to a few records, and for those
+        # aiokafka's lz4 (level 9, LZ4 HC) cost 50-100 us a record here and zstd 25-45,
+        # for a ratio under 2; the gateway paid again to decompress (11 us a record).
+        # At 2,000 VMs lz4 was 14 % of `vmpulse up`'s event loop (issue 11, BENCHMARKS).
+        producer_compression_type=None,
+        # the hash of each key once, not per send (infra/partitioner.py)
+        producer_partitioner=KeyPartitioner(),
         producer_max_batch_size=256 * 1024,
         broker_commit_interval=0.5,
         stream_wait_empty=False,

@@ -35,7 +35,7 @@ from streams.live import LiveThrottle
 from streams.pipeline import BatchResult, RawRecord, live_event, merge_results, process_batch
 from streams.storing import BlockPlanner, write_block
 
-__all__ = ["Conductor", "Polled", "Sender", "Stages"]
+__all__ = ["BatchSender", "Conductor", "Polled", "Sender", "Stages"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ Polled = dict[int, BatchResult]
 
 class Sender(Protocol):
     async def send(self, *, key: bytes, value: bytes, partition: int | None = None) -> None: ...
+
+
+class BatchSender(Sender, Protocol):
+    """A sender that also queues many records at once (one batch per partition)."""
+
+    async def send_many(self, records: Sequence[tuple[bytes, bytes]]) -> None: ...
 
 
 class Stages(Protocol):
@@ -65,7 +71,7 @@ class Conductor:
         raw_topic: str,
         planner: BlockPlanner,
         stages: Stages,
-        outbound: Sender,
+        outbound: BatchSender,
         dlq: Sender,
         live_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
@@ -102,26 +108,30 @@ class Conductor:
         for rec in records:
             by_partition.setdefault(rec.partition, []).append(rec)
         polled = {p: process_batch(recs) for p, recs in by_partition.items()}
-        now, now_iso = self._clock(), ""
-        for result in polled.values():
-            for sample in result.samples:
-                if self.throttle.offer(sample.vm_id, sample, now) is not None:
-                    now_iso = now_iso or utc_now_iso()
-                    await self._send_live(sample, now_iso)
+        now = self._clock()
+        offer = self.throttle.offer
+        live = [
+            sample
+            for result in polled.values()
+            for sample in result.samples
+            if offer(sample.vm_id, sample, now) is not None
+        ]
+        await self._send_live(live)
         return polled
 
     async def flush_live(self) -> None:
         """Send the merged updates whose VMs may have one again (the app's short timer)."""
-        due = self.throttle.due(self._clock())
-        if due:
-            now_iso = utc_now_iso()
-            for _, sample in due:
-                await self._send_live(sample, now_iso)
+        await self._send_live([sample for _, sample in self.throttle.due(self._clock())])
 
-    async def _send_live(self, sample: SystemSample, now_iso: str) -> None:
-        encoded = encode_outbound(live_event(sample, now_iso))
-        await self._outbound.send(key=sample.vm_id.encode(), value=encoded)
-        self.stats["live_sent"] += 1
+    async def _send_live(self, samples: list[SystemSample]) -> None:
+        """One fetch's live updates, queued together (one batch per partition)."""
+        if not samples:
+            return
+        now_iso = utc_now_iso()  # one event time for the lot (formatting it is not free)
+        await self._outbound.send_many(
+            [(s.vm_id.encode(), encode_outbound(live_event(s, now_iso))) for s in samples]
+        )
+        self.stats["live_sent"] += len(samples)
 
     async def store_batch(self, batch: list[RawRecord], polled: list[Polled] | None) -> None:
         """Store one batch of agent.raw; the ingest commits its offsets when this returns.

@@ -37,7 +37,8 @@ def to_raw_record(rec: Any) -> RawRecord:
         offset=rec.offset,
         key=rec.key,
         value=rec.value if rec.value is not None else b"",
-        headers={k: bytes(v) for k, v in (rec.headers or ())},
+        # aiokafka hands header values over as bytes already: dict() copies them in C
+        headers=dict(rec.headers or ()),
     )
 
 

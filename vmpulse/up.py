@@ -125,7 +125,9 @@ def start_broker_if_needed(
         broker = LocalCluster(settings.data_dir / "kafka-cluster", settings.kafka.local_brokers)
         print(f"starting a local Kafka cluster of {settings.kafka.local_brokers} ...", flush=True)
     else:
-        broker = LocalBroker(settings.data_dir / "kafka", jars_dir=settings.kafka.jars_dir)
+        broker = LocalBroker(
+            settings.data_dir / "kafka", jars_dir=settings.kafka.jars_dir, long_running=True
+        )
         print("starting a local Kafka broker ...", flush=True)
     bootstrap = broker.start()
     print(f"Kafka broker on {bootstrap}", flush=True)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+
+import msgspec
+
+from gateway.consumer import positioned
 from gateway.deliveries import Delivery, route
+from gateway.fanout import event_frame
 from gateway.recent import RecentMetrics
 from schemas.directory import Directory, User, encode_record
-from schemas.events import OutboundEvent
+from schemas.events import OutboundEvent, decode_outbound_for_routing, encode_outbound
 
 
 def _ns(user_id: str) -> str:
@@ -92,3 +98,34 @@ def test_recent_metrics_observes_only_metrics_to_vm_rooms() -> None:
     recent.observe(OutboundEvent(resource="vms", action="update", data=2, rooms=["vm:x"]))
     recent.observe(OutboundEvent(resource="metrics", action="update", data=3, rooms=["admin"]))
     assert recent.latest("x", 10) == [1]
+
+
+def test_a_live_update_is_routed_and_kept_without_decoding_its_data() -> None:
+    sample = {"vmId": "x", "metrics": {"cpu": {"usage_percent": 12.5}}, "timestamp": "t"}
+    event = OutboundEvent(resource="metrics", action="update", data=sample, rooms=["vm:x"])
+    routed = decode_outbound_for_routing(encode_outbound(event))
+    assert isinstance(routed.data, msgspec.Raw)  # no dict tree for the collector to walk
+    (delivery,) = route(routed, Directory(), _ns)
+    sent = msgspec.json.decode(
+        event_frame(delivery.event, positioned(delivery.payload, "4.2")).data[1:]
+    )
+    # what a watcher receives is what the dict path sent: the data plus its position
+    assert sent == ["metricsUpdate", {**sample, "position": "4.2"}]
+    recent = RecentMetrics()
+    recent.observe(routed)
+    assert gc.is_tracked(recent._samples["x"][0]) is False
+    assert recent.latest("x", 5) == [sample]
+
+
+def test_other_events_are_decoded_whole_for_routing() -> None:
+    event = OutboundEvent(resource="vms", action="update", data={"vmId": "x"}, rooms=["vm:x"])
+    assert decode_outbound_for_routing(encode_outbound(event)) == event
+
+
+def test_the_position_goes_into_any_json_object_and_leaves_the_rest() -> None:
+    assert positioned(msgspec.Raw(b"{}"), "1") == msgspec.Raw(b'{"position":"1"}')
+    assert positioned(msgspec.Raw(b' { "a" : 1 } '), "1") == msgspec.Raw(
+        b'{"a" : 1,"position":"1"}'
+    )
+    for not_an_object in (b"null", b"[1]", b"3"):
+        assert positioned(msgspec.Raw(not_an_object), "1") == msgspec.Raw(not_an_object)

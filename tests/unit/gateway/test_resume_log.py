@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+
 from gateway.resume import ReplayLog, ResumeStatus, decode_position, encode_position
-from schemas.events import OutboundEvent
+from schemas.events import OutboundEvent, encode_outbound
 
 
 def _event(n: int) -> OutboundEvent:
     return OutboundEvent(resource="vms", action="update", data={"n": n})
+
+
+def _append(log: ReplayLog, partition: int, offset: int, ts: int, event: OutboundEvent) -> str:
+    return log.append(partition, offset, ts, event, encode_outbound(event))
 
 
 def _numbers(log: ReplayLog, position: str) -> list[int]:
@@ -26,7 +32,7 @@ def test_position_round_trip_and_rejects() -> None:
 def test_missed_events_come_back_in_handling_order_from_any_cut() -> None:
     log = ReplayLog([10, 20], window_ms=60_000, max_events=100)
     handled = [(0, 10), (1, 20), (1, 21), (0, 11), (0, 12), (1, 22)]
-    positions = [log.append(p, o, 1000, _event(i)) for i, (p, o) in enumerate(handled)]
+    positions = [_append(log, p, o, 1000, _event(i)) for i, (p, o) in enumerate(handled)]
     assert positions[0] == "11.20" and positions[-1] == "13.23" == log.position
     assert _numbers(log, "10.20") == [0, 1, 2, 3, 4, 5]
     for i, position in enumerate(positions):
@@ -38,7 +44,7 @@ def test_missed_events_come_back_in_handling_order_from_any_cut() -> None:
 def test_ahead_gap_and_invalid() -> None:
     log = ReplayLog([5, 5], window_ms=60_000, max_events=2)
     for o in range(5, 9):
-        log.append(0, o, 1000, _event(o))
+        _append(log, 0, o, 1000, _event(o))
     assert log.since("9.5").status is ResumeStatus.OK
     assert log.since("10.5").status is ResumeStatus.AHEAD
     assert log.since("5.5").status is ResumeStatus.GAP  # 5 and 6 were evicted
@@ -48,8 +54,8 @@ def test_ahead_gap_and_invalid() -> None:
 
 def test_window_expiry_and_skipped_records() -> None:
     log = ReplayLog([0], window_ms=1000, max_events=100)
-    log.append(0, 0, 1_000, _event(0))
-    log.append(0, 1, 5_000, _event(1))
+    _append(log, 0, 0, 1_000, _event(0))
+    _append(log, 0, 1, 5_000, _event(1))
     log.skip(0, 2)  # undecodable: nobody needs it, the position moves on
     log.expire(now_ms=5_500)
     assert len(log) == 1 and log.position == "3"
@@ -60,7 +66,7 @@ def test_window_expiry_and_skipped_records() -> None:
 
 def test_disabled_log_only_tracks_positions() -> None:
     log = ReplayLog([0], window_ms=1000, max_events=0)
-    assert log.append(0, 0, 1, _event(0)) == "1"
+    assert _append(log, 0, 0, 1, _event(0)) == "1"
     assert len(log) == 0
     assert log.since("0").status is ResumeStatus.GAP
     assert log.since("1").status is ResumeStatus.OK
@@ -72,7 +78,7 @@ def test_a_replay_in_chunks_is_the_whole_replay_and_sees_what_came_meanwhile() -
     for offset in range(20):
         for partition in (0, 1, 2):
             if (offset + partition) % 4:  # partitions fill unevenly
-                log.append(partition, offset, 1000, _event(n))
+                _append(log, partition, offset, 1000, _event(n))
                 n += 1
     whole = _numbers(log, "0.0.0")
     chunks: list[list[int]] = []
@@ -83,7 +89,7 @@ def test_a_replay_in_chunks_is_the_whole_replay_and_sees_what_came_meanwhile() -
         chunks.append([e.event.data["n"] for e in result.entries])
         if len(chunks) == 3:  # events handled between two chunks come after the cursor
             for partition in (0, 1, 2):
-                log.append(partition, 20, 1000, _event(n))
+                _append(log, partition, 20, 1000, _event(n))
                 n += 1
         if not result.more:
             break
@@ -95,10 +101,36 @@ def test_a_replay_in_chunks_is_the_whole_replay_and_sees_what_came_meanwhile() -
 def test_a_chunk_cursor_that_fell_out_of_the_log_is_a_gap() -> None:
     log = ReplayLog([0], window_ms=60_000, max_events=10)
     for offset in range(10):
-        log.append(0, offset, 1000, _event(offset))
+        _append(log, 0, offset, 1000, _event(offset))
     first = log.since("0", limit=3)
     assert first.more and first.cursor == (3,)
     for offset in range(10, 15):  # evicts offsets 0..4
-        log.append(0, offset, 1000, _event(offset))
+        _append(log, 0, offset, 1000, _event(offset))
     assert log.since_offsets(first.cursor, limit=3).status is ResumeStatus.GAP
     assert log.since_offsets((1, 2), limit=3).status is ResumeStatus.INVALID
+
+
+def test_the_log_holds_bytes_the_collector_never_walks() -> None:
+    # a full log is 100,000 events; decoded, each was a tree of dicts that every full
+    # collection walked (issue 11). Entries keep the record's bytes and are untracked.
+    log = ReplayLog([0], window_ms=60_000, max_events=100)
+    live = OutboundEvent(
+        resource="metrics", action="update", data={"cpu": {"usage": 1.5}}, rooms=["vm:a"]
+    )
+    _append(log, 0, 0, 1000, live)
+    (entry,) = log.since("0").entries
+    assert not gc.is_tracked(entry)
+    assert entry.event == live  # decoded again when a replay sends it
+
+
+def test_a_replay_skips_undecoded_what_cannot_reach_the_rooms() -> None:
+    log = ReplayLog([0], window_ms=60_000, max_events=100)
+    other = OutboundEvent(resource="metrics", action="update", data={}, rooms=["vm:b"])
+    mine = OutboundEvent(resource="metrics", action="update", data={}, rooms=["vm:a"])
+    to_user = OutboundEvent(resource="vms", action="update", data={}, users=["u1"])
+    to_admins = OutboundEvent(resource="vms", action="delete", data={}, admins=True)
+    for offset, event in enumerate((other, mine, to_user, to_admins)):
+        _append(log, 0, offset, 1000, event)
+    reach = [e.may_reach({"vm:a", "ns-u1"}) for e in log.since("0").entries]
+    # users and admins are found through the directory at replay: never skipped
+    assert reach == [False, True, True, True]

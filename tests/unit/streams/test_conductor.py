@@ -59,6 +59,9 @@ class Sent:
     async def send(self, *, key: bytes, value: bytes, partition: int | None = None) -> None:
         self.records.append((key, value))
 
+    async def send_many(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        self.records += records
+
 
 class Stages:
     def __init__(self) -> None:
