@@ -1,6 +1,9 @@
 """Where the worker reaches into Faust's (and aiokafka's) insides, pinned and checked.
 
-One reach so far: Faust's commit-livelock detector must not crash the worker.
+Two reaches: the live path sends batches through the app's own aiokafka
+producer (``Producer._ensure_producer``, streams/outbox.py; its behaviour is
+tested on the real broker by tests/integration/streams/test_outbox.py), and
+Faust's commit-livelock detector must not crash the worker (below).
 
 The detector (``faust.transport.consumer.Consumer._commit_livelock_detector``,
 every 2.5 commit intervals: 1.25 s here) calls ``verify_event_path`` for each
@@ -105,6 +108,13 @@ SEAMS: tuple[Seam, ...] = (
         "_commit_livelock_detector",
         "(obj: Any) -> Any",
         "the detector, a mode Service task calling verify_all_partitions_active",
+    ),
+    Seam(
+        faust_aiokafka.Producer,
+        "_ensure_producer",
+        "(self) -> aiokafka.producer.producer.AIOKafkaProducer",
+        "streams/outbox.py TopicSender.send_many sends batches through the app's own "
+        "aiokafka producer (its idempotence, acks and flush)",
     ),
     Seam(
         faust_transport.Transport,

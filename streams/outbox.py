@@ -11,9 +11,9 @@ batched) directly. ``send`` returns once the record is queued, like
 aiokafka's ``send`` costs a coroutine chain, a metadata check and a future per
 record (about a sixth of ``vmpulse up``'s event loop at 2,000 VMs, issue 11);
 ``send_batch`` pays that once per partition. The batch goes to the app's own
-aiokafka producer (Faust's ``Producer._ensure_producer``, a seam pinned by
-tests/unit/streams/test_outbox.py), so it shares the producer's idempotence,
-acks, in-flight request and ``flush``.
+aiokafka producer (Faust's ``Producer._ensure_producer``, a seam listed in
+streams/faust_internals.py and tested by tests/integration/streams/test_outbox.py), so
+it shares the producer's idempotence, acks, in-flight request and ``flush``.
 """
 
 from __future__ import annotations
