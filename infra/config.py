@@ -18,6 +18,7 @@ from typing import Any, cast
 __all__ = [
     "DEV_AGENT_SECRET",
     "DEV_JWT_SECRET",
+    "LOG_FORMATS",
     "MIN_JWT_SECRET_BYTES",
     "SECRET_VARIABLES",
     "AlertSettings",
@@ -35,6 +36,8 @@ __all__ = [
 
 DEV_JWT_SECRET = "vmpulse-development-jwt-key-do-not-use-in-production"
 DEV_AGENT_SECRET = "vmpulse-development-agent-key-do-not-use-in-production"
+
+LOG_FORMATS = ("text", "json")
 
 MIN_JWT_SECRET_BYTES = 32
 """An HS256 key shorter than the hash output (32 bytes) is weak (RFC 7518, 3.2)."""
@@ -583,6 +586,14 @@ class Settings:
         "unset: no health port",
     )
     health_port: int = _var("VMPULSE_HEALTH_ADDR", 0, kind="special")
+    # logs (issue 13.6): one JSON object a line for the log collectors of container platforms
+    log_format: str = _var(
+        "VMPULSE_LOG_FORMAT",
+        "text",
+        kind="special",
+        form="text or json",
+        doc="json: one object a line (time, level, logger, message, exception) on stderr",
+    )
     kafka: KafkaSettings = KafkaSettings()
     store: StoreSettings = StoreSettings()
     reads: ReadSettings = ReadSettings()
@@ -657,6 +668,9 @@ class Settings:
         health = _addr(env, "VMPULSE_HEALTH_ADDR", errors)
 
         libvirt_uri = env.get("VMPULSE_LIBVIRT_URI") or None
+        log_format = (env.get("VMPULSE_LOG_FORMAT") or "text").strip().lower()
+        if log_format not in LOG_FORMATS:
+            errors.append(f"VMPULSE_LOG_FORMAT must be text or json, got {log_format!r}")
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         built = {name: _GROUPS[name](**values) for name, values in groups.items()}
@@ -665,6 +679,7 @@ class Settings:
             libvirt_uri=libvirt_uri,
             health_host=health[0] if health else None,
             health_port=health[1] if health else 0,
+            log_format=log_format,
             **built,
         )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 import urllib.error
@@ -84,16 +83,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vmpulse.logs import configure_logging
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(exc, file=sys.stderr)  # before any logging: the reason, plainly, and stop
         return 2
+    configure_logging(settings.log_format, verbose=args.verbose)
     handler = _COMMANDS[args.command]
     return handler(settings, args)
 
@@ -155,7 +153,8 @@ def _run_services(settings: Settings, make: Any) -> int:
             return bool(getattr(stage, "ready", stage.started)) and not stage.should_stop
 
         services = [*health_services(settings, ready, metrics), stage]
-        worker = mode.Worker(*services, loglevel="WARN", quiet=True)
+        # logging stays as main() set it (vmpulse/logs.py): levels and VMPULSE_LOG_FORMAT
+        worker = mode.Worker(*services, quiet=True, override_logging=False)
         code = 0
         try:
             worker.execute_from_commandline()

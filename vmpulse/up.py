@@ -80,11 +80,8 @@ class Announcer(mode.Service):  # type: ignore[misc]
             pid=os.getpid(),
         )
         path = write_up_info(self.settings.data_dir, info)
-        print(
-            f"vmpulse is up: gateway {self.gateway.url}  (details in {path}; Ctrl-C stops)",
-            flush=True,
-        )
-        print(self.sign_in_text(), flush=True)
+        log.info("vmpulse is up: gateway %s  (details in %s; Ctrl-C stops)", self.gateway.url, path)
+        log.info("%s", self.sign_in_text())
 
     async def on_stop(self) -> None:
         remove_up_info(self.settings.data_dir, os.getpid())
@@ -129,12 +126,12 @@ def start_broker_if_needed(
     broker: LocalBroker | LocalCluster
     if settings.kafka.local_brokers > 1:
         broker = LocalCluster(settings.data_dir / "kafka-cluster", settings.kafka.local_brokers)
-        print(f"starting a local Kafka cluster of {settings.kafka.local_brokers} ...", flush=True)
+        log.info("starting a local Kafka cluster of %d ...", settings.kafka.local_brokers)
     else:
         broker = LocalBroker(settings.data_dir / "kafka", jars_dir=settings.kafka.jars_dir)
-        print("starting a local Kafka broker ...", flush=True)
+        log.info("starting a local Kafka broker ...")
     bootstrap = broker.start()
-    print(f"Kafka broker on {bootstrap}", flush=True)
+    log.info("Kafka broker on %s", bootstrap)
     return settings.replace(kafka={"bootstrap": bootstrap}), broker
 
 
@@ -196,7 +193,8 @@ async def seed_demo_directory(settings: Settings, vm_ids: list[str]) -> None:
 def _run_worker(
     app: faust.App, services: list[mode.Service], loop: asyncio.AbstractEventLoop
 ) -> int:
-    worker = faust.Worker(app, *services, loglevel="WARN", quiet=True, loop=loop)
+    # logging stays as main() set it (vmpulse/logs.py): levels and VMPULSE_LOG_FORMAT
+    worker = faust.Worker(app, *services, quiet=True, override_logging=False, loop=loop)
     worker.spinner = None  # its terminal escapes garble logs that are not a terminal
     tune_gc()
     try:
@@ -237,9 +235,7 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
     settings.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
     code = 1  # unless the worker ran and stopped cleanly
     if settings.tokens.secret_is_dev:
-        print(
-            "using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)", flush=True
-        )
+        log.warning("using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)")
     try:
         with _runtime(settings, "vmpulse up") as (settings, store, loop):
             # Reads get connections of their own on the same engine: a history or
@@ -272,7 +268,7 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
             finally:
                 reader.close()
     finally:
-        print("vmpulse stopped", flush=True)
+        log.info("vmpulse stopped")
     return code
 
 

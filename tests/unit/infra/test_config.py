@@ -249,6 +249,7 @@ SAMPLES = {
     "VMPULSE_HEALTH_ADDR": "127.0.0.1:8081",
     "VMPULSE_BRIDGE_SHARED": "1",
     "VMPULSE_KAFKA_JARS": str(Path(__file__).parent),  # any existing directory
+    "VMPULSE_LOG_FORMAT": "json",
 }
 # What a variable needs beside it to be valid at all (set on both sides of the comparison).
 NEEDS = {"VMPULSE_CLICKHOUSE_CLUSTER": {"VMPULSE_CLICKHOUSE_URL": "http://u:p@ch.example:8123/db"}}
