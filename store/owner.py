@@ -112,9 +112,12 @@ class OwnerLock:
                 fd, count, owner = held
                 cls._held[directory] = (fd, count + 1, owner)
                 return cls(directory, owner)
-            directory.mkdir(parents=True, exist_ok=True)
             path = directory / OWNER_FILE
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # read-only, another user's: chDB could not write there either
+                raise StoreError(f"cannot open {path}: {exc.strerror}") from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

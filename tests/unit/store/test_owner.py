@@ -118,3 +118,10 @@ def test_only_chdb_urls_have_a_directory() -> None:
     assert chdb_directory("http://u:p@ch:8123/db") is None
     assert chdb_directory("https://ch:8443/db") is None
     assert process_command()  # never empty: it names the process to others
+
+
+def test_a_directory_it_may_not_write_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match=r"cannot open .*vmpulse-owner\.json"):
+        OwnerLock.take(blocker / "ch")
