@@ -9,7 +9,18 @@ import pytest
 
 from infra import settings_doc
 from infra.config import DEV_AGENT_SECRET, DEV_JWT_SECRET, SECRET_VARIABLES, Settings
-from infra.settings_doc import BEGIN, END, render, replace_block, rows
+from infra.kafka_io import durability, topic_configs
+from infra.settings_doc import (
+    BEGIN,
+    END,
+    TOPICS_BEGIN,
+    TOPICS_END,
+    render,
+    render_topics,
+    replace_block,
+    rows,
+)
+from schemas.topics import Topics
 
 
 def _fields() -> list[dataclasses.Field[Any]]:
@@ -30,6 +41,22 @@ def test_the_deployment_guide_shows_the_table_the_settings_make() -> None:
         "run `.venv/bin/python -m infra.settings_doc` and commit the result"
     )
     assert settings_doc.main(["--check"]) == 0
+
+
+def test_the_deployment_guide_shows_the_topics_as_they_are_created() -> None:
+    text = settings_doc.DOCUMENT.read_text(encoding="utf-8")
+    start, end = text.index(TOPICS_BEGIN), text.index(TOPICS_END) + len(TOPICS_END)
+    assert text[start:end] == render_topics(), (
+        "docs/DEPLOYMENT.md's topics table differs from infra/kafka_io.py: "
+        "run `.venv/bin/python -m infra.settings_doc` and commit the result"
+    )
+    table = render_topics()
+    created = topic_configs(Topics(), durability(3))  # what ensure_topics asks for
+    for name, configs in created.items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
+        assert configs.get("cleanup.policy", "delete") in row
+        assert row.endswith("| 1, 1 | 2, 1 | 3, 2 |")  # replicas, in sync: 1, 2, 3+ brokers
+    assert len(created) == len(Topics().all()) == 7
 
 
 def test_every_setting_says_what_it_is_for() -> None:
@@ -88,5 +115,5 @@ def test_the_block_is_replaced_between_its_markers_only() -> None:
     out = replace_block(doc, f"{BEGIN}\nnew\n{END}")
     assert out == f"# title\n\nbefore\n{BEGIN}\nnew\n{END}\nafter\n"
     assert replace_block(out, f"{BEGIN}\nnew\n{END}") == out
-    with pytest.raises(ValueError, match="no settings block"):
+    with pytest.raises(ValueError, match="no generated block"):
         replace_block("no markers here", "x")
