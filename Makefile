@@ -52,7 +52,7 @@ cluster: kafka-jars
 		tests/integration/infra/test_faust_failover.py tests/integration/infra/test_failover.py
 
 # The container images with podman (installed if missing): the base from Debian's packages,
-# infra/Dockerfile and the Kafka stand-in (infra/DEPLOYMENT.md). `make test` builds them too,
+# infra/Dockerfile and the Kafka stand-in (docs/DEPLOYMENT.md). `make test` builds them too,
 # in tests/image.
 image:
 	bash infra/podman/image.sh

@@ -18,6 +18,7 @@ from typing import Any, cast
 __all__ = [
     "DEV_AGENT_SECRET",
     "DEV_JWT_SECRET",
+    "LOG_FORMATS",
     "MIN_JWT_SECRET_BYTES",
     "SECRET_VARIABLES",
     "AlertSettings",
@@ -35,6 +36,8 @@ __all__ = [
 
 DEV_JWT_SECRET = "vmpulse-development-jwt-key-do-not-use-in-production"
 DEV_AGENT_SECRET = "vmpulse-development-agent-key-do-not-use-in-production"
+
+LOG_FORMATS = ("text", "json")
 
 MIN_JWT_SECRET_BYTES = 32
 """An HS256 key shorter than the hash output (32 bytes) is weak (RFC 7518, 3.2)."""
@@ -80,6 +83,9 @@ def _var(
     kind: str = "int",
     minimum: float = 0,
     scale: int = 1,
+    doc: str = "",
+    form: str = "",
+    shown: str = "",
 ) -> Any:
     """A setting read from the environment variable ``name``; its default is written here only.
 
@@ -88,8 +94,22 @@ def _var(
     ``text`` (as given), ``optional`` (empty is None), ``optional_int``,
     ``secret``, ``flag`` (1/0, true/false, yes/no), or ``special`` (read by
     :meth:`Settings.from_env` itself, where it needs other settings).
+
+    The operator's table of settings (docs/DEPLOYMENT.md, ``python -m
+    infra.settings_doc``) is made from these declarations: ``doc`` is the
+    setting's one-line description, ``form`` what a ``special`` value looks like,
+    ``shown`` its default where the declared value would not say it (it depends
+    on other settings, or two fields share the variable).
     """
-    metadata = {"env": name, "kind": kind, "minimum": minimum, "scale": scale}
+    metadata = {
+        "env": name,
+        "kind": kind,
+        "minimum": minimum,
+        "scale": scale,
+        "doc": doc,
+        "form": form,
+        "shown": shown,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -97,41 +117,112 @@ def _var(
 class KafkaSettings:
     """The cluster and the topics every stage uses."""
 
-    bootstrap: str | None = _var("VMPULSE_KAFKA_BOOTSTRAP", None, kind="optional")
-    topic_prefix: str = _var("VMPULSE_TOPIC_PREFIX", "", kind="text")
-    partitions: int = _var("VMPULSE_PARTITIONS", 12, minimum=1)
-    replication_factor: int | None = _var(
-        "VMPULSE_REPLICATION_FACTOR", None, kind="optional_int", minimum=1
+    bootstrap: str | None = _var(
+        "VMPULSE_KAFKA_BOOTSTRAP",
+        None,
+        kind="optional",
+        doc="Kafka bootstrap servers (host:port,...); unset: `up` and each stage start a local "
+        "broker, the tools use the one `up` recorded",
     )
-    """Unset: from the cluster's size (kafka_io.durability)."""
-    local_brokers: int = _var("VMPULSE_LOCAL_BROKERS", 1, minimum=1)
-    """Scale-out (issue 14): `vmpulse up` without VMPULSE_KAFKA_BOOTSTRAP starts this many
-    local brokers (1, or a KRaft cluster of 3 from infra/cluster.py)."""
-    jars_dir: Path | None = _var("VMPULSE_KAFKA_JARS", None, kind="special")
-    """The local broker's jars (the image has them); None = fetched by Maven into ~/.cache."""
-    wait_s: float = _var("VMPULSE_KAFKA_WAIT_S", 120.0, kind="float", minimum=0.0)
-    """How long a stage waits at start for its Kafka cluster to answer (containers start in
-    any order); 0 = not at all."""
+    topic_prefix: str = _var(
+        "VMPULSE_TOPIC_PREFIX",
+        "",
+        kind="text",
+        doc="prefix of every topic name (several deployments or tests on one cluster)",
+    )
+    partitions: int = _var(
+        "VMPULSE_PARTITIONS",
+        12,
+        minimum=1,
+        doc="partitions of each topic the stages create (fixed at creation: docs/SCALING.md)",
+    )
+    replication_factor: int | None = _var(
+        "VMPULSE_REPLICATION_FACTOR",
+        None,
+        kind="optional_int",
+        minimum=1,
+        doc="replicas of each topic created; unset: from the cluster's size (3 where there are "
+        "3 brokers, infra/kafka_io.py `durability`)",
+    )
+    local_brokers: int = _var(
+        "VMPULSE_LOCAL_BROKERS",
+        1,
+        minimum=1,
+        doc="without VMPULSE_KAFKA_BOOTSTRAP, `up` starts this many local brokers (1, or a "
+        "KRaft cluster of 3: infra/cluster.py)",
+    )
+    jars_dir: Path | None = _var(
+        "VMPULSE_KAFKA_JARS",
+        None,
+        kind="special",
+        form="directory",
+        doc="the local broker's jars (the image has them); unset: fetched by Maven into "
+        "~/.cache/vmpulse",
+    )
+    wait_s: float = _var(
+        "VMPULSE_KAFKA_WAIT_S",
+        120.0,
+        kind="float",
+        minimum=0.0,
+        doc="how long a stage waits at start for its Kafka cluster to answer (containers start "
+        "in any order); 0: not at all",
+    )
     # worker group membership: a dead worker's partitions move after the session
     # timeout; a worker restarted with the same instance id takes them back at once
     session_timeout_s: float = _var(
-        "VMPULSE_KAFKA_SESSION_TIMEOUT_S", 10.0, kind="float", minimum=6.0
+        "VMPULSE_KAFKA_SESSION_TIMEOUT_S",
+        10.0,
+        kind="float",
+        minimum=6.0,
+        doc="a silent worker's partitions move to the others after this long",
     )
-    worker_instance_id: str | None = _var("VMPULSE_WORKER_ID", None, kind="optional")
+    worker_instance_id: str | None = _var(
+        "VMPULSE_WORKER_ID",
+        None,
+        kind="optional",
+        doc="a stable id per worker (static membership): restarted, it takes its partitions "
+        "back without a rebalance",
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoreSettings:
     """The metric store (DESIGN.md, Storage) and its retention (streams/retention.py)."""
 
-    url: str = _var("VMPULSE_CLICKHOUSE_URL", "", kind="special")
-    """Default ``chdb://<data dir>/clickhouse``."""
-    reader_url: str | None = _var("VMPULSE_CLICKHOUSE_READ_URL", None, kind="special")
-    """The readers' store URL (a server's read-only user); None = :attr:`url`."""
-    cluster: str | None = _var("VMPULSE_CLICKHOUSE_CLUSTER", None, kind="special")
-    """The store's cluster form (issue 14): a ClickHouse server cluster's name; None: one node."""
-    raw_ttl_days: int = _var("VMPULSE_RAW_TTL_DAYS", 30, minimum=1)
-    rollup_ttl_days: int = _var("VMPULSE_ROLLUP_TTL_DAYS", 365, minimum=1)
+    url: str = _var(
+        "VMPULSE_CLICKHOUSE_URL",
+        "",
+        kind="special",
+        form="URL: chdb:///dir, http(s)://",
+        shown="chdb://<data dir>/clickhouse",
+        doc="the metric store: chDB in-process (one process owns the directory) or a ClickHouse "
+        "server, http(s)://user:password@host:8123/database",
+    )
+    reader_url: str | None = _var(
+        "VMPULSE_CLICKHOUSE_READ_URL",
+        None,
+        kind="special",
+        form="URL",
+        doc="where reads (history, admin SQL, `vmpulse query`) go: a server's read-only user "
+        "(`vmpulse reader-grants`); unset: VMPULSE_CLICKHOUSE_URL",
+    )
+    cluster: str | None = _var(
+        "VMPULSE_CLICKHOUSE_CLUSTER",
+        None,
+        kind="special",
+        form="identifier",
+        doc="a ClickHouse server cluster's name: replicated, distributed tables ON CLUSTER "
+        "(store/schema_forms.py); unset: one node",
+    )
+    raw_ttl_days: int = _var(
+        "VMPULSE_RAW_TTL_DAYS", 30, minimum=1, doc="days raw rows are kept (TTL)"
+    )
+    rollup_ttl_days: int = _var(
+        "VMPULSE_ROLLUP_TTL_DAYS",
+        365,
+        minimum=1,
+        doc="days the 1-minute and 1-hour rollups are kept",
+    )
 
     @property
     def embedded(self) -> bool:
@@ -147,47 +238,127 @@ class StoreSettings:
 class ReadSettings:
     """Reads (issue 10; store/reader.py): history and admin SQL on their own connections."""
 
-    concurrency: int = _var("VMPULSE_READ_CONCURRENCY", 4, minimum=1)
-    concurrency_per_user: int = _var("VMPULSE_READ_CONCURRENCY_PER_USER", 2, minimum=1)
-    requests_per_minute: int = _var("VMPULSE_READ_REQUESTS_PER_MINUTE", 600, minimum=1)
-    timeout_s: float = _var("VMPULSE_READ_TIMEOUT_S", 30.0, kind="float", minimum=0.1)
-    max_memory_mb: int = _var("VMPULSE_READ_MAX_MEMORY_MB", 1024, minimum=1)
-    max_result_mb: int = _var("VMPULSE_READ_MAX_RESULT_MB", 64, minimum=1)
-    max_threads: int = _var("VMPULSE_READ_MAX_THREADS", 1, minimum=1)
+    concurrency: int = _var(
+        "VMPULSE_READ_CONCURRENCY", 4, minimum=1, doc="reads at once per process (connections)"
+    )
+    concurrency_per_user: int = _var(
+        "VMPULSE_READ_CONCURRENCY_PER_USER", 2, minimum=1, doc="reads at once per user"
+    )
+    requests_per_minute: int = _var(
+        "VMPULSE_READ_REQUESTS_PER_MINUTE",
+        600,
+        minimum=1,
+        doc="read requests a user may make a minute",
+    )
+    timeout_s: float = _var(
+        "VMPULSE_READ_TIMEOUT_S",
+        30.0,
+        kind="float",
+        minimum=0.1,
+        doc="a read running longer is killed in the engine",
+    )
+    max_memory_mb: int = _var(
+        "VMPULSE_READ_MAX_MEMORY_MB", 1024, minimum=1, doc="engine memory one read may use"
+    )
+    max_result_mb: int = _var(
+        "VMPULSE_READ_MAX_RESULT_MB", 64, minimum=1, doc="result size of one read (then cut)"
+    )
+    max_threads: int = _var(
+        "VMPULSE_READ_MAX_THREADS", 1, minimum=1, doc="engine threads one read may use"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WorkerSettings:
     """The worker's clocks: live updates, storage batches, agent presence."""
 
-    live_interval_s: float = _var("VMPULSE_LIVE_INTERVAL_MS", 1.0, minimum=0, scale=1000)
+    live_interval_s: float = _var(
+        "VMPULSE_LIVE_INTERVAL_MS",
+        1.0,
+        minimum=0,
+        scale=1000,
+        doc="at most one live metrics update per VM this often; 0: every sample",
+    )
     # how long the worker gathers agent.raw before one storage block
-    store_batch_s: float = _var("VMPULSE_STORE_BATCH_MS", 1.0, minimum=10, scale=1000)
-    agent_interval_s: float = _var("VMPULSE_AGENT_INTERVAL_S", 30.0, kind="float", minimum=0.001)
+    store_batch_s: float = _var(
+        "VMPULSE_STORE_BATCH_MS",
+        1.0,
+        minimum=10,
+        scale=1000,
+        doc="a worker gathers agent.raw this long, then stores the batch as one insert per table",
+    )
+    agent_interval_s: float = _var(
+        "VMPULSE_AGENT_INTERVAL_S",
+        30.0,
+        kind="float",
+        minimum=0.001,
+        doc="the agents' reporting interval: an agent silent for 3 intervals is offline",
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AlertSettings:
     """Alert thresholds (streams/alerts.py)."""
 
-    cpu_percent: float = _var("VMPULSE_ALERT_CPU_PERCENT", 90.0, kind="float")
-    cpu_for_s: float = _var("VMPULSE_ALERT_CPU_FOR_S", 300.0, kind="float")
-    memory_percent: float = _var("VMPULSE_ALERT_MEMORY_PERCENT", 95.0, kind="float")
-    memory_for_s: float = _var("VMPULSE_ALERT_MEMORY_FOR_S", 300.0, kind="float")
-    disk_percent: float = _var("VMPULSE_ALERT_DISK_PERCENT", 90.0, kind="float")
+    cpu_percent: float = _var(
+        "VMPULSE_ALERT_CPU_PERCENT", 90.0, kind="float", doc="CPU use that raises an alert ..."
+    )
+    cpu_for_s: float = _var(
+        "VMPULSE_ALERT_CPU_FOR_S", 300.0, kind="float", doc="... when it lasts this long"
+    )
+    memory_percent: float = _var(
+        "VMPULSE_ALERT_MEMORY_PERCENT",
+        95.0,
+        kind="float",
+        doc="memory use that raises an alert ...",
+    )
+    memory_for_s: float = _var(
+        "VMPULSE_ALERT_MEMORY_FOR_S", 300.0, kind="float", doc="... when it lasts this long"
+    )
+    disk_percent: float = _var(
+        "VMPULSE_ALERT_DISK_PERCENT", 90.0, kind="float", doc="use of a mount that raises an alert"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TokenSettings:
     """Browser tokens (gateway/auth.py): the key and the rules a token must meet."""
 
-    secret: Secret = _var("VMPULSE_JWT_SECRET", Secret(DEV_JWT_SECRET), kind="special")
-    algorithms: tuple[str, ...] = _var("VMPULSE_JWT_ALGORITHMS", ("HS256",), kind="special")
-    public_key: Path | None = _var("VMPULSE_JWT_PUBLIC_KEY", None, kind="special")
-    issuer: str | None = _var("VMPULSE_JWT_ISSUER", None, kind="optional")
-    audience: str | None = _var("VMPULSE_JWT_AUDIENCE", None, kind="optional")
+    secret: Secret = _var(
+        "VMPULSE_JWT_SECRET",
+        Secret(DEV_JWT_SECRET),
+        kind="special",
+        form="secret, >= 32 bytes",
+        shown="a development key (announced; refused beyond loopback)",
+        doc="the HS* key browser tokens are signed with",
+    )
+    algorithms: tuple[str, ...] = _var(
+        "VMPULSE_JWT_ALGORITHMS",
+        ("HS256",),
+        kind="special",
+        form="comma-separated list",
+        doc="signature algorithms accepted (HS*, RS*, ES*, PS*; never none)",
+    )
+    public_key: Path | None = _var(
+        "VMPULSE_JWT_PUBLIC_KEY",
+        None,
+        kind="special",
+        form="PEM file",
+        doc="the issuer's public key, for RS/ES/PS algorithms",
+    )
+    issuer: str | None = _var(
+        "VMPULSE_JWT_ISSUER", None, kind="optional", doc="`iss` a token must carry"
+    )
+    audience: str | None = _var(
+        "VMPULSE_JWT_AUDIENCE", None, kind="optional", doc="`aud` a token must carry"
+    )
     # a token without `exp` never expires, so it is refused unless allowed
-    allow_no_exp: bool = _var("VMPULSE_JWT_ALLOW_NO_EXP", False, kind="flag")
+    allow_no_exp: bool = _var(
+        "VMPULSE_JWT_ALLOW_NO_EXP",
+        False,
+        kind="flag",
+        doc="accept tokens without `exp` (a legacy issuer's; they never expire)",
+    )
 
     @property
     def secret_is_dev(self) -> bool:
@@ -198,24 +369,72 @@ class TokenSettings:
 class GatewaySettings:
     """The gateway's address and limits (issues 6, 10.5)."""
 
-    host: str = _var("VMPULSE_GATEWAY_ADDR", "127.0.0.1", kind="special")
+    host: str = _var(
+        "VMPULSE_GATEWAY_ADDR",
+        "127.0.0.1",
+        kind="special",
+        form="host:port",
+        shown="127.0.0.1:8080",
+        doc="where the gateway listens (Socket.IO, HTTP API, dashboard)",
+    )
     port: int = _var("VMPULSE_GATEWAY_ADDR", 8080, kind="special")
-    cors_origins: tuple[str, ...] | None = _var("VMPULSE_CORS_ORIGINS", None, kind="special")
-    max_connections: int = _var("VMPULSE_GATEWAY_MAX_CONNECTIONS", 10_000, minimum=1)
-    max_connections_per_user: int = _var("VMPULSE_GATEWAY_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
-    client_events_per_minute: int = _var("VMPULSE_GATEWAY_CLIENT_EVENTS_PER_MINUTE", 100, minimum=1)
-    max_payload_bytes: int = _var("VMPULSE_GATEWAY_MAX_PAYLOAD_BYTES", 65_536, minimum=1024)
-    resume_window_s: float = _var("VMPULSE_GATEWAY_RESUME_WINDOW_S", 600.0, minimum=0)
-    resume_max_events: int = _var("VMPULSE_GATEWAY_RESUME_MAX_EVENTS", 100_000, minimum=0)
-    recent_samples: int = _var("VMPULSE_GATEWAY_RECENT_SAMPLES", 1_000, minimum=1)
+    cors_origins: tuple[str, ...] | None = _var(
+        "VMPULSE_CORS_ORIGINS",
+        None,
+        kind="special",
+        form="comma-separated origins",
+        doc="browser origins allowed besides the gateway's own; unset: same origin only",
+    )
+    max_connections: int = _var(
+        "VMPULSE_GATEWAY_MAX_CONNECTIONS", 10_000, minimum=1, doc="sockets per gateway process"
+    )
+    max_connections_per_user: int = _var(
+        "VMPULSE_GATEWAY_MAX_CONNECTIONS_PER_USER", 20, minimum=1, doc="sockets per user"
+    )
+    client_events_per_minute: int = _var(
+        "VMPULSE_GATEWAY_CLIENT_EVENTS_PER_MINUTE",
+        100,
+        minimum=1,
+        doc="events (subscribe, ...) a socket may send a minute",
+    )
+    max_payload_bytes: int = _var(
+        "VMPULSE_GATEWAY_MAX_PAYLOAD_BYTES", 65_536, minimum=1024, doc="largest client message"
+    )
+    resume_window_s: float = _var(
+        "VMPULSE_GATEWAY_RESUME_WINDOW_S",
+        600.0,
+        minimum=0,
+        doc="a reconnecting client gets the events it missed in this window",
+    )
+    resume_max_events: int = _var(
+        "VMPULSE_GATEWAY_RESUME_MAX_EVENTS",
+        100_000,
+        minimum=0,
+        doc="events the replay window holds at most",
+    )
+    recent_samples: int = _var(
+        "VMPULSE_GATEWAY_RECENT_SAMPLES",
+        1_000,
+        minimum=1,
+        doc="latest samples kept per VM for `metrics:recent`",
+    )
     # the send path (issue 10.5): per-socket send bound, CONNECT deadline, resume rate
     send_buffer_bytes: int = _var(
-        "VMPULSE_GATEWAY_SEND_BUFFER_BYTES", 4 * 1024 * 1024, minimum=65_536
+        "VMPULSE_GATEWAY_SEND_BUFFER_BYTES",
+        4 * 1024 * 1024,
+        minimum=65_536,
+        doc="bytes queued for one socket; a socket that reads slower is ended",
     )
     connect_timeout_s: float = _var(
-        "VMPULSE_GATEWAY_CONNECT_TIMEOUT_S", 5.0, kind="float", minimum=0.5
+        "VMPULSE_GATEWAY_CONNECT_TIMEOUT_S",
+        5.0,
+        kind="float",
+        minimum=0.5,
+        doc="a socket must authenticate within this time",
     )
-    resumes_per_minute: int = _var("VMPULSE_GATEWAY_RESUMES_PER_MINUTE", 30, minimum=1)
+    resumes_per_minute: int = _var(
+        "VMPULSE_GATEWAY_RESUMES_PER_MINUTE", 30, minimum=1, doc="resumes a user may ask a minute"
+    )
 
     @property
     def url(self) -> str:
@@ -226,31 +445,97 @@ class GatewaySettings:
 class BridgeSettings:
     """The bridge: agent keys, where it listens and its limits (issues 2, 10.7, 11.3)."""
 
-    agent_secret: Secret = _var("VMPULSE_AGENT_SECRET", Secret(DEV_AGENT_SECRET), kind="secret")
-    socket_dir: Path = _var("VMPULSE_SOCKET_DIR", Path(".vmpulse/sockets"), kind="special")
-    """Default ``<data dir>/sockets``."""
-    tcp_host: str | None = _var("VMPULSE_AGENT_TCP_ADDR", None, kind="special")
-    """Where the development TCP agent listener binds; None (the default) = no TCP."""
+    agent_secret: Secret = _var(
+        "VMPULSE_AGENT_SECRET",
+        Secret(DEV_AGENT_SECRET),
+        kind="secret",
+        shown="a development key (announced; refused beyond loopback)",
+        doc="master key of the TCP agents' signed hello (HMAC-SHA256 per VM id)",
+    )
+    socket_dir: Path = _var(
+        "VMPULSE_SOCKET_DIR",
+        Path(".vmpulse/sockets"),
+        kind="special",
+        form="directory",
+        shown="<data dir>/sockets",
+        doc="where the per-VM virtio-serial unix sockets `<vm-uuid>.socket` appear",
+    )
+    tcp_host: str | None = _var(
+        "VMPULSE_AGENT_TCP_ADDR",
+        None,
+        kind="special",
+        form="host:port",
+        doc="the development TCP agent listener; unset: no TCP",
+    )
     tcp_port: int = _var("VMPULSE_AGENT_TCP_ADDR", 0, kind="special")
-    vsock_port: int | None = _var("VMPULSE_VSOCK_PORT", None, kind="optional_int", minimum=1)
-    """AF_VSOCK port the bridge listens on; None = no vsock listener."""
-    shared: bool = _var("VMPULSE_BRIDGE_SHARED", False, kind="flag")
-    """Several bridges over one socket directory (issue 14.3): each owns the VMs of the
-    agent.raw partitions a Kafka group gives it (agents/ownership.py); off: one reads all."""
-    max_line: int = _var("VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, minimum=1024)
-    max_buffer: int = _var("VMPULSE_AGENT_MAX_BUFFER", 8 * 1024 * 1024, minimum=1024)
-    """A line running past this many bytes closes its connection (PROTOCOL.md)."""
-    idle_timeout_s: float = _var("VMPULSE_AGENT_IDLE_TIMEOUT_S", 120.0, minimum=1)
-    max_connections: int = _var("VMPULSE_AGENT_MAX_CONNECTIONS", 10_000, minimum=1)
-    metrics_port: int | None = _var("VMPULSE_BRIDGE_METRICS_PORT", None, kind="optional_int")
-    """Port of the bridge's own Prometheus /metrics endpoint; None = not served."""
+    vsock_port: int | None = _var(
+        "VMPULSE_VSOCK_PORT",
+        None,
+        kind="optional_int",
+        minimum=1,
+        doc="AF_VSOCK port the bridge listens on; unset: no vsock",
+    )
+    shared: bool = _var(
+        "VMPULSE_BRIDGE_SHARED",
+        False,
+        kind="flag",
+        doc="several bridges share one socket directory, each reading the VMs of the agent.raw "
+        "partitions a Kafka group gives it (agents/ownership.py)",
+    )
+    max_line: int = _var(
+        "VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, minimum=1024, doc="longest agent line accepted"
+    )
+    max_buffer: int = _var(
+        "VMPULSE_AGENT_MAX_BUFFER",
+        8 * 1024 * 1024,
+        minimum=1024,
+        doc="a line running past this many bytes closes its connection (PROTOCOL.md)",
+    )
+    idle_timeout_s: float = _var(
+        "VMPULSE_AGENT_IDLE_TIMEOUT_S", 120.0, minimum=1, doc="an agent silent this long is closed"
+    )
+    max_connections: int = _var(
+        "VMPULSE_AGENT_MAX_CONNECTIONS", 10_000, minimum=1, doc="agent connections per bridge"
+    )
+    metrics_port: int | None = _var(
+        "VMPULSE_BRIDGE_METRICS_PORT",
+        None,
+        kind="optional_int",
+        doc="port of the bridge's own Prometheus /metrics; unset: not served",
+    )
     # admission (issue 10.7, agents/listeners.py, agents/socket_watcher.py)
-    hello_timeout_s: float = _var("VMPULSE_AGENT_HELLO_TIMEOUT_S", 5.0, kind="float", minimum=0.1)
-    max_identifying: int = _var("VMPULSE_AGENT_MAX_IDENTIFYING", 256, minimum=1)
-    max_identifying_per_peer: int = _var("VMPULSE_AGENT_MAX_IDENTIFYING_PER_PEER", 8, minimum=1)
-    max_connections_per_vm: int = _var("VMPULSE_AGENT_MAX_CONNECTIONS_PER_VM", 4, minimum=1)
-    socket_owners: frozenset[int] | None = _var("VMPULSE_SOCKET_OWNER", None, kind="special")
-    """uids that may own a VM's socket; None = the bridge's own user and root."""
+    hello_timeout_s: float = _var(
+        "VMPULSE_AGENT_HELLO_TIMEOUT_S",
+        5.0,
+        kind="float",
+        minimum=0.1,
+        doc="time a listening connection has to identify (docs/AGENTS.md, Admission)",
+    )
+    max_identifying: int = _var(
+        "VMPULSE_AGENT_MAX_IDENTIFYING",
+        256,
+        minimum=1,
+        doc="connections identifying at once; past it the oldest is closed",
+    )
+    max_identifying_per_peer: int = _var(
+        "VMPULSE_AGENT_MAX_IDENTIFYING_PER_PEER",
+        8,
+        minimum=1,
+        doc="identifying connections per peer address",
+    )
+    max_connections_per_vm: int = _var(
+        "VMPULSE_AGENT_MAX_CONNECTIONS_PER_VM",
+        4,
+        minimum=1,
+        doc="connections per VM; past it the VM's oldest is closed",
+    )
+    socket_owners: frozenset[int] | None = _var(
+        "VMPULSE_SOCKET_OWNER",
+        None,
+        kind="special",
+        form="user names or uids, comma-separated",
+        doc="who may own a VM's socket (e.g. libvirt-qemu); unset: the bridge's own user and root",
+    )
 
     @property
     def agent_secret_is_dev(self) -> bool:
@@ -277,12 +562,38 @@ class Settings:
     :meth:`from_env` reads them all and reports every error at once.
     """
 
-    data_dir: Path = _var("VMPULSE_DATA_DIR", Path(".vmpulse"), kind="special")
-    libvirt_uri: str | None = _var("VMPULSE_LIBVIRT_URI", None, kind="optional")
+    data_dir: Path = _var(
+        "VMPULSE_DATA_DIR",
+        Path(".vmpulse"),
+        kind="special",
+        form="directory",
+        shown="./.vmpulse",
+        doc="local state: the embedded store, the local broker, sockets, up.json",
+    )
+    libvirt_uri: str | None = _var(
+        "VMPULSE_LIBVIRT_URI",
+        None,
+        kind="optional",
+        doc="libvirt connection of `vmpulse hypervisor` (e.g. qemu:///system); unset: no watcher",
+    )
     # deployment (issue 13): where a stage serves /healthz, /readyz and /metrics
-    health_host: str | None = _var("VMPULSE_HEALTH_ADDR", None, kind="special")
-    """VMPULSE_HEALTH_ADDR's host; None = no health port."""
+    health_host: str | None = _var(
+        "VMPULSE_HEALTH_ADDR",
+        None,
+        kind="special",
+        form="host:port",
+        doc="where any stage serves /healthz, /readyz and /metrics (the image: 0.0.0.0:8081); "
+        "unset: no health port",
+    )
     health_port: int = _var("VMPULSE_HEALTH_ADDR", 0, kind="special")
+    # logs (issue 13.6): one JSON object a line for the log collectors of container platforms
+    log_format: str = _var(
+        "VMPULSE_LOG_FORMAT",
+        "text",
+        kind="special",
+        form="text or json",
+        doc="json: one object a line (time, level, logger, message, exception) on stderr",
+    )
     kafka: KafkaSettings = KafkaSettings()
     store: StoreSettings = StoreSettings()
     reads: ReadSettings = ReadSettings()
@@ -357,6 +668,9 @@ class Settings:
         health = _addr(env, "VMPULSE_HEALTH_ADDR", errors)
 
         libvirt_uri = env.get("VMPULSE_LIBVIRT_URI") or None
+        log_format = (env.get("VMPULSE_LOG_FORMAT") or "text").strip().lower()
+        if log_format not in LOG_FORMATS:
+            errors.append(f"VMPULSE_LOG_FORMAT must be text or json, got {log_format!r}")
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
         built = {name: _GROUPS[name](**values) for name, values in groups.items()}
@@ -365,6 +679,7 @@ class Settings:
             libvirt_uri=libvirt_uri,
             health_host=health[0] if health else None,
             health_port=health[1] if health else 0,
+            log_format=log_format,
             **built,
         )
 

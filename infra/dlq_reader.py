@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.topics import Topics
 
@@ -37,17 +38,29 @@ class Summary:
 
 
 async def read_dlq(bootstrap: str, prefix: str, *, max_per_partition: int) -> list[DlqEntry]:
-    """The last ``max_per_partition`` records of every partition of agent.dlq."""
+    """The last ``max_per_partition`` records of every partition of agent.dlq.
+
+    Nothing when there is no agent.dlq yet (no stage has created the topics of
+    this prefix): a consumer subscribed to a missing topic would wait for it,
+    logging an error ten times a second, then fail.
+    """
     topic = Topics(prefix).agent_dlq
-    # Subscribed without a group, a consumer is assigned every partition.
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        return []
+    tps = sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
+    # assigned, not subscribed: no group, every partition
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        tps = sorted(consumer.assignment())
-        if not tps:
-            return []
+        consumer.assign(tps)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         for tp in tps:

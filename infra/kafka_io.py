@@ -34,6 +34,7 @@ __all__ = [
     "ensure_settings_topics",
     "ensure_topics",
     "make_producer",
+    "topic_configs",
     "wait_for_broker",
     "wait_for_group_coordinator",
     "wait_for_leaders",
@@ -72,6 +73,20 @@ async def cluster_durability(admin: AIOKafkaAdminClient, requested: int | None) 
     return durability(brokers, requested)
 
 
+def topic_configs(topics: Topics, plan: Durability) -> dict[str, dict[str, str]]:
+    """The configs each vmpulse topic is created with (:func:`ensure_topics`): the
+    in-sync rule of ``plan``, and compaction for the keyed state (directory,
+    worker.state). Everything else is the cluster's default (retention included);
+    docs/DEPLOYMENT.md shows this table."""
+    out: dict[str, dict[str, str]] = {}
+    for name in topics.all():
+        configs = {"min.insync.replicas": str(plan.min_insync_replicas)}
+        if name in topics.compacted():
+            configs["cleanup.policy"] = "compact"
+        out[name] = configs
+    return out
+
+
 async def ensure_topics(
     bootstrap: str, topics: Topics, *, partitions: int, replication_factor: int | None = None
 ) -> Durability:
@@ -85,16 +100,11 @@ async def ensure_topics(
     try:
         plan = await cluster_durability(admin, replication_factor)
         existing = set(await admin.list_topics())
-        wanted = []
-        for name in topics.all():
-            if name in existing:
-                continue
-            configs = {"min.insync.replicas": str(plan.min_insync_replicas)}
-            if name in topics.compacted():
-                configs["cleanup.policy"] = "compact"
-            wanted.append(
-                NewTopic(name, partitions, plan.replication_factor, topic_configs=configs)
-            )
+        wanted = [
+            NewTopic(name, partitions, plan.replication_factor, topic_configs=configs)
+            for name, configs in topic_configs(topics, plan).items()
+            if name not in existing
+        ]
         if wanted:
             try:
                 await admin.create_topics(wanted)

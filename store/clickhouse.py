@@ -24,6 +24,7 @@ import clickhouse_connect
 import msgspec
 
 from store.exceptions import StoreError
+from store.owner import OwnerLock, chdb_directory
 from store.reader import jsonable
 from store.schema_forms import cluster_form, cluster_statements, migration_statements
 
@@ -65,11 +66,15 @@ def redact_url(url: str) -> str:
 class ClickHouseStore:
     """A Store on clickhouse-connect, with migrations applied at open."""
 
-    def __init__(self, url: str, *, cluster: str | None = None) -> None:
+    def __init__(self, url: str, *, cluster: str | None = None, owner: str | None = None) -> None:
         """``cluster``: a ClickHouse server cluster's name; the schema then takes its
-        replicated and distributed form, ``ON CLUSTER`` (store/schema_forms.py)."""
+        replicated and distributed form, ``ON CLUSTER`` (store/schema_forms.py).
+        ``owner``: how this process is named to others while it has a chDB directory
+        open (store/owner.py; default: its command line)."""
         self.url = url
         self.cluster = cluster
+        self._owner = owner
+        self._lock: OwnerLock | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="clickhouse")
         self._client: Any = None
 
@@ -84,10 +89,20 @@ class ClickHouseStore:
         await loop.run_in_executor(self._pool, self._migrate)
 
     def _connect(self) -> Any:
+        directory = chdb_directory(self.url)
+        if directory is not None and self._lock is None:
+            # StoreOwned names the process that has it open, where chDB would name nobody
+            self._lock = OwnerLock.take(directory, self._owner)
         try:
             return clickhouse_connect.get_client(dsn=self.url)
         except Exception as exc:
+            self._release()
             raise StoreError(f"cannot open store {redact_url(self.url)}: {exc}") from exc
+
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def _migrate(self) -> None:
         if self.cluster is not None:
@@ -189,3 +204,4 @@ class ClickHouseStore:
             except Exception:
                 log.debug("store close failed", exc_info=True)
         self._pool.shutdown(wait=True)
+        self._release()

@@ -61,6 +61,25 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that runs ``vmpulse.cli.main`` configures logging (vmpulse/logs.py); put the
+    root handlers and vmpulse's levels back, so no later test logs to a closed capture."""
+    import logging
+
+    from vmpulse.logs import OWN_LOGGERS
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    own = {name: logging.getLogger(name).level for name in OWN_LOGGERS}
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    for name, old in own.items():
+        logging.getLogger(name).setLevel(old)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """The bootstrap address of a real broker, started once for the whole session."""

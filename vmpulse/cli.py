@@ -9,16 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from infra.config import ConfigError, Settings
-from vmpulse.up_info import read_up_info, up_info_path
+from vmpulse.up_info import read_up_info
 
 __all__ = ["main"]
 
@@ -83,16 +83,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vmpulse.logs import configure_logging
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(exc, file=sys.stderr)  # before any logging: the reason, plainly, and stop
         return 2
+    configure_logging(settings.log_format, verbose=args.verbose)
     handler = _COMMANDS[args.command]
     return handler(settings, args)
 
@@ -117,13 +116,25 @@ def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if _listen_key_refusal(settings):
         return 2
-    return run_up(settings, vms=args.vms, interval_s=args.interval)
+    return _store_refusal("up", lambda: run_up(settings, vms=args.vms, interval_s=args.interval))
 
 
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from vmpulse.up import run_worker
 
-    return run_worker(settings)
+    return _store_refusal("worker", lambda: run_worker(settings))
+
+
+def _store_refusal(command: str, run: Callable[[], int]) -> int:
+    """Run a command that opens the store; a store it cannot open ends it with status 1 and
+    the reason (e.g. which process has the embedded store open), not a traceback."""
+    from store.exceptions import StoreError
+
+    try:
+        return run()
+    except StoreError as exc:
+        print(f"vmpulse {command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _run_services(settings: Settings, make: Any) -> int:
@@ -142,7 +153,8 @@ def _run_services(settings: Settings, make: Any) -> int:
             return bool(getattr(stage, "ready", stage.started)) and not stage.should_stop
 
         services = [*health_services(settings, ready, metrics), stage]
-        worker = mode.Worker(*services, loglevel="WARN", quiet=True)
+        # logging stays as main() set it (vmpulse/logs.py): levels and VMPULSE_LOG_FORMAT
+        worker = mode.Worker(*services, quiet=True, override_logging=False)
         code = 0
         try:
             worker.execute_from_commandline()
@@ -295,9 +307,12 @@ def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    from store.owner import chdb_directory
+
+    directory = chdb_directory(settings.store.read_url)
     try:
-        if settings.store.embedded:
-            result = _query_via_gateway(settings, args.sql)
+        if directory is not None:
+            result = _query_embedded(settings, directory, args.sql)
         else:
             result = _query_direct(settings, args.sql)
     except QueryFailed as exc:
@@ -322,17 +337,45 @@ class QueryFailed(Exception):
     pass
 
 
-def _query_via_gateway(settings: Settings, sql: str) -> dict[str, Any]:
-    """The embedded store belongs to the running `vmpulse up`: ask its gateway (admin only)."""
+def _query_embedded(settings: Settings, directory: Path, sql: str) -> dict[str, Any]:
+    """A chDB store: read it here when no process has it open, else through the `vmpulse up`
+    that has it (its gateway answers admin SQL), else name the process that has it.
+
+    chDB lets one process open a directory (store/owner.py). While this command
+    reads, it holds the store: a worker starting meanwhile is told who has it.
+    """
+    from store.exceptions import StoreError
+    from store.owner import OwnerLock, current_owner
+
+    owner = current_owner(directory)
+    if owner is not None:
+        info = read_up_info(settings.data_dir)
+        if info is not None and info.pid == owner.pid and info.gateway_url:
+            return _query_via_gateway(settings, info.gateway_url, sql)
+        raise QueryFailed(
+            f"the embedded store {directory} is open in {owner.describe()}, and chDB lets "
+            "one process open it: stop that process to query here, or query through a "
+            "running `vmpulse up`, or store in a ClickHouse server (VMPULSE_CLICKHOUSE_URL)"
+        )
+    if not directory.is_dir():
+        raise QueryFailed(
+            f"no store at {directory}: no worker has stored there yet (check "
+            "VMPULSE_CLICKHOUSE_URL or VMPULSE_DATA_DIR)"
+        )
+    try:
+        lock = OwnerLock.take(directory, "vmpulse query")
+    except StoreError as exc:  # a worker took it since we looked
+        raise QueryFailed(str(exc)) from exc
+    try:
+        return _query_direct(settings, sql)
+    finally:
+        lock.release()
+
+
+def _query_via_gateway(settings: Settings, url: str, sql: str) -> dict[str, Any]:
+    """Ask the gateway of the running `vmpulse up` (admin SQL, as an admin)."""
     from gateway.auth import issue_token
 
-    info = read_up_info(settings.data_dir)
-    url = info.gateway_url if info is not None else None
-    if not url:
-        raise QueryFailed(
-            "the embedded store is owned by `vmpulse up`, and no "
-            f"{up_info_path(settings.data_dir)} says where it runs"
-        )
     token = issue_token(settings.tokens.secret, "admin", admin=True)
     req = urllib.request.Request(
         f"{url}/api/query",
@@ -355,7 +398,7 @@ def _query_via_gateway(settings: Settings, sql: str) -> dict[str, Any]:
 
 
 def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
-    """A server: read as the gateway does (same policy, limits and read-only user)."""
+    """Read as the gateway does (same policy, limits and, on a server, read-only user)."""
     import dataclasses
 
     from store.exceptions import ReadError

@@ -3,7 +3,9 @@
 Input is validated before anything is sent; bad input exits with status 2 and
 a message saying what is wrong, a broker that cannot be reached with 1.
 The broker is VMPULSE_KAFKA_BOOTSTRAP, or the one a running `vmpulse up`
-recorded in ``<data dir>/up.json``.
+recorded in ``<data dir>/up.json``. On a fresh cluster the commands create the
+topics first, as a starting stage does (same prefix, partitions and durability
+rule), so the platform may seed the directory before any stage ran.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from vmpulse.publish import (
 from vmpulse.up_info import read_up_info
 
 __all__ = ["add_platform_commands", "run_platform_command"]
+
+_WAIT_S = 15.0
+"""Longest wait for the broker to answer (VMPULSE_KAFKA_WAIT_S is for stages)."""
 
 
 def add_platform_commands(sub: Any) -> None:
@@ -80,7 +85,7 @@ def run_platform_command(settings: Settings, args: argparse.Namespace) -> int:
     """Validate, then publish; the exit status says which of the two failed."""
     from aiokafka.errors import KafkaError
 
-    from infra.kafka_io import make_producer
+    from infra.kafka_io import ensure_settings_topics, make_producer, wait_for_leaders
 
     topics = Topics(settings.kafka.topic_prefix)
     try:
@@ -106,10 +111,22 @@ def run_platform_command(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
 
+    # A fresh cluster has no topics until a stage created them: create them here the
+    # same way (the one rule of infra/kafka_io.py), so the platform may publish first.
+    # A command waits less for a broker than a starting container does.
+    with_broker = settings.replace(
+        kafka={"bootstrap": bootstrap, "wait_s": min(settings.kafka.wait_s, _WAIT_S)}
+    )
+
     async def send() -> str:
+        await ensure_settings_topics(with_broker)
         producer = make_producer(bootstrap, linger_ms=0, client_id="vmpulse-cli")
         await asyncio.wait_for(producer.start(), 15)
         try:
+            # a topic created a moment ago: its leaders announced, not yet serving
+            topic = topics.control_events if args.command == "emit" else topics.directory
+            partitions = await producer.partitions_for(topic)
+            await wait_for_leaders(bootstrap, [topic], len(partitions))
             if args.command == "emit":
                 await send_event(producer, topics, event)
                 return f"published {event.resource}:{event.action} id={event.id}"

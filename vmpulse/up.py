@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,7 +40,7 @@ from streams.app import create_app, ingest_group_id
 from vmpulse.child import ChildProcess
 from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
 from vmpulse.health import HealthServer
-from vmpulse.up_info import UpInfo, write_up_info
+from vmpulse.up_info import UpInfo, remove_up_info, write_up_info
 
 __all__ = [
     "health_services",
@@ -54,7 +55,8 @@ log = logging.getLogger("vmpulse.up")
 
 
 class Announcer(mode.Service):  # type: ignore[misc]
-    """Prints where things are and writes ``up.json`` once the gateway listens."""
+    """Prints where things are and writes ``up.json`` once the gateway listens; removes
+    it on the way out."""
 
     def __init__(
         self,
@@ -75,13 +77,14 @@ class Announcer(mode.Service):  # type: ignore[misc]
             clickhouse_url=redact_url(self.settings.store.url),
             socket_dir=str(self.settings.bridge.socket_dir),
             topic_prefix=self.settings.kafka.topic_prefix,
+            pid=os.getpid(),
         )
         path = write_up_info(self.settings.data_dir, info)
-        print(
-            f"vmpulse is up: gateway {self.gateway.url}  (details in {path}; Ctrl-C stops)",
-            flush=True,
-        )
-        print(self.sign_in_text(), flush=True)
+        log.info("vmpulse is up: gateway %s  (details in %s; Ctrl-C stops)", self.gateway.url, path)
+        log.info("%s", self.sign_in_text())
+
+    async def on_stop(self) -> None:
+        remove_up_info(self.settings.data_dir, os.getpid())
 
     def sign_in_text(self) -> str:
         """The dashboard's URL and, with the development key only, a sign-in link per demo user.
@@ -123,14 +126,14 @@ def start_broker_if_needed(
     broker: LocalBroker | LocalCluster
     if settings.kafka.local_brokers > 1:
         broker = LocalCluster(settings.data_dir / "kafka-cluster", settings.kafka.local_brokers)
-        print(f"starting a local Kafka cluster of {settings.kafka.local_brokers} ...", flush=True)
+        log.info("starting a local Kafka cluster of %d ...", settings.kafka.local_brokers)
     else:
         broker = LocalBroker(
             settings.data_dir / "kafka", jars_dir=settings.kafka.jars_dir, long_running=True
         )
-        print("starting a local Kafka broker ...", flush=True)
+        log.info("starting a local Kafka broker ...")
     bootstrap = broker.start()
-    print(f"Kafka broker on {bootstrap}", flush=True)
+    log.info("Kafka broker on %s", bootstrap)
     return settings.replace(kafka={"bootstrap": bootstrap}), broker
 
 
@@ -192,7 +195,8 @@ async def seed_demo_directory(settings: Settings, vm_ids: list[str]) -> None:
 def _run_worker(
     app: faust.App, services: list[mode.Service], loop: asyncio.AbstractEventLoop
 ) -> int:
-    worker = faust.Worker(app, *services, loglevel="WARN", quiet=True, loop=loop)
+    # logging stays as main() set it (vmpulse/logs.py): levels and VMPULSE_LOG_FORMAT
+    worker = faust.Worker(app, *services, quiet=True, override_logging=False, loop=loop)
     worker.spinner = None  # its terminal escapes garble logs that are not a terminal
     tune_gc()
     try:
@@ -204,16 +208,20 @@ def _run_worker(
 
 @contextlib.contextmanager
 def _runtime(
-    settings: Settings,
+    settings: Settings, command: str
 ) -> Iterator[tuple[Settings, ClickHouseStore, asyncio.AbstractEventLoop]]:
-    """The broker (if needed), the open store and the loop of a worker process.
+    """The open store, the broker (if needed) and the loop of a worker process.
 
-    On the way out the store closes before the broker stops, whatever happened.
+    The store first: an embedded one that another process has open stops the
+    start at once, naming that process (store/owner.py; ``command`` names this
+    one to others), before a local broker was started for nothing. On the way
+    out the store closes before the broker stops, whatever happened.
     """
-    settings, broker = start_broker_if_needed(settings)
-    store = ClickHouseStore(settings.store.url, cluster=settings.store.cluster)
+    store = ClickHouseStore(settings.store.url, cluster=settings.store.cluster, owner=command)
+    broker: LocalBroker | LocalCluster | None = None
     try:
         store.open()
+        settings, broker = start_broker_if_needed(settings)
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         yield settings, store, loop
@@ -229,11 +237,9 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
     settings.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
     code = 1  # unless the worker ran and stopped cleanly
     if settings.tokens.secret_is_dev:
-        print(
-            "using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)", flush=True
-        )
+        log.warning("using the DEVELOPMENT JWT key (set VMPULSE_JWT_SECRET for anything real)")
     try:
-        with _runtime(settings) as (settings, store, loop):
+        with _runtime(settings, "vmpulse up") as (settings, store, loop):
             # Reads get connections of their own on the same engine: a history or
             # admin query never waits for, nor holds up, the worker's inserts.
             reader = Reader(settings.store.read_url, ReadLimits.from_settings(settings))
@@ -264,13 +270,13 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
             finally:
                 reader.close()
     finally:
-        print("vmpulse stopped", flush=True)
+        log.info("vmpulse stopped")
     return code
 
 
 def run_worker(settings: Settings) -> int:
     """Run only the stream worker (production: one per container, scaled by partitions)."""
-    with _runtime(settings) as (settings, store, loop):
+    with _runtime(settings, "vmpulse worker") as (settings, store, loop):
         plan = loop.run_until_complete(_prepare(settings, []))
         app = create_app(settings, store, plan=plan)
 

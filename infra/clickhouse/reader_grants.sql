@@ -24,7 +24,7 @@ CREATE USER OR REPLACE {user} IDENTIFIED WITH sha256_hash BY '{password_sha256}'
     DEFAULT DATABASE {database} SETTINGS PROFILE '{profile}';
 
 -- SELECT on the metric database and on the system tables that describe the engine
--- (vmpulse/sql_policy.py, SYSTEM_TABLES); nothing else: no table functions (they need
+-- (store/sql_policy.py, SYSTEM_TABLES); nothing else: no table functions (they need
 -- CREATE TEMPORARY TABLE and a source grant), no dictionaries, no other database.
 REVOKE ALL ON *.* FROM {user};
 GRANT SELECT ON {database}.* TO {user};

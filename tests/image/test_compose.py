@@ -4,7 +4,7 @@
 apache/kafka for the STAND-IN built from the same Maven jars (infra/kafka/Dockerfile);
 clickhouse/clickhouse-server and grafana/grafana are left out (no local build exists), and
 the worker stores in chDB, the same engine in-process (the server path and the dashboard's
-SQL are covered on chDB: infra/DEPLOYMENT.md, "Built and run here"). Everything else is
+SQL are covered on chDB: docs/DEPLOYMENT.md, "Built and run here"). Everything else is
 the compose file as a user runs it: `init` makes the secrets, the stages read them from
 the volume, the simulator seeds the demo directory, the gateway publishes its port.
 

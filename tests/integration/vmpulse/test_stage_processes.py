@@ -1,6 +1,7 @@
 """Each stage as its own process, as a container runs it (issue 13): the health port says
 when it is ready, SIGTERM stops it cleanly within an orchestrator's grace period, and the
-secrets it read from mounted files appear nowhere in what it logs (debug logging on).
+secrets it read from mounted files appear nowhere in what it logs (debug logging on), in
+text or in JSON lines (VMPULSE_LOG_FORMAT=json).
 
 Real parts: the session's Kafka broker, chDB in the worker, real sockets, real signals.
 """
@@ -8,6 +9,7 @@ Real parts: the session's Kafka broker, chDB in the worker, real sockets, real s
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +24,9 @@ import pytest
 from infra.broker import free_port
 from infra.config import Settings
 from vmpulse.health import HealthServer, probe
+
+JSON_STAGE = "worker"
+"""The stage that logs JSON (VMPULSE_LOG_FORMAT=json): every line of its output must parse."""
 
 GRACE_S = 10.0
 """`docker stop` and `podman stop` wait 10 s before SIGKILL (Kubernetes: 30 s)."""
@@ -130,6 +135,8 @@ async def test_every_stage_is_ready_stops_on_sigterm_and_logs_no_secret(
                 "VMPULSE_DATA_DIR": str(data),
                 "VMPULSE_SOCKET_DIR": str(short_tmp / "sockets"),
             }
+            if name == JSON_STAGE:  # as a container platform's log collector wants it
+                stage_env["VMPULSE_LOG_FORMAT"] = "json"
             stages.append(Stage(name, stage_env, short_tmp / f"{name}.log"))
         for stage in stages:
             await stage.wait_ready(120.0)
@@ -157,6 +164,13 @@ async def test_every_stage_is_ready_stops_on_sigterm_and_logs_no_secret(
             assert "DEBUG" in log  # debug logging was on: the check below saw everything
             assert JWT not in log and AGENT not in log, f"a secret in the {stage.name} log"
             assert JWT[:16] not in log and AGENT[:20] not in log
+            if stage.name == JSON_STAGE:
+                entries = [json.loads(line) for line in log.splitlines() if line]
+                assert all(isinstance(e, dict) for e in entries), log[-3000:]
+                assert {"time", "level", "logger", "message"} <= set.intersection(
+                    *(set(e) for e in entries)
+                )
+                assert {e["level"] for e in entries} >= {"DEBUG", "INFO"}
             ok, said = probe("127.0.0.1", stage.health_port)
             assert not ok and "no answer" in said
     finally:

@@ -249,6 +249,7 @@ SAMPLES = {
     "VMPULSE_HEALTH_ADDR": "127.0.0.1:8081",
     "VMPULSE_BRIDGE_SHARED": "1",
     "VMPULSE_KAFKA_JARS": str(Path(__file__).parent),  # any existing directory
+    "VMPULSE_LOG_FORMAT": "json",
 }
 # What a variable needs beside it to be valid at all (set on both sides of the comparison).
 NEEDS = {"VMPULSE_CLICKHOUSE_CLUSTER": {"VMPULSE_CLICKHOUSE_URL": "http://u:p@ch.example:8123/db"}}
@@ -256,7 +257,7 @@ NEEDS = {"VMPULSE_CLICKHOUSE_CLUSTER": {"VMPULSE_CLICKHOUSE_URL": "http://u:p@ch
 
 def _documented_variables() -> set[str]:
     root = Path(__file__).resolve().parents[3]
-    docs = [root / "README.md", root / "CHANGELOG.md", root / "infra/DEPLOYMENT.md"]
+    docs = [root / "README.md", root / "CHANGELOG.md"]
     docs += sorted((root / "docs").glob("*.md"))
     found = {m for doc in docs for m in re.findall(r"VMPULSE_[A-Z0-9_]*[A-Z0-9]", doc.read_text())}
     # "VMPULSE_READ_*" (CHANGELOG.md) names the reads' group

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vmpulse.up_info import UpInfo, read_up_info, up_info_path, write_up_info
+from vmpulse.up_info import UpInfo, read_up_info, remove_up_info, up_info_path, write_up_info
 
 
 def test_written_record_reads_back_and_is_plain_json(tmp_path: Path) -> None:
@@ -17,6 +17,7 @@ def test_written_record_reads_back_and_is_plain_json(tmp_path: Path) -> None:
         clickhouse_url="chdb:///x",
         socket_dir="/tmp/s",
         topic_prefix="p.",
+        pid=1234,
     )
     path = write_up_info(tmp_path, info)
     assert path == up_info_path(tmp_path) == tmp_path / "up.json"
@@ -27,6 +28,7 @@ def test_written_record_reads_back_and_is_plain_json(tmp_path: Path) -> None:
         "clickhouse_url",
         "socket_dir",
         "topic_prefix",
+        "pid",
     ]
 
 
@@ -41,3 +43,12 @@ def test_fields_a_newer_up_adds_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "up.json").write_text('{"kafka_bootstrap": "b:1", "extra": true}')
     info = read_up_info(tmp_path)
     assert info is not None and info.kafka_bootstrap == "b:1" and info.topic_prefix == ""
+
+
+def test_up_removes_only_the_record_it_wrote(tmp_path: Path) -> None:
+    write_up_info(tmp_path, UpInfo(gateway_url="http://127.0.0.1:1", pid=1234))
+    remove_up_info(tmp_path, 999)  # another up's: kept
+    assert read_up_info(tmp_path) is not None
+    remove_up_info(tmp_path, 1234)
+    assert not up_info_path(tmp_path).exists()
+    remove_up_info(tmp_path, 1234)  # gone already: nothing to do
