@@ -8,11 +8,8 @@ SIGKILL as a crash would. The session's single broker is not used here.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -29,21 +26,6 @@ pytestmark = pytest.mark.cluster  # about 45 s here, 30 of them starting 3 JVMs 
 
 PARTITIONS = 3
 DEADLINE_S = 30.0
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    """Three broker+controller processes on loopback, stopped (and their data removed) after."""
-    work = Path(tempfile.mkdtemp(prefix="vmpulse-test-cluster-"))
-    made = LocalCluster(work, 3)
-    began = time.monotonic()
-    made.start()  # from this thread: the brokers die with the thread that started them
-    print(f"\ncluster of 3 on {made.bootstrap} started in {time.monotonic() - began:.1f} s")
-    try:
-        yield made
-    finally:
-        made.kill_all()  # its data is removed next: no controlled shutdown to wait for
-        shutil.rmtree(work, ignore_errors=True)
 
 
 async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[dict[str, Any]]:

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +80,6 @@ WATCHED = 8  # VMs each watcher subscribes to
 STEADY_S = 12.0  # load before, between and after the kills
 DOWN_S = 10.0  # how long a killed broker stays down
 DEADLINE_S = 120.0
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    work = Path(tempfile.mkdtemp(prefix="vmpulse-failover-"))
-    made = LocalCluster(work, 3)
-    began = time.monotonic()
-    made.start()
-    print(f"\ncluster of 3 on {made.bootstrap} started in {time.monotonic() - began:.1f} s")
-    try:
-        yield made
-    finally:
-        made.kill_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _sample_ms(live: dict[str, Any]) -> int:

@@ -28,12 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,20 +59,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 PARTITIONS = 6
 DEADLINE_S = 60.0
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    work = Path(tempfile.mkdtemp(prefix="vmpulse-faust-failover-"))
-    made = LocalCluster(work, 3)
-    began = time.monotonic()
-    made.start()
-    print(f"\ncluster of 3 on {made.bootstrap} started in {time.monotonic() - began:.1f} s")
-    try:
-        yield made
-    finally:
-        made.kill_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 async def _until(what: str, check: Callable[[], bool], within_s: float = DEADLINE_S) -> float:
