@@ -32,7 +32,11 @@ class TopicSender:
     def __init__(self, app: Any, topic: str) -> None:
         self._app = app
         self.topic = topic
-        self._partitioner = KeyPartitioner()
+        # the producer's own (streams/app.py): one cache of each key's hash per process
+        configured = app.conf.producer_partitioner
+        self._partitioner = (
+            configured if isinstance(configured, KeyPartitioner) else KeyPartitioner()
+        )
 
     async def send(self, *, key: bytes, value: bytes, partition: int | None = None) -> None:
         await self._app.producer.send(self.topic, key, value, partition, None, None)
