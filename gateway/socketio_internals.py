@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import inspect
 from collections.abc import Iterable
 from typing import Any
 
 import engineio
 import socketio
 from aiohttp import web
+
+from infra.seams import signature_problem
 
 __all__ = [
     "CHECKED_AGAINST",
@@ -252,18 +253,16 @@ def _instance_seam(path: str) -> object:
 
 def check(seams: Iterable[Seam] = SEAMS) -> list[str]:
     """What no longer matches in the installed libraries; empty when every seam holds."""
-    problems: list[str] = []
-    for seam in seams:
-        where = f"{seam.owner.__module__}.{seam.owner.__qualname__}.{seam.name}"
-        found = getattr(seam.owner, seam.name, None)
-        if found is None:
-            problems.append(f"{where} is gone (used by {seam.used_by}: {seam.why})")
-            continue
-        signature = str(inspect.signature(found))
-        if signature != seam.signature:
-            problems.append(
-                f"{where}{signature} was {seam.signature} (used by {seam.used_by}: {seam.why})"
+    problems = [
+        problem
+        for seam in seams
+        if (
+            problem := signature_problem(
+                seam.owner, seam.name, seam.signature, f"used by {seam.used_by}: {seam.why}"
             )
+        )
+        is not None
+    ]
     for path, kind, why in INSTANCE_SEAMS:
         try:
             value = _instance_seam(path)

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import inspect
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -57,6 +56,8 @@ import faust
 from faust.transport import base as faust_transport
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from infra.seams import signature_problem
 
 __all__ = [
     "CHECKED_AGAINST",
@@ -159,17 +160,12 @@ def guard_livelock_detector(app: faust.App) -> None:
 
 def check(seams: Iterable[Seam] = SEAMS) -> list[str]:
     """What no longer matches in the installed libraries; empty when every seam holds."""
-    problems: list[str] = []
-    for seam in seams:
-        where = f"{seam.owner.__module__}.{seam.owner.__qualname__}.{seam.name}"
-        found = getattr(seam.owner, seam.name, None)
-        if found is None:
-            problems.append(f"{where} is gone ({seam.why})")
-            continue
-        signature = str(inspect.signature(found))
-        if signature != seam.signature:
-            problems.append(f"{where}{signature} was {seam.signature} ({seam.why})")
-    return problems
+    return [
+        problem
+        for seam in seams
+        if (problem := signature_problem(seam.owner, seam.name, seam.signature, seam.why))
+        is not None
+    ]
 
 
 def installed_versions() -> dict[str, str]:
