@@ -18,6 +18,7 @@ from aiokafka.errors import (
     CoordinatorLoadInProgressError,
     GroupCoordinatorNotAvailableError,
     KafkaConnectionError,
+    KafkaTimeoutError,
     TopicAlreadyExistsError,
 )
 
@@ -116,7 +117,9 @@ async def ensure_topics(
     return plan
 
 
-async def wait_for_leaders(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
+async def wait_for_leaders(
+    bootstrap: str, topics: Sequence[str], partitions: int, *, timeout_s: float = 30.0
+) -> bool:
     """Wait until the leaders of the topics' partitions answer (a ListOffsets each).
 
     KRaft announces a leader in the metadata a moment before that broker
@@ -124,15 +127,30 @@ async def wait_for_leaders(bootstrap: str, topics: Sequence[str], partitions: in
     NotLeaderForPartition and retries, with a warning per partition. Harmless,
     but on a first `vmpulse up` it reads like a fault. About 0.7 s after the
     topics were created, one round trip once they are served.
+
+    Only a courtesy, so never fatal: past ``timeout_s`` (a loaded broker once took
+    longer to name the leader of one partition, and the worker exited with it) this
+    logs a warning and returns False; the clients that start next retry on their own.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
     await consumer.start()
     try:
         await consumer.end_offsets(
             [TopicPartition(t, p) for t in topics for p in range(partitions)]
         )
+    except KafkaTimeoutError:
+        log.warning(
+            "some partitions of %d topics had no serving leader within %.0f s; "
+            "starting anyway (the clients retry)",
+            len(topics),
+            timeout_s,
+        )
+        return False
     finally:
         await consumer.stop()
+    return True
 
 
 async def wait_for_group_coordinator(bootstrap: str, group: str, timeout_s: float = 30.0) -> None:

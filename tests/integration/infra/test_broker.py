@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -33,3 +36,17 @@ async def test_idempotent_producer_round_trip(settings: Settings, topics_ready: 
     async with reading_from_start(settings, (topics_ready.agent_raw,)) as consumer:
         record = await consumer.getone()
         assert (record.key, record.value) == (b"vm-1", b"hello")
+
+
+async def test_waiting_for_leaders_is_never_fatal(
+    settings: Settings, topics_ready: Topics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A partition whose leader does not answer in time costs a warning, not the stage."""
+    from infra.kafka_io import wait_for_leaders
+
+    bootstrap = settings.kafka.bootstrap or ""
+    assert await wait_for_leaders(bootstrap, [topics_ready.directory], 3, timeout_s=10)
+    # partition 3 of a 3-partition topic has no leader, ever (auto-creation is off)
+    with caplog.at_level(logging.WARNING, logger="infra.kafka_io"):
+        assert not await wait_for_leaders(bootstrap, [topics_ready.directory], 4, timeout_s=2)
+    assert "no serving leader within 2 s" in caplog.text
