@@ -1,4 +1,3 @@
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from infra.config import (
     StoreSettings,
     TokenSettings,
 )
+from tests.support.settings import settings_fields
 from vmpulse.cli import main
 
 GOOD_SECRET = "hunter2-very-secret-" + "0123456789abcdef"  # 36 bytes
@@ -267,19 +267,8 @@ def _documented_variables() -> set[str]:
     return found - NOT_SETTINGS - SECRET_FILES
 
 
-def _fields() -> list[dataclasses.Field[Any]]:
-    """Every field of the settings and of their groups."""
-    defaults = Settings()
-    found = list(dataclasses.fields(Settings))
-    for f in dataclasses.fields(Settings):
-        group = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(group):
-            found += dataclasses.fields(group)
-    return found
-
-
 def _declared_variables() -> set[str]:
-    return {f.metadata["env"] for f in _fields() if "env" in f.metadata}
+    return {f.metadata["env"] for f in settings_fields() if "env" in f.metadata}
 
 
 def test_every_documented_variable_is_declared_by_a_setting() -> None:
@@ -291,7 +280,7 @@ def test_every_documented_variable_is_declared_by_a_setting() -> None:
 @pytest.mark.parametrize("name", sorted(_documented_variables()))
 def test_every_documented_variable_is_read(name: str) -> None:
     # Set alone to a valid value that is not its default, it changes the settings.
-    field = next(f for f in _fields() if f.metadata.get("env") == name)
+    field = next(f for f in settings_fields() if f.metadata.get("env") == name)
     value = SAMPLES.get(name)
     if value is None:
         default: Any = field.default

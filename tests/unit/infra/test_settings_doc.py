@@ -21,16 +21,11 @@ from infra.settings_doc import (
     rows,
 )
 from schemas.topics import Topics
+from tests.support.settings import settings_fields
 
 
 def _fields() -> list[dataclasses.Field[Any]]:
-    defaults = Settings()
-    found = list(dataclasses.fields(Settings))
-    for f in dataclasses.fields(Settings):
-        group = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(group):
-            found += dataclasses.fields(group)
-    return [f for f in found if "env" in f.metadata]
+    return [f for f in settings_fields() if "env" in f.metadata]
 
 
 def test_the_deployment_guide_shows_the_table_the_settings_make() -> None:
