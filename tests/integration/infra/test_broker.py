@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.config import Settings
+from infra.kafka_io import wait_for_leaders
 from schemas.topics import Topics
 from tests.support.kafka import produce, reading_from_start
 
@@ -42,8 +43,6 @@ async def test_waiting_for_leaders_is_never_fatal(
     settings: Settings, topics_ready: Topics, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A partition whose leader does not answer in time costs a warning, not the stage."""
-    from infra.kafka_io import wait_for_leaders
-
     bootstrap = settings.kafka.bootstrap or ""
     assert await wait_for_leaders(bootstrap, [topics_ready.directory], 3, timeout_s=10)
     # partition 3 of a 3-partition topic has no leader, ever (auto-creation is off)
