@@ -82,7 +82,7 @@ class D2Handshake(_Msg, tag="handshake"):
     vm_id: VmId | None = None
     version: Name | None = None
     platform: Name | None = None
-    capabilities: Annotated[list[Name], CAPPED] | None = None
+    capabilities: Annotated[tuple[Name, ...], CAPPED] | None = None
 
 
 class D2Interface(msgspec.Struct, kw_only=True):
@@ -93,7 +93,7 @@ class D2Interface(msgspec.Struct, kw_only=True):
     packets_sent: Counter | None = None
     errors_in: Counter | None = None
     errors_out: Counter | None = None
-    ip_addresses: Annotated[list[Name], CAPPED] | None = None
+    ip_addresses: Annotated[tuple[Name, ...], CAPPED] | None = None
     is_up: bool | None = None
 
 

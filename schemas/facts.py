@@ -13,6 +13,14 @@ know these types. Every fact carries where it came from (``vm_id``, the
 
 Facts form a tagged union on ``kind`` so they can be encoded and their JSON
 Schema exported like the wire formats.
+
+Facts are trees of plain values, never part of a reference cycle, so they are
+``gc=False`` and their sequences are tuples: the worker holds a second of them for
+its storage batch, and while they were lists and tracked Structs (13 tracked
+objects a line) each young collection of `vmpulse up` walked 50,000-90,000 of
+them, a 40-65 ms pause of the thread that also carries the live path. Now a
+line's rows are walked once (tuples of plain values drop out of tracking at
+their first collection) and the facts never (docs/BENCHMARKS.md, session 7).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ __all__ = [
 TsSource = Literal["agent", "received"]
 
 
-class _Fact(msgspec.Struct, kw_only=True, tag_field="kind", frozen=True):
+class _Fact(msgspec.Struct, kw_only=True, gc=False, tag_field="kind", frozen=True):
     vm_id: str
     ts: dt.datetime
     received_at: dt.datetime
@@ -63,10 +71,10 @@ class AgentHello(_Fact, tag="hello", frozen=True):
     os: str | None = None
     agent_version: str | None = None
     platform: str | None = None
-    capabilities: list[str] = []
+    capabilities: tuple[str, ...] = ()
 
 
-class DiskFigure(msgspec.Struct, kw_only=True, frozen=True):
+class DiskFigure(msgspec.Struct, kw_only=True, gc=False, frozen=True):
     mount_point: str
     filesystem: str | None = None
     total_gb: float | None = None
@@ -74,7 +82,7 @@ class DiskFigure(msgspec.Struct, kw_only=True, frozen=True):
     available_gb: float | None = None
 
 
-class InterfaceFigure(msgspec.Struct, kw_only=True, frozen=True):
+class InterfaceFigure(msgspec.Struct, kw_only=True, gc=False, frozen=True):
     name: str
     bytes_received: int | None = None
     bytes_sent: int | None = None
@@ -83,14 +91,14 @@ class InterfaceFigure(msgspec.Struct, kw_only=True, frozen=True):
     errors_in: int | None = None
     errors_out: int | None = None
     is_up: bool | None = None
-    ip_addresses: list[str] = []
+    ip_addresses: tuple[str, ...] = ()
 
 
 class SystemSample(_Fact, tag="system", frozen=True):
     """Machine figures of one sample: CPU, memory, swap, disk, network, uptime, load."""
 
     cpu_usage_percent: float | None = None
-    cpu_cores_usage: list[float] = []
+    cpu_cores_usage: tuple[float, ...] = ()
     cpu_temperature: float | None = None
     memory_total_kb: int | None = None
     memory_used_kb: int | None = None
@@ -106,11 +114,11 @@ class SystemSample(_Fact, tag="system", frozen=True):
     load_5min: float | None = None
     load_15min: float | None = None
     hostname: str | None = None
-    disks: list[DiskFigure] = []
-    interfaces: list[InterfaceFigure] = []
+    disks: tuple[DiskFigure, ...] = ()
+    interfaces: tuple[InterfaceFigure, ...] = ()
 
 
-class ProcessRow(msgspec.Struct, kw_only=True, frozen=True):
+class ProcessRow(msgspec.Struct, kw_only=True, gc=False, frozen=True):
     pid: int
     name: str
     parent_pid: int | None = None
@@ -124,10 +132,10 @@ class ProcessRow(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class ProcessSnapshot(_Fact, tag="processes", frozen=True):
-    processes: list[ProcessRow] = []
+    processes: tuple[ProcessRow, ...] = ()
 
 
-class PortRow(msgspec.Struct, kw_only=True, frozen=True):
+class PortRow(msgspec.Struct, kw_only=True, gc=False, frozen=True):
     port: int
     protocol: str
     state: str | None = None
@@ -137,10 +145,10 @@ class PortRow(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class PortSnapshot(_Fact, tag="ports", frozen=True):
-    ports: list[PortRow] = []
+    ports: tuple[PortRow, ...] = ()
 
 
-class ApplicationRow(msgspec.Struct, kw_only=True, frozen=True):
+class ApplicationRow(msgspec.Struct, kw_only=True, gc=False, frozen=True):
     name: str
     executable_path: str | None = None
     version: str | None = None
@@ -152,7 +160,7 @@ class ApplicationRow(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class ApplicationUsage(_Fact, tag="applications", frozen=True):
-    applications: list[ApplicationRow] = []
+    applications: tuple[ApplicationRow, ...] = ()
 
 
 class KeepAlive(_Fact, tag="keep_alive", frozen=True):
@@ -223,7 +231,7 @@ FACT_TYPES = (
 )
 
 
-class ConnectionEvent(msgspec.Struct, kw_only=True, frozen=True):
+class ConnectionEvent(msgspec.Struct, kw_only=True, gc=False, frozen=True):
     """A bridge control record: the agent's connection opened or closed (never stored)."""
 
     vm_id: str
@@ -235,7 +243,7 @@ class ConnectionEvent(msgspec.Struct, kw_only=True, frozen=True):
     offset: int | None = None
 
 
-class Activity(msgspec.Struct, kw_only=True, frozen=True):
+class Activity(msgspec.Struct, kw_only=True, gc=False, frozen=True):
     """One accepted message, for presence: who, which kind of fact, and when."""
 
     vm_id: str

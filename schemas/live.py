@@ -23,7 +23,7 @@ __all__ = ["LiveData", "live_data"]
 
 class _Cpu(msgspec.Struct, gc=False):
     usage_percent: float | None
-    cores_usage: list[float]
+    cores_usage: tuple[float, ...]
     temperature: float | None
 
 
@@ -43,7 +43,7 @@ class _DiskIo(msgspec.Struct, gc=False):
 
 
 class _Disk(msgspec.Struct, gc=False):
-    usage_stats: list[DiskFigure]  # its fields are the payload's keys
+    usage_stats: tuple[DiskFigure, ...]  # its fields are the payload's keys
     io_stats: _DiskIo
 
 

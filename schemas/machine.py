@@ -22,7 +22,7 @@ __all__ = ["Cpu", "Disk", "DiskIo", "DiskUsage", "Memory", "OpenPort"]
 
 class Cpu(msgspec.Struct, kw_only=True):
     usage_percent: Percent | None = None
-    cores_usage: Annotated[list[Percent], CAPPED] | None = None
+    cores_usage: Annotated[tuple[Percent, ...], CAPPED] | None = None
     temperature: Temperature | None = None
 
 

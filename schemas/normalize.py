@@ -72,7 +72,7 @@ def _system_sample(
     load_5: float | None,
     load_15: float | None,
     hostname: str | None,
-    interfaces: list[InterfaceFigure],
+    interfaces: tuple[InterfaceFigure, ...],
 ) -> SystemSample:
     """The sample of either dialect: CPU, memory and disk are the same Structs in both
     (:mod:`schemas.machine`); the caller maps what differs (uptime, load, interfaces).
@@ -84,7 +84,7 @@ def _system_sample(
     return SystemSample(
         **fields,
         cpu_usage_percent=cpu.usage_percent if cpu else None,
-        cpu_cores_usage=(cpu.cores_usage or []) if cpu else [],
+        cpu_cores_usage=(cpu.cores_usage or ()) if cpu else (),
         cpu_temperature=cpu.temperature if cpu else None,
         memory_total_kb=mem.total_kb if mem else None,
         memory_used_kb=mem.used_kb if mem else None,
@@ -100,16 +100,18 @@ def _system_sample(
         load_5min=load_5,
         load_15min=load_15,
         hostname=hostname,
-        disks=[
-            DiskFigure(
-                mount_point=d.mount_point,
-                filesystem=d.filesystem,
-                total_gb=d.total_gb,
-                used_gb=d.used_gb,
-                available_gb=d.available_gb,
-            )
-            for d in (disk.usage_stats or [] if disk else [])
-        ],
+        disks=tuple(
+            [
+                DiskFigure(
+                    mount_point=d.mount_point,
+                    filesystem=d.filesystem,
+                    total_gb=d.total_gb,
+                    used_gb=d.used_gb,
+                    available_gb=d.available_gb,
+                )
+                for d in (disk.usage_stats or [] if disk else [])
+            ]
+        ),
         interfaces=interfaces,
     )
 
@@ -131,18 +133,20 @@ def _d1_system(m: D1SystemMetrics, vm: str, rx: dt.datetime, tol: dt.timedelta) 
             load.load5min if load else None,
             load.load15min if load else None,
             None,
-            [
-                InterfaceFigure(
-                    name=n.interface,
-                    bytes_received=n.bytes_received,
-                    bytes_sent=n.bytes_sent,
-                    packets_received=n.packets_received,
-                    packets_sent=n.packets_sent,
-                    errors_in=n.errors_in,
-                    errors_out=n.errors_out,
-                )
-                for n in (net.stats or [] if net else [])
-            ],
+            tuple(
+                [
+                    InterfaceFigure(
+                        name=n.interface,
+                        bytes_received=n.bytes_received,
+                        bytes_sent=n.bytes_sent,
+                        packets_received=n.packets_received,
+                        packets_sent=n.packets_sent,
+                        errors_in=n.errors_in,
+                        errors_out=n.errors_out,
+                    )
+                    for n in (net.stats or [] if net else [])
+                ]
+            ),
         )
     ]
 
@@ -165,7 +169,7 @@ def _d1_processes(m: D1ProcessSnapshot, vm: str, rx: dt.datetime, tol: dt.timede
         )
         for p in m.processes
     ]
-    return [ProcessSnapshot(**c.fields(vm, 1, "process_snapshot"), processes=rows)]
+    return [ProcessSnapshot(**c.fields(vm, 1, "process_snapshot"), processes=tuple(rows))]
 
 
 def _d1_applications(
@@ -186,21 +190,23 @@ def _d1_applications(
         )
         for a in m.applications
     ]
-    return [ApplicationUsage(**c.fields(vm, 1, "application_usage"), applications=rows)]
+    return [ApplicationUsage(**c.fields(vm, 1, "application_usage"), applications=tuple(rows))]
 
 
-def _port_rows(ports: list[OpenPort]) -> list[PortRow]:
-    return [
-        PortRow(
-            port=p.port,
-            protocol=p.protocol,
-            state=p.state,
-            process_id=p.process_id,
-            process_name=p.process_name,
-            is_listening=p.is_listening,
-        )
-        for p in ports
-    ]
+def _port_rows(ports: list[OpenPort]) -> tuple[PortRow, ...]:
+    return tuple(
+        [
+            PortRow(
+                port=p.port,
+                protocol=p.protocol,
+                state=p.state,
+                process_id=p.process_id,
+                process_name=p.process_name,
+                is_listening=p.is_listening,
+            )
+            for p in ports
+        ]
+    )
 
 
 def _d1_ports(m: D1PortUsage, vm: str, rx: dt.datetime, tol: dt.timedelta) -> list[Fact]:
@@ -217,7 +223,7 @@ def _d2_handshake(m: D2Handshake, vm: str, rx: dt.datetime, tol: dt.timedelta) -
             **c.fields(vm, 2, "handshake"),
             agent_version=m.version,
             platform=m.platform,
-            capabilities=m.capabilities or [],
+            capabilities=m.capabilities or (),
         )
     ]
 
@@ -242,40 +248,44 @@ def _d2_metrics(m: D2Metrics, vm: str, rx: dt.datetime, tol: dt.timedelta) -> li
             load.load_5min if load else None,
             load.load_15min if load else None,
             info.hostname if info else None,
-            [
-                InterfaceFigure(
-                    name=n.name,
-                    bytes_received=n.bytes_received,
-                    bytes_sent=n.bytes_sent,
-                    packets_received=n.packets_received,
-                    packets_sent=n.packets_sent,
-                    errors_in=n.errors_in,
-                    errors_out=n.errors_out,
-                    is_up=n.is_up,
-                    ip_addresses=n.ip_addresses or [],
-                )
-                for n in (net.interfaces or [] if net else [])
-            ],
+            tuple(
+                [
+                    InterfaceFigure(
+                        name=n.name,
+                        bytes_received=n.bytes_received,
+                        bytes_sent=n.bytes_sent,
+                        packets_received=n.packets_received,
+                        packets_sent=n.packets_sent,
+                        errors_in=n.errors_in,
+                        errors_out=n.errors_out,
+                        is_up=n.is_up,
+                        ip_addresses=n.ip_addresses or (),
+                    )
+                    for n in (net.interfaces or [] if net else [])
+                ]
+            ),
         )
     ]
     if s.processes:
         facts.append(
             ProcessSnapshot(
                 **base,
-                processes=[
-                    ProcessRow(
-                        pid=p.id,
-                        name=p.name,
-                        parent_pid=p.parent_id,
-                        executable_path=p.executable_path,
-                        command_line=p.command_line,
-                        cpu_usage_percent=p.cpu_usage_percent,
-                        memory_usage_kb=p.memory_usage_kb,
-                        status=p.status,
-                        start_time=lenient_ts(p.start_time),
-                    )
-                    for p in s.processes
-                ],
+                processes=tuple(
+                    [
+                        ProcessRow(
+                            pid=p.id,
+                            name=p.name,
+                            parent_pid=p.parent_id,
+                            executable_path=p.executable_path,
+                            command_line=p.command_line,
+                            cpu_usage_percent=p.cpu_usage_percent,
+                            memory_usage_kb=p.memory_usage_kb,
+                            status=p.status,
+                            start_time=lenient_ts(p.start_time),
+                        )
+                        for p in s.processes
+                    ]
+                ),
             )
         )
     if s.ports:

@@ -42,8 +42,9 @@ __all__ = [
 SYSTEM_METRICS_COLUMNS = TABLE_COLUMNS["system_metrics"]
 
 
-class RawRecord(msgspec.Struct, frozen=True):
-    """One record of ``agent.raw`` as the worker sees it."""
+class RawRecord(msgspec.Struct, frozen=True, gc=False):
+    """One record of ``agent.raw`` as the worker sees it (bytes and a dict of bytes:
+    never part of a cycle, so the collector need not walk the batches it holds)."""
 
     topic: str
     partition: int

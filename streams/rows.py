@@ -173,7 +173,7 @@ def _event(
     os: str | None = None,
     agent_version: str | None = None,
     platform: str | None = None,
-    capabilities: list[str] | None = None,
+    capabilities: tuple[str, ...] | None = None,
 ) -> Row:
     return (
         f.vm_id,
@@ -200,7 +200,7 @@ def _event(
         os,
         agent_version,
         platform,
-        capabilities or [],
+        capabilities or (),
         partition,
         offset,
     )

@@ -61,7 +61,7 @@ def handshake_line(vm_id: str, t: float) -> bytes:
             vm_id=vm_id,
             version="1.4.2",
             platform="linux",
-            capabilities=["metrics", "commands", "scripts", "keep_alive"],
+            capabilities=("metrics", "commands", "scripts", "keep_alive"),
         )
     )
 
@@ -140,7 +140,7 @@ def metrics_line(d1_line: bytes, t: float, rng: random.Random) -> bytes:
                     packets_sent=s.packets_sent,
                     errors_in=0,
                     errors_out=0,
-                    ip_addresses=["127.0.0.1"] if s.interface == "lo" else ["10.0.0.12"],
+                    ip_addresses=("127.0.0.1",) if s.interface == "lo" else ("10.0.0.12",),
                     is_up=True,
                 )
                 for s in m.network.stats or []

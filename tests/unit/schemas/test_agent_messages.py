@@ -80,7 +80,7 @@ def test_covers_all_seventeen_types() -> None:
 def test_dialect1_system_metrics_keeps_every_figure(windows: bool) -> None:
     (s,) = accept(ex.d1_system_metrics(VM, T, windows=windows, cpu=37.5))
     assert isinstance(s, SystemSample)
-    assert s.cpu_usage_percent == 37.5 and s.cpu_cores_usage == [37.5, 12.0, 99.5, 0.0]
+    assert s.cpu_usage_percent == 37.5 and s.cpu_cores_usage == (37.5, 12.0, 99.5, 0.0)
     assert s.cpu_temperature == (None if windows else 48.5)
     assert (s.memory_total_kb, s.memory_used_kb, s.memory_available_kb) == (
         8_388_608,
@@ -110,7 +110,7 @@ def test_dialect2_metrics_fills_system_processes_and_ports(windows: bool) -> Non
     assert system.load_1min == (None if windows else 1.25)
     assert system.swap_total_kb == (None if windows else 4_194_304)
     assert system.disks[0].filesystem == ("NTFS" if windows else "ext4")
-    assert system.interfaces[0].ip_addresses == ["192.168.122.45", "fe80::5054:ff:fe12:3456"]
+    assert system.interfaces[0].ip_addresses == ("192.168.122.45", "fe80::5054:ff:fe12:3456")
     assert len(procs.processes) == 7 and len(ports.ports) == 5
     first = procs.processes[0]
     assert first.parent_pid is None and first.start_time is not None
