@@ -231,7 +231,12 @@ class PartitionReader:
                 last_high = time.monotonic()
                 self._note_high()
             try:
-                messages: Sequence[Any] = consumer.consume(self._max_batch, _POLL_S)
+                # consume(n, t) waits until n messages are there or t is over, however
+                # long the first waited: poll for the first, then take what is queued
+                first = consumer.poll(_POLL_S)
+                if first is None:
+                    continue
+                messages: Sequence[Any] = [first, *consumer.consume(self._max_batch - 1, 0)]
             except Exception:  # a closed consumer, or a bug: the thread ends loudly
                 if not self._stopping.is_set():
                     log.exception("reading %s stopped", topic)
