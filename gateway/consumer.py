@@ -28,8 +28,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
 
 from gateway.deliveries import Delivery, route
 from gateway.recent import RecentMetrics
@@ -37,6 +35,7 @@ from gateway.resume import ReplayLog
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from infra.kafka_io import LIVE_FETCH_WAIT_MS
+from infra.partition_reader import PartitionReader, Record
 from infra.tasks import cancel_and_wait
 from schemas.directory import Directory
 from schemas.events import OutboundEvent, decode_outbound_for_routing
@@ -109,8 +108,7 @@ class OutboundConsumer:
         self._window_ms = int(window_s * 1000)
         self._max_log_events = max_log_events
         self._client_id = client_id
-        self._consumer: AIOKafkaConsumer | None = None
-        self._tps: list[TopicPartition] = []
+        self._reader: PartitionReader | None = None
         self._task: asyncio.Task[None] | None = None
         self._log: ReplayLog | None = None
         self._progress = asyncio.Event()
@@ -126,61 +124,47 @@ class OutboundConsumer:
         return self._log
 
     async def start(self) -> None:
-        # Subscribing without a group makes aiokafka assign every partition of the
-        # topic to this consumer. Assigning by hand would need the partition list
-        # first, which aiokafka >= 0.14 does not have after start() for a topic it
-        # was not told about.
-        consumer = AIOKafkaConsumer(
+        """Read back the resume window, then consume live (in the reader's thread)."""
+        reader = PartitionReader(
+            self._bootstrap,
             self._topic,
-            bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            fetch_max_wait_ms=LIVE_FETCH_WAIT_MS,
+            fetch_wait_ms=LIVE_FETCH_WAIT_MS,
         )
-        await consumer.start()
-        self._consumer = consumer
+        self._reader = reader
         try:
-            tps = sorted(consumer.assignment())
-            if not tps:
-                raise KafkaError(f"topic {self._topic!r} has no partitions")
-            if [tp.partition for tp in tps] != list(range(len(tps))):
-                raise KafkaError(f"topic {self._topic!r} partitions are not 0..n-1")
-            self._tps = tps
-            await self._read_back_window(consumer, tps)
+            await reader.start()
+            await self._read_back_window(reader)
         except BaseException:
             await self._close_consumer()
             raise
         self.consuming.set()
         self._task = asyncio.create_task(self._run(), name="gateway-outbound")
 
-    async def _read_back_window(
-        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
-    ) -> None:
+    async def _read_back_window(self, reader: PartitionReader) -> None:
         """Fill the replay log with the window's records, emitting nothing."""
-        end = await consumer.end_offsets(tps)
+        partitions = reader.partitions
+        end = await reader.end_offsets()
         start = dict(end)
         if self._window_ms > 0 and self._max_log_events > 0:
             since = int(time.time() * 1000) - self._window_ms
-            found = await consumer.offsets_for_times(dict.fromkeys(tps, since))
-            for tp, hit in found.items():
+            for partition, hit in (await reader.offsets_for_times(since)).items():
                 if hit is not None:
-                    start[tp] = hit.offset
-        for tp in tps:
-            consumer.seek(tp, start[tp])
+                    start[partition] = hit
         self._log = ReplayLog(
-            [start[tp] for tp in tps], window_ms=self._window_ms, max_events=self._max_log_events
+            [start[p] for p in partitions],
+            window_ms=self._window_ms,
+            max_events=self._max_log_events,
         )
-        pending = {tp for tp in tps if start[tp] < end[tp]}
+        reader.begin(start)
+        pending = {p for p in partitions if start[p] < end[p]}
         while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=500, max_records=2000)
-            for records in batches.values():
-                for record in records:
-                    self._log_record(record)
-            for tp in list(pending):
-                if await consumer.position(tp) >= end[tp]:
-                    pending.discard(tp)
+            for record in await reader.getmany():
+                self._log_record(record)
+            reached = reader.reached_end()
+            handled = self._log.offsets
+            pending = {p for p in pending if handled[p] < end[p] and reached.get(p, -1) < end[p]}
+        reader.stop_end_reports()
         log.info(
             "gateway read back %d outbound events (window %d s)",
             len(self._log),
@@ -189,11 +173,11 @@ class OutboundConsumer:
 
     def lag(self) -> int:
         """Records on the topic that this consumer has not handled yet."""
-        if self._consumer is None or self._log is None:
+        if self._reader is None or self._log is None:
             return 0
         total = 0
-        for tp, handled in zip(self._tps, self._log.offsets, strict=True):
-            high = self._consumer.highwater(tp)
+        for partition, handled in enumerate(self._log.offsets):
+            high = self._reader.highwater(partition)
             if high is not None:
                 total += max(0, high - handled)
         return total
@@ -207,26 +191,21 @@ class OutboundConsumer:
         await self._progress.wait()
 
     async def _run(self) -> None:
-        assert self._consumer is not None
+        assert self._reader is not None
+        reader = self._reader
         while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
-            except Exception as exc:
-                # aiokafka retries transient errors itself; what reaches us is worth
-                # a log line and a pause, not the end of live updates.
-                log.warning("outbound fetch failed, retrying in 1 s: %r", exc)
-                await asyncio.sleep(1.0)
+            batch = await reader.getmany()
+            if not batch:
                 continue
             async with self.lock:
-                for records in batches.values():
-                    for record in records:
-                        await self.handle(record)
+                for record in batch:
+                    await self.handle(record)
                 if self._log is not None:
                     self._log.expire(int(time.time() * 1000))
             self._progress.set()
             self._progress = asyncio.Event()
 
-    def _log_record(self, record: ConsumerRecord[bytes, bytes]) -> tuple[OutboundEvent, str] | None:
+    def _log_record(self, record: Record) -> tuple[OutboundEvent, str] | None:
         """Decode and log one record; None (and skipped) when it is not usable."""
         assert self._log is not None
         self._stats.events_in.inc()
@@ -262,7 +241,7 @@ class OutboundConsumer:
         except Exception:
             log.exception("cannot keep state of outbound event %s", event.id)
 
-    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def handle(self, record: Record) -> None:
         """Decode, log, route and emit one record; log and skip whatever is wrong with it."""
         logged = self._log_record(record)
         if logged is not None:
@@ -301,6 +280,6 @@ class OutboundConsumer:
         await self._close_consumer()
 
     async def _close_consumer(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await consumer.stop()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.stop()

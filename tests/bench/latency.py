@@ -70,6 +70,11 @@ class Latencies:
                     lost += round((b - a) / interval_s) - 1
         return lost
 
+    def duplicates(self) -> int:
+        """Samples received more than once (the same VM and timestamp): at most once is
+        not promised, but a duplicate on the live path is worth knowing about."""
+        return sum(len(stamps) - len(set(stamps)) for stamps in self.per_vm.values())
+
     def expected(self, interval_s: float) -> int:
         """Samples the watched VMs should have delivered between their first and last."""
         return sum(round((max(s) - min(s)) / interval_s) + 1 for s in self.per_vm.values() if s)

@@ -67,7 +67,7 @@ async def _measure(url: str, bootstrap: str, vms: int, what: str) -> list[float]
     print(
         f"\n{vms} VMs x 1/s {what}, {len(watched)} watched, {SECONDS:.0f} s:"
         f"\n  agent -> browser: {live.summary()}; received {len(ms)} of {expected} "
-        f"expected, missed {missed}"
+        f"expected, missed {missed}, received twice {live.duplicates()}"
         f"\n  one Kafka hop (peer, same broker, same time): {hop.summary()}"
     )
     assert len(live.per_vm) == len(watched), "every watched VM delivered samples"

@@ -1,0 +1,286 @@
+"""Every partition of one topic, read by librdkafka in a thread of its own, handed to asyncio.
+
+Why not aiokafka here: on the live path a consumer fetches a hundred times a
+second, and aiokafka builds each fetch request, parses each response and
+unpacks each record batch in Python on the event loop's thread. In `vmpulse
+up` at 2,000 lines/s that machinery took a fifth of the loop's CPU, beside the
+work it fed (docs/BENCHMARKS.md, session 6). librdkafka does the fetching, the
+decompression and the record parsing in its own C threads; our thread only
+turns its messages into :class:`Record` tuples and hands each batch over.
+
+This reader has no consumer group: it is assigned every partition, from
+offsets the caller chooses, and commits nothing (the gateway's case: each
+instance reads everything, and its position lives in its clients' cursors).
+librdkafka insists on a ``group.id`` all the same; it is never joined.
+
+Back-pressure and memory: once ``queued_bytes`` of values wait for the loop,
+the thread stops consuming, and librdkafka's own prefetch queue (a
+MiB here, not its default 64) fills and then stops fetching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Final, NamedTuple
+
+__all__ = ["PartitionReader", "ReaderError", "Record"]
+
+log = logging.getLogger(__name__)
+
+_POLL_S: Final = 0.1
+"""How long the thread waits in ``consume`` at a time (it stops within this)."""
+
+_HIGH_EVERY_S: Final = 0.5
+"""How often the thread notes each partition's end from librdkafka's cache (for lag)."""
+
+_ERROR_LOG_EVERY_S: Final = 10.0
+"""A broker that stays away is logged once per this many seconds, not per poll."""
+
+
+class ReaderError(Exception):
+    """The topic cannot be read: it has no partitions, or metadata did not come."""
+
+
+class Record(NamedTuple):
+    """What a reader hands over of one Kafka record (a tuple: cheap to build in the thread)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    """Milliseconds since the epoch, as the producer (or the broker) stamped it."""
+    value: bytes | None
+
+
+class PartitionReader:
+    """All partitions of ``topic`` from chosen offsets; :meth:`getmany` gives them in batches.
+
+    Use: :meth:`start` (metadata), then :meth:`end_offsets` / :meth:`offsets_for_times`
+    to choose where to begin, :meth:`begin`, then :meth:`getmany` until :meth:`stop`.
+    Within a partition records come in offset order.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        client_id: str,
+        fetch_wait_ms: int,
+        max_batch: int = 500,
+        queued_bytes: int = 2 * 1024 * 1024,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._topic = topic
+        self._max_batch = max_batch
+        self._timeout_s = timeout_s
+        self._config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "client.id": client_id,
+            "group.id": f"{client_id}-unjoined",  # required by the client, never joined
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "latest",
+            "fetch.wait.max.ms": fetch_wait_ms,
+            "fetch.min.bytes": 1,
+            "enable.partition.eof": True,
+            # librdkafka prefetches up to 64 MiB by default; a gateway reading a burst
+            # would hold it all (a live consumer is never that far behind for long)
+            "queued.min.messages": 10_000,
+            "queued.max.messages.kbytes": 4096,
+            # past those, librdkafka waits this long before fetching again (default 1 s,
+            # which a live path feels as a 1 s stall whenever a burst fills the queue)
+            "fetch.queue.backoff.ms": 5,
+            "fetch.max.bytes": 1024 * 1024,
+            "max.partition.fetch.bytes": 256 * 1024,
+            "logger": logging.getLogger("infra.rdkafka"),
+        }
+        self._consumer: Any = None
+        self._partitions: list[int] = []
+        self._queue: asyncio.Queue[tuple[list[Record], int]] = asyncio.Queue()
+        self._queued_limit = queued_bytes
+        self._queued = 0  # bytes of values handed over and not taken yet
+        self._room = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reached_end: dict[int, int] = {}
+        self._high: dict[int, int] = {}
+        self._end_wanted = True
+
+    @property
+    def partitions(self) -> list[int]:
+        return list(self._partitions)
+
+    async def start(self) -> list[int]:
+        """Connect and learn the topic's partitions (which must be 0..n-1)."""
+        from confluent_kafka import Consumer
+
+        self._loop = asyncio.get_running_loop()
+        self._consumer = Consumer(self._config)
+        try:
+            meta = await asyncio.to_thread(self._consumer.list_topics, self._topic, self._timeout_s)
+            topic = meta.topics.get(self._topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                raise ReaderError(f"topic {self._topic!r} has no partitions")
+            partitions = sorted(topic.partitions)
+            if partitions != list(range(len(partitions))):
+                raise ReaderError(f"topic {self._topic!r} partitions are not 0..n-1")
+        except BaseException:
+            await self.stop()
+            raise
+        self._partitions = partitions
+        return self.partitions
+
+    async def end_offsets(self) -> dict[int, int]:
+        """Each partition's end (the offset its next record will get), asked of its leader."""
+
+        def ends() -> dict[int, int]:
+            from confluent_kafka import TopicPartition
+
+            return {
+                p: self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, p), timeout=self._timeout_s
+                )[1]
+                for p in self._partitions
+            }
+
+        return await asyncio.to_thread(ends)
+
+    async def offsets_for_times(self, since_ms: int) -> dict[int, int | None]:
+        """Each partition's first offset stamped at or after ``since_ms``; None past the end."""
+        from confluent_kafka import TopicPartition
+
+        found = await asyncio.to_thread(
+            self._consumer.offsets_for_times,
+            [TopicPartition(self._topic, p, since_ms) for p in self._partitions],
+            self._timeout_s,
+        )
+        return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
+
+    def begin(self, starts: dict[int, int]) -> None:
+        """Read every partition from ``starts[partition]``, in the reader's thread."""
+        from confluent_kafka import TopicPartition
+
+        self._consumer.assign([TopicPartition(self._topic, p, starts[p]) for p in self._partitions])
+        self._thread = threading.Thread(
+            target=self._pump, name=f"reader-{self._topic}", daemon=True
+        )
+        self._thread.start()
+
+    async def getmany(self) -> list[Record]:
+        """The next batch (waits for it); each batch holds at most ``max_batch`` records."""
+        batch, size = await self._queue.get()
+        with self._room:
+            self._queued -= size
+            self._room.notify()
+        return batch
+
+    def reached_end(self) -> dict[int, int]:
+        """The partitions whose end the reader has reached, with the offset it was at then.
+
+        Used to read a range back (``end_offsets``, then read until each partition
+        reached them): control records and deleted records leave gaps that no record
+        offset shows. Call :meth:`stop_end_reports` once that is done.
+        """
+        return dict(self._reached_end)
+
+    def stop_end_reports(self) -> None:
+        """Reaching a partition's end is no longer worth reporting (live reading)."""
+        self._end_wanted = False
+
+    def highwater(self, partition: int) -> int | None:
+        """The partition's end as of a recent fetch (at most ``_HIGH_EVERY_S`` old); None
+        before the first.
+
+        Read from what the reader's thread noted: the client serializes calls on one
+        handle, so a call from the loop would wait for the thread's ``consume``.
+        """
+        return self._high.get(partition)
+
+    async def stop(self) -> None:
+        """Stop the thread and close the consumer (blocking parts off the loop).
+
+        The client serializes calls on one handle: nothing but the thread may call
+        the consumer between :meth:`begin` and the thread's end.
+        """
+        self._stopping.set()
+        with self._room:  # a thread waiting for room sees the stop
+            self._room.notify()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await asyncio.to_thread(consumer.close)
+
+    def _pump(self) -> None:
+        """The reader's thread: consume, convert, hand over; never ends but by :meth:`stop`."""
+        from confluent_kafka import KafkaError
+
+        loop, consumer, topic = self._loop, self._consumer, self._topic
+        assert loop is not None and consumer is not None
+        last_error = last_high = 0.0
+        while not self._stopping.is_set():
+            if time.monotonic() - last_high >= _HIGH_EVERY_S:
+                last_high = time.monotonic()
+                self._note_high()
+            try:
+                # consume(n, t) waits until n messages are there or t is over, however
+                # long the first waited: poll for the first, then take what is queued
+                first = consumer.poll(_POLL_S)
+                if first is None:
+                    continue
+                messages: Sequence[Any] = [first, *consumer.consume(self._max_batch - 1, 0)]
+            except Exception:  # a closed consumer, or a bug: the thread ends loudly
+                if not self._stopping.is_set():
+                    log.exception("reading %s stopped", topic)
+                return
+            batch: list[Record] = []
+            ends: list[tuple[int, int]] = []
+            size = 0
+            for m in messages:
+                err = m.error()
+                if err is None:
+                    value = m.value()
+                    size += len(value) if value is not None else 0
+                    batch.append(Record(topic, m.partition(), m.offset(), m.timestamp()[1], value))
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    if self._end_wanted:
+                        ends.append((m.partition(), m.offset()))
+                elif time.monotonic() - last_error >= _ERROR_LOG_EVERY_S:
+                    last_error = time.monotonic()
+                    log.warning("reading %s: %s (librdkafka retries)", topic, err.str())
+            if not batch and not ends:
+                continue
+            with self._room:  # one batch may pass the limit: a record is never split
+                while self._queued > 0 and self._queued + size > self._queued_limit:
+                    if self._stopping.is_set():
+                        return
+                    self._room.wait(_POLL_S)
+                self._queued += size
+            if self._stopping.is_set():
+                return
+            loop.call_soon_threadsafe(self._hand_over, batch, ends, size)
+
+    def _note_high(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        for p in self._partitions:
+            with contextlib.suppress(Exception):
+                high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, p), cached=True
+                )[1]
+                if high >= 0:
+                    self._high[p] = high
+
+    def _hand_over(self, batch: list[Record], ends: list[tuple[int, int]], size: int) -> None:
+        """On the loop: the ends first, so a reader woken by this batch sees them."""
+        for partition, offset in ends:
+            self._reached_end[partition] = max(self._reached_end.get(partition, 0), offset)
+        self._queue.put_nowait((batch, size))
