@@ -21,6 +21,7 @@ as before.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -103,20 +104,24 @@ class Conductor:
         self._line_warnings = LineWarnings(log)
 
     async def poll(self, records: list[RawRecord]) -> Polled:
-        """The live path: decode one fetch and send its samples to their watchers now."""
+        """The live path: decode one fetch and send its samples to their watchers now.
+
+        A partition at a time: each one's updates leave before the next is decoded,
+        and the loop is given back between them. After a pause a fetch brings hundreds
+        of lines, tens of milliseconds of work, and in `vmpulse up` the gateway's
+        deliveries wait on this same thread (docs/BENCHMARKS.md, session 7).
+        """
         by_partition: dict[int, list[RawRecord]] = {}
         for rec in records:
             by_partition.setdefault(rec.partition, []).append(rec)
-        polled = {p: process_batch(recs) for p, recs in by_partition.items()}
-        now = self._clock()
+        polled: Polled = {}
         offer = self.throttle.offer
-        live = [
-            sample
-            for result in polled.values()
-            for sample in result.samples
-            if offer(sample.vm_id, sample, now) is not None
-        ]
-        await self._send_live(live)
+        for partition, recs in by_partition.items():
+            if polled:
+                await asyncio.sleep(0)  # the gateway's ready deliveries go first
+            result = polled[partition] = process_batch(recs)
+            now = self._clock()
+            await self._send_live([s for s in result.samples if offer(s.vm_id, s, now) is not None])
         return polled
 
     async def flush_live(self) -> None:
@@ -159,6 +164,7 @@ class Conductor:
             # a repair may hold other workers' partitions, and its presence and alert
             # changes are in the state they resumed from (streams/state_log.py)
             await self._stages.observe_raw(records)
+            await asyncio.sleep(0)  # storing is background work: the live path goes first
         # recorded first (unless a repair), then one insert per table with a token a replay
         # reproduces (streams/storing.py): every row and rollup counts once
         written = await write_block(self._store, self._raw_topic, block, result.rows)
@@ -169,6 +175,7 @@ class Conductor:
             self.stats["rows"] += written
             self.stats["unrecognized"] += len(result.unrecognized)
             self._line_warnings.report(result, self._clock())
+            await asyncio.sleep(0)
             await self._stages.observe_samples(result.samples)
         self.stats["rejected"] += len(result.rejects)
         for vm_id, payload in result.rejects:
