@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Final, Protocol, TypeVar
 
 from schemas.events import encode_outbound, utc_now_iso
 from schemas.facts import SystemSample
@@ -39,6 +39,8 @@ from streams.storing import BlockPlanner, write_block
 __all__ = ["BatchSender", "Conductor", "Polled", "Sender", "Stages"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Polled = dict[int, BatchResult]
 """What one fetch became: its records' results per partition."""
@@ -163,8 +165,8 @@ class Conductor:
         if not block.repair:
             # a repair may hold other workers' partitions, and its presence and alert
             # changes are in the state they resumed from (streams/state_log.py)
-            await self._stages.observe_raw(records)
-            await asyncio.sleep(0)  # storing is background work: the live path goes first
+            async for part in _slices(records):
+                await self._stages.observe_raw(part)
         # recorded first (unless a repair), then one insert per table with a token a replay
         # reproduces (streams/storing.py): every row and rollup counts once
         written = await write_block(self._store, self._raw_topic, block, result.rows)
@@ -175,11 +177,27 @@ class Conductor:
             self.stats["rows"] += written
             self.stats["unrecognized"] += len(result.unrecognized)
             self._line_warnings.report(result, self._clock())
-            await asyncio.sleep(0)
-            await self._stages.observe_samples(result.samples)
+            async for samples in _slices(result.samples):
+                await self._stages.observe_samples(samples)
         self.stats["rejected"] += len(result.rejects)
         for vm_id, payload in result.rejects:
             await self._dlq.send(key=vm_id.encode(), value=payload)
+
+
+_SLICE: Final = 250
+"""Records a stored block's presence and alert stages take between two turns of the loop."""
+
+
+async def _slices(items: Sequence[T]) -> AsyncIterator[Sequence[T]]:
+    """``items`` in slices, the loop given back between them (and after the last one).
+
+    Storing is background work: a block of 2,000 lines held the loop for 10-20 ms in
+    presence and alerts, and in `vmpulse up` the live path shares the thread
+    (docs/BENCHMARKS.md, session 7).
+    """
+    for start in range(0, len(items), _SLICE):
+        yield items[start : start + _SLICE]
+        await asyncio.sleep(0)
 
 
 def _in_block_order(polled: list[Polled]) -> BatchResult:
