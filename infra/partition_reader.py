@@ -25,12 +25,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NamedTuple, TypeVar
 
 __all__ = ["PartitionReader", "ReaderError", "Record"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _POLL_S: Final = 0.1
 """How long the thread waits in ``consume`` at a time (it stops within this)."""
@@ -40,6 +42,26 @@ _HIGH_EVERY_S: Final = 0.5
 
 _ERROR_LOG_EVERY_S: Final = 10.0
 """A broker that stays away is logged once per this many seconds, not per poll."""
+
+
+_RETRY_S: Final = 0.1
+"""Pause between two tries of a call that met a transient error."""
+
+
+def _transient(error: Any) -> bool:
+    """Whether a librdkafka error is one that passes by itself (a leader being elected or
+    moving, a connection being made); its own ``retriable()`` is false for these."""
+    from confluent_kafka import KafkaError
+
+    code = error.code() if isinstance(error, KafkaError) else None
+    return code in {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
 
 
 class ReaderError(Exception):
@@ -124,11 +146,7 @@ class PartitionReader:
         self._loop = asyncio.get_running_loop()
         self._consumer = Consumer(self._config)
         try:
-            meta = await asyncio.to_thread(self._consumer.list_topics, self._topic, self._timeout_s)
-            topic = meta.topics.get(self._topic)
-            if topic is None or topic.error is not None or not topic.partitions:
-                raise ReaderError(f"topic {self._topic!r} has no partitions")
-            partitions = sorted(topic.partitions)
+            partitions = await asyncio.to_thread(self._retrying, self._topic_partitions)
             if partitions != list(range(len(partitions))):
                 raise ReaderError(f"topic {self._topic!r} partitions are not 0..n-1")
         except BaseException:
@@ -136,6 +154,17 @@ class PartitionReader:
             raise
         self._partitions = partitions
         return self.partitions
+
+    def _topic_partitions(self) -> list[int]:
+        meta = self._consumer.list_topics(self._topic, self._timeout_s)
+        topic = meta.topics.get(self._topic)
+        if topic is not None and topic.error is not None and _transient(topic.error):
+            from confluent_kafka import KafkaException
+
+            raise KafkaException(topic.error)  # a topic just created: its leaders come
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise ReaderError(f"topic {self._topic!r} has no partitions")
+        return sorted(topic.partitions)
 
     async def end_offsets(self) -> dict[int, int]:
         """Each partition's end (the offset its next record will get), asked of its leader."""
@@ -150,18 +179,42 @@ class PartitionReader:
                 for p in self._partitions
             }
 
-        return await asyncio.to_thread(ends)
+        return await asyncio.to_thread(self._retrying, ends)
 
     async def offsets_for_times(self, since_ms: int) -> dict[int, int | None]:
         """Each partition's first offset stamped at or after ``since_ms``; None past the end."""
         from confluent_kafka import TopicPartition
 
-        found = await asyncio.to_thread(
-            self._consumer.offsets_for_times,
-            [TopicPartition(self._topic, p, since_ms) for p in self._partitions],
-            self._timeout_s,
-        )
+        def find() -> list[Any]:
+            return list(
+                self._consumer.offsets_for_times(
+                    [TopicPartition(self._topic, p, since_ms) for p in self._partitions],
+                    self._timeout_s,
+                )
+            )
+
+        found = await asyncio.to_thread(self._retrying, find)
         return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """``call()`` in this thread, again while librdkafka answers with a transient error.
+
+        aiokafka retried these itself; librdkafka's one-shot calls raise them: a topic
+        just created whose partitions have no leader yet, a leader that moved. The
+        gateway then failed to start (seen in the test suite) where it should wait.
+        """
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                return call()
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not _transient(error) or time.monotonic() >= deadline:
+                    raise
+                log.debug("%s: %s; asking again", self._topic, error)
+                time.sleep(_RETRY_S)
 
     def begin(self, starts: dict[int, int]) -> None:
         """Read every partition from ``starts[partition]``, in the reader's thread."""

@@ -21,10 +21,11 @@ as before.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Final, Protocol, TypeVar
 
 from schemas.events import encode_outbound, utc_now_iso
 from schemas.facts import SystemSample
@@ -38,6 +39,8 @@ from streams.storing import BlockPlanner, write_block
 __all__ = ["BatchSender", "Conductor", "Polled", "Sender", "Stages"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Polled = dict[int, BatchResult]
 """What one fetch became: its records' results per partition."""
@@ -103,20 +106,24 @@ class Conductor:
         self._line_warnings = LineWarnings(log)
 
     async def poll(self, records: list[RawRecord]) -> Polled:
-        """The live path: decode one fetch and send its samples to their watchers now."""
+        """The live path: decode one fetch and send its samples to their watchers now.
+
+        A partition at a time: each one's updates leave before the next is decoded,
+        and the loop is given back between them. After a pause a fetch brings hundreds
+        of lines, tens of milliseconds of work, and in `vmpulse up` the gateway's
+        deliveries wait on this same thread (docs/BENCHMARKS.md, session 7).
+        """
         by_partition: dict[int, list[RawRecord]] = {}
         for rec in records:
             by_partition.setdefault(rec.partition, []).append(rec)
-        polled = {p: process_batch(recs) for p, recs in by_partition.items()}
-        now = self._clock()
+        polled: Polled = {}
         offer = self.throttle.offer
-        live = [
-            sample
-            for result in polled.values()
-            for sample in result.samples
-            if offer(sample.vm_id, sample, now) is not None
-        ]
-        await self._send_live(live)
+        for partition, recs in by_partition.items():
+            if polled:
+                await asyncio.sleep(0)  # the gateway's ready deliveries go first
+            result = polled[partition] = process_batch(recs)
+            now = self._clock()
+            await self._send_live([s for s in result.samples if offer(s.vm_id, s, now) is not None])
         return polled
 
     async def flush_live(self) -> None:
@@ -158,7 +165,8 @@ class Conductor:
         if not block.repair:
             # a repair may hold other workers' partitions, and its presence and alert
             # changes are in the state they resumed from (streams/state_log.py)
-            await self._stages.observe_raw(records)
+            async for part in _slices(records):
+                await self._stages.observe_raw(part)
         # recorded first (unless a repair), then one insert per table with a token a replay
         # reproduces (streams/storing.py): every row and rollup counts once
         written = await write_block(self._store, self._raw_topic, block, result.rows)
@@ -169,10 +177,27 @@ class Conductor:
             self.stats["rows"] += written
             self.stats["unrecognized"] += len(result.unrecognized)
             self._line_warnings.report(result, self._clock())
-            await self._stages.observe_samples(result.samples)
+            async for samples in _slices(result.samples):
+                await self._stages.observe_samples(samples)
         self.stats["rejected"] += len(result.rejects)
         for vm_id, payload in result.rejects:
             await self._dlq.send(key=vm_id.encode(), value=payload)
+
+
+_SLICE: Final = 250
+"""Records a stored block's presence and alert stages take between two turns of the loop."""
+
+
+async def _slices(items: Sequence[T]) -> AsyncIterator[Sequence[T]]:
+    """``items`` in slices, the loop given back between them (and after the last one).
+
+    Storing is background work: a block of 2,000 lines held the loop for 10-20 ms in
+    presence and alerts, and in `vmpulse up` the live path shares the thread
+    (docs/BENCHMARKS.md, session 7).
+    """
+    for start in range(0, len(items), _SLICE):
+        yield items[start : start + _SLICE]
+        await asyncio.sleep(0)
 
 
 def _in_block_order(polled: list[Polled]) -> BatchResult:
