@@ -131,7 +131,7 @@ class Conductor:
         await self._send_live([sample for _, sample in self.throttle.due(self._clock())])
 
     async def _send_live(self, samples: list[SystemSample]) -> None:
-        """One fetch's live updates, queued together (one batch per partition)."""
+        """Live updates, queued together (one batch per outbound partition)."""
         if not samples:
             return
         now_iso = utc_now_iso()  # one event time for the lot (formatting it is not free)
