@@ -14,8 +14,8 @@ instance reads everything, and its position lives in its clients' cursors).
 librdkafka insists on a ``group.id`` all the same; it is never joined.
 
 Back-pressure and memory: once ``queued_bytes`` of values wait for the loop,
-the thread stops consuming, and librdkafka's own prefetch queue (a
-MiB here, not its default 64) fills and then stops fetching.
+the thread stops consuming, and librdkafka's own prefetch queue (4 MiB
+here, not its default 64) fills and then stops fetching.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ _HIGH_EVERY_S: Final = 0.5
 
 _ERROR_LOG_EVERY_S: Final = 10.0
 """A broker that stays away is logged once per this many seconds, not per poll."""
-
 
 _RETRY_S: Final = 0.1
 """Pause between two tries of a call that met a transient error."""
