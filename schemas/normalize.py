@@ -72,7 +72,7 @@ def _system_sample(
     load_5: float | None,
     load_15: float | None,
     hostname: str | None,
-    interfaces: tuple[InterfaceFigure, ...],
+    interfaces: list[InterfaceFigure],
 ) -> SystemSample:
     """The sample of either dialect: CPU, memory and disk are the same Structs in both
     (:mod:`schemas.machine`); the caller maps what differs (uptime, load, interfaces).
@@ -112,7 +112,7 @@ def _system_sample(
                 for d in (disk.usage_stats or [] if disk else [])
             ]
         ),
-        interfaces=interfaces,
+        interfaces=tuple(interfaces),
     )
 
 
@@ -133,20 +133,18 @@ def _d1_system(m: D1SystemMetrics, vm: str, rx: dt.datetime, tol: dt.timedelta) 
             load.load5min if load else None,
             load.load15min if load else None,
             None,
-            tuple(
-                [
-                    InterfaceFigure(
-                        name=n.interface,
-                        bytes_received=n.bytes_received,
-                        bytes_sent=n.bytes_sent,
-                        packets_received=n.packets_received,
-                        packets_sent=n.packets_sent,
-                        errors_in=n.errors_in,
-                        errors_out=n.errors_out,
-                    )
-                    for n in (net.stats or [] if net else [])
-                ]
-            ),
+            [
+                InterfaceFigure(
+                    name=n.interface,
+                    bytes_received=n.bytes_received,
+                    bytes_sent=n.bytes_sent,
+                    packets_received=n.packets_received,
+                    packets_sent=n.packets_sent,
+                    errors_in=n.errors_in,
+                    errors_out=n.errors_out,
+                )
+                for n in (net.stats or [] if net else [])
+            ],
         )
     ]
 
@@ -248,22 +246,20 @@ def _d2_metrics(m: D2Metrics, vm: str, rx: dt.datetime, tol: dt.timedelta) -> li
             load.load_5min if load else None,
             load.load_15min if load else None,
             info.hostname if info else None,
-            tuple(
-                [
-                    InterfaceFigure(
-                        name=n.name,
-                        bytes_received=n.bytes_received,
-                        bytes_sent=n.bytes_sent,
-                        packets_received=n.packets_received,
-                        packets_sent=n.packets_sent,
-                        errors_in=n.errors_in,
-                        errors_out=n.errors_out,
-                        is_up=n.is_up,
-                        ip_addresses=n.ip_addresses or (),
-                    )
-                    for n in (net.interfaces or [] if net else [])
-                ]
-            ),
+            [
+                InterfaceFigure(
+                    name=n.name,
+                    bytes_received=n.bytes_received,
+                    bytes_sent=n.bytes_sent,
+                    packets_received=n.packets_received,
+                    packets_sent=n.packets_sent,
+                    errors_in=n.errors_in,
+                    errors_out=n.errors_out,
+                    is_up=n.is_up,
+                    ip_addresses=n.ip_addresses or (),
+                )
+                for n in (net.interfaces or [] if net else [])
+            ],
         )
     ]
     if s.processes:
