@@ -52,6 +52,9 @@ class RawRecord(msgspec.Struct, frozen=True, gc=False):
     key: bytes | None
     value: bytes
     headers: dict[str, bytes]
+    timestamp_ms: int | None = None
+    """The record's Kafka timestamp: the receive time of a record without the bridge's
+    ``received_at`` header, because it is the same on every replay of the record."""
 
 
 class BatchResult(msgspec.Struct):
@@ -76,13 +79,21 @@ class BatchResult(msgspec.Struct):
 
 
 def _received_at(record: RawRecord) -> dt.datetime:
-    raw = record.headers.get("received_at")
-    try:
-        return (
-            dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC) if raw else dt.datetime.now(dt.UTC)
-        )
-    except (ValueError, OverflowError, OSError):
-        return dt.datetime.now(dt.UTC)
+    """The bridge's ``received_at`` header, else the record's Kafka timestamp.
+
+    Never the worker's clock while a record holds a time: a row's ``ts`` may be its
+    receive time, and a replay must rebuild the very rows a crash cut off (their
+    insert tokens and rollup buckets depend on it). ``now`` only for a record with
+    neither, which no Kafka producer writes.
+    """
+    for raw in (record.headers.get("received_at"), record.timestamp_ms):
+        if raw is None or raw == b"":
+            continue
+        try:
+            return dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC)
+        except (ValueError, OverflowError, OSError):
+            continue
+    return dt.datetime.now(dt.UTC)
 
 
 def _header_text(record: RawRecord, name: str) -> str | None:

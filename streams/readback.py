@@ -39,6 +39,7 @@ def to_raw_record(rec: Any) -> RawRecord:
         value=rec.value if rec.value is not None else b"",
         # aiokafka hands header values over as bytes already: dict() copies them in C
         headers=dict(rec.headers or ()),
+        timestamp_ms=rec.timestamp if rec.timestamp is not None and rec.timestamp >= 0 else None,
     )
 
 

@@ -53,6 +53,21 @@ def test_valid_line_becomes_a_row_with_its_kafka_position() -> None:
     assert (stored["kafka_partition"], stored["kafka_offset"]) == (1, 7)
 
 
+def test_a_record_without_the_bridges_receive_time_is_timed_by_kafka_on_every_replay() -> None:
+    """A line produced by something other than the bridge has no ``received_at`` header:
+    its receive time is the record's Kafka timestamp, never the worker's clock, so a
+    replay rebuilds the same rows (the rollups' repair depends on it)."""
+    stamped = 1_764_064_800_000 + 3 * 3_600_000  # 13:00, three hours after the agent's 10:00
+    record = RawRecord("agent.raw", 1, 7, b"vm-a", _line("vm-a"), {}, timestamp_ms=stamped)
+    first, replayed = process_batch([record]), process_batch([record])
+    assert first.rows == replayed.rows
+    stored = dict(zip(SYSTEM_METRICS_COLUMNS, first.rows["system_metrics"][0], strict=True))
+    # the agent's 10:00 is outside the tolerance of a 13:00 receipt: ts is the receipt
+    assert stored["ts_source"] == "received"
+    assert stored["ts"] == stored["received_at"]
+    assert stored["received_at"].isoformat() == "2025-11-25T13:00:00+00:00"
+
+
 def test_bad_line_goes_to_dlq_and_next_line_is_kept() -> None:
     result = process_batch([_rec(b"{not json", offset=1), _rec(_line("vm-a"), offset=2)])
     assert [r[-1] for r in result.rows["system_metrics"]] == [2]
