@@ -61,16 +61,15 @@ async def _measure(url: str, bootstrap: str, vms: int, what: str) -> list[float]
     fleet = demo_vm_ids(vms)
     watched = fleet[:: max(1, len(fleet) // WATCHED)][:WATCHED]
     # the fleet connects and the first batches settle before the window opens
-    warmup = WARMUP_S
     live, hop = await asyncio.gather(
-        watch(url, token, watched, warmup_s=warmup, seconds=SECONDS),
-        kafka_hop(bootstrap, rate=100, warmup_s=warmup, seconds=SECONDS),
+        watch(url, token, watched, warmup_s=WARMUP_S, seconds=SECONDS),
+        kafka_hop(bootstrap, rate=100, warmup_s=WARMUP_S, seconds=SECONDS),
     )
     ms = [v * 1000 for v in live.values]
     missed, expected = live.missed(1.0), live.expected(1.0)
     print(
         f"\n{vms} VMs x 1/s {what}, {len(watched)} watched, {SECONDS:.0f} s"
-        f" after {warmup:.0f} s:"
+        f" after {WARMUP_S:.0f} s:"
         f"\n  agent -> browser: {live.summary()}; received {len(ms)} of {expected} "
         f"expected, missed {missed}, received twice {live.duplicates()}"
         f"\n  one Kafka hop (peer, same broker, same time): {hop.summary()}"
