@@ -25,8 +25,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeVar
+
+from infra.rdkafka_handoff import Backlog, ErrorLog, poll_batch, sort_messages
 
 __all__ = ["PartitionReader", "ReaderError", "Record"]
 
@@ -39,9 +41,6 @@ _POLL_S: Final = 0.1
 
 _HIGH_EVERY_S: Final = 0.5
 """How often the thread notes each partition's end from librdkafka's cache (for lag)."""
-
-_ERROR_LOG_EVERY_S: Final = 10.0
-"""A broker that stays away is logged once per this many seconds, not per poll."""
 
 _RETRY_S: Final = 0.1
 """Pause between two tries of a call that met a transient error."""
@@ -124,9 +123,7 @@ class PartitionReader:
         self._consumer: Any = None
         self._partitions: list[int] = []
         self._queue: asyncio.Queue[tuple[list[Record], int]] = asyncio.Queue()
-        self._queued_limit = queued_bytes
-        self._queued = 0  # bytes of values handed over and not taken yet
-        self._room = threading.Condition()
+        self._backlog = Backlog(queued_bytes)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,9 +225,7 @@ class PartitionReader:
     async def getmany(self) -> list[Record]:
         """The next batch (waits for it); each batch holds at most ``max_batch`` records."""
         batch, size = await self._queue.get()
-        with self._room:
-            self._queued -= size
-            self._room.notify()
+        self._backlog.taken(size)
         return batch
 
     def reached_end(self) -> dict[int, int]:
@@ -262,8 +257,7 @@ class PartitionReader:
         the consumer between :meth:`begin` and the thread's end.
         """
         self._stopping.set()
-        with self._room:  # a thread waiting for room sees the stop
-            self._room.notify()
+        self._backlog.wake()  # a thread waiting for room sees the stop
         thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join)
@@ -273,49 +267,33 @@ class PartitionReader:
 
     def _pump(self) -> None:
         """The reader's thread: consume, convert, hand over; never ends but by :meth:`stop`."""
-        from confluent_kafka import KafkaError
-
         loop, consumer, topic = self._loop, self._consumer, self._topic
         assert loop is not None and consumer is not None
-        last_error = last_high = 0.0
+        errors = ErrorLog(log, topic)
+
+        def convert(m: Any) -> Record:
+            return Record(topic, m.partition(), m.offset(), m.timestamp()[1], m.value())
+
+        last_high = 0.0
         while not self._stopping.is_set():
             if time.monotonic() - last_high >= _HIGH_EVERY_S:
                 last_high = time.monotonic()
                 self._note_high()
             try:
-                # consume(n, t) waits until n messages are there or t is over, however
-                # long the first waited: poll for the first, then take what is queued
-                first = consumer.poll(_POLL_S)
-                if first is None:
-                    continue
-                messages: Sequence[Any] = [first, *consumer.consume(self._max_batch - 1, 0)]
+                messages = poll_batch(consumer, _POLL_S, self._max_batch)
             except Exception:  # a closed consumer, or a bug: the thread ends loudly
                 if not self._stopping.is_set():
                     log.exception("reading %s stopped", topic)
                 return
-            batch: list[Record] = []
-            ends: list[tuple[int, int]] = []
-            size = 0
-            for m in messages:
-                err = m.error()
-                if err is None:
-                    value = m.value()
-                    size += len(value) if value is not None else 0
-                    batch.append(Record(topic, m.partition(), m.offset(), m.timestamp()[1], value))
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    if self._end_wanted:
-                        ends.append((m.partition(), m.offset()))
-                elif time.monotonic() - last_error >= _ERROR_LOG_EVERY_S:
-                    last_error = time.monotonic()
-                    log.warning("reading %s: %s (librdkafka retries)", topic, err.str())
+            if not messages:
+                continue
+            batch, size, ends = sort_messages(messages, convert, errors)
+            if not self._end_wanted:
+                ends = []
             if not batch and not ends:
                 continue
-            with self._room:  # one batch may pass the limit: a record is never split
-                while self._queued > 0 and self._queued + size > self._queued_limit:
-                    if self._stopping.is_set():
-                        return
-                    self._room.wait(_POLL_S)
-                self._queued += size
+            if not self._backlog.reserve(size, self._stopping, every_s=_POLL_S):
+                return
             if self._stopping.is_set():
                 return
             loop.call_soon_threadsafe(self._hand_over, batch, ends, size)

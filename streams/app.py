@@ -2,7 +2,7 @@
 
 Built by :func:`create_app` from settings (no module-level app singleton), so
 tests and ``vmpulse up`` can build their own. ``agent.raw`` is read in large
-batches by :class:`streams.ingest.RawIngest` (straight aiokafka, its own
+batches by :class:`streams.ingest.RawIngest` (straight librdkafka, its own
 consumer group: Faust's per-record machinery cost ten times the work itself);
 a batch's offsets are committed only after the store acknowledged its rows.
 Each batch is written as one block recorded before its rows; after a crash

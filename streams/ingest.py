@@ -1,11 +1,14 @@
-"""Batch consumption of agent.raw (and hypervisor.events) straight from aiokafka.
+"""Batch consumption of agent.raw (and hypervisor.events) straight from librdkafka.
 
 Why not a Faust agent: Faust turns every record into a Message, an Event and a
 stream step with its own acking, about 90 us of CPU per record on the
 reference machine, ten times what validating and storing it costs; a worker
 then tops out near 4,000 messages a second. Here one ``getmany`` hands over
 thousands of records at once, the handler stores them, and only then are the
-offsets committed, explicitly (docs/BENCHMARKS.md has the figures).
+offsets committed, explicitly (docs/BENCHMARKS.md has the figures). The group
+member is librdkafka's, in a thread of its own (infra/group_reader.py): an
+aiokafka one fetched in Python on the loop that carries the live path, a fifth
+of a core at any load.
 
 Guarantees kept from the agent it replaces:
 
@@ -37,13 +40,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.structs import OffsetAndMetadata
-
+from infra.group_reader import GroupReader, TopicPartition
 from infra.kafka_io import LIVE_FETCH_WAIT_MS
 from streams.pipeline import RawRecord
-from streams.readback import to_raw_record
+from streams.readback import from_rdkafka
 
 __all__ = ["RawIngest"]
 
@@ -59,7 +59,7 @@ RETRY_PAUSE_S = 1.0
 STORE_WAIT_POLL_MS = 20
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener:
     def __init__(
         self,
         forget: Callable[[], None],
@@ -72,7 +72,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.drain: Callable[[], Awaitable[None]] | None = None
         self.joined = False
 
-    async def on_partitions_revoked(self, revoked: Any) -> None:
+    async def on_partitions_revoked(self) -> None:
         # the batch being stored finishes and commits before anyone else may take over
         if self.drain is not None:
             await self.drain()
@@ -82,13 +82,17 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         except Exception:
             log.exception("writing the state of the revoked partitions failed")
 
-    async def on_partitions_assigned(self, assigned: Any) -> None:
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.joined = True  # an assignment, even an empty one: the group took us in
         self.forget()  # a new assignment may hold partitions others stored more of
         try:  # resume the partitions' state now: a silent VM sends nothing that would
             await self.take({tp.partition for tp in assigned})
         except Exception:
             log.exception("resuming the state of %s failed; retried with their records", assigned)
+
+
+def _partition_of(record: RawRecord) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
 
 
 class RawIngest(Generic[P]):
@@ -121,18 +125,13 @@ class RawIngest(Generic[P]):
         self._listener = _Listener(on_revoked, on_released, on_taken)
         self._max_records = max_records
         self._within_ms = int(within_s * 1000)
-        self._consumer_args: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
+        self._reader_args: dict[str, Any] = {
+            "bootstrap": bootstrap,
+            "topics": [raw_topic, hypervisor_topic],
             "group_id": group_id,
             "group_instance_id": group_instance_id,
-            "enable_auto_commit": False,
-            "auto_offset_reset": "earliest",
-            "partition_assignment_strategy": (RangePartitionAssignor,),
-            "session_timeout_ms": int(session_timeout_s * 1000),
-            "heartbeat_interval_ms": int(min(3.0, session_timeout_s / 3) * 1000),
-            "max_partition_fetch_bytes": 4 * 1024 * 1024,
-            "fetch_max_bytes": 32 * 1024 * 1024,
-            "fetch_max_wait_ms": LIVE_FETCH_WAIT_MS,
+            "session_timeout_s": session_timeout_s,
+            "fetch_wait_ms": LIVE_FETCH_WAIT_MS,
         }
         self.batches = 0
         self.failures = 0
@@ -161,11 +160,15 @@ class RawIngest(Generic[P]):
         crash, however many stored blocks are not committed yet.
         """
         self._task = asyncio.current_task()
-        consumer = AIOKafkaConsumer(**self._consumer_args)
-        await consumer.start()
+        consumer: GroupReader[RawRecord] = GroupReader(
+            convert=from_rdkafka,
+            on_revoke=self._listener.on_partitions_revoked,
+            on_assign=self._listener.on_partitions_assigned,
+            **self._reader_args,
+        )
         self._inflight = None
         try:
-            consumer.subscribe([self._raw_topic, self._hypervisor_topic], listener=self._listener)
+            await consumer.start(_partition_of)
             while True:
                 batches, polled = await self._collect(consumer)
                 if self._inflight is not None:
@@ -185,15 +188,13 @@ class RawIngest(Generic[P]):
             await consumer.stop()
 
     async def _store(
-        self, consumer: AIOKafkaConsumer, batches: _Batches, polled: list[P] | None
+        self, consumer: GroupReader[RawRecord], batches: _Batches, polled: list[P] | None
     ) -> None:
         await self._handle(batches, polled)
-        await consumer.commit(
-            {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()}
-        )
+        await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
         self.batches += 1
 
-    async def _finish(self, consumer: AIOKafkaConsumer, inflight: _Inflight) -> bool:
+    async def _finish(self, consumer: GroupReader[RawRecord], inflight: _Inflight) -> bool:
         """Wait for the batch being stored; False if it failed (nothing after it is stored)."""
         self._inflight = None
         task = inflight[0]
@@ -206,7 +207,7 @@ class RawIngest(Generic[P]):
         )
         return False
 
-    def _rewind(self, consumer: AIOKafkaConsumer, *batches: _Batches) -> None:
+    def _rewind(self, consumer: GroupReader[RawRecord], *batches: _Batches) -> None:
         """Read the failed batch (and the one gathered after it) again, from its start."""
         self._listener.forget()
         first: dict[TopicPartition, int] = {}
@@ -214,9 +215,7 @@ class RawIngest(Generic[P]):
             for tp, records in batch.items():
                 first[tp] = min(first.get(tp, records[0].offset), records[0].offset)
         assigned = consumer.assignment()
-        for tp, offset in first.items():
-            if tp in assigned:
-                consumer.seek(tp, offset)
+        consumer.seek({tp: offset for tp, offset in first.items() if tp in assigned})
 
     async def drain(self) -> None:
         """Let the batch being stored finish (and commit): partitions are about to move."""
@@ -224,7 +223,7 @@ class RawIngest(Generic[P]):
         if inflight is not None:
             await asyncio.wait({inflight[0]})
 
-    async def _collect(self, consumer: AIOKafkaConsumer) -> tuple[_Batches, list[P] | None]:
+    async def _collect(self, consumer: GroupReader[RawRecord]) -> tuple[_Batches, list[P] | None]:
         """Records for ``within_s`` (longer while the previous batch is still being
         stored) or up to ``max_records``: few large inserts, not many small.
 
@@ -248,12 +247,9 @@ class RawIngest(Generic[P]):
                 # the previous batch is still being stored: its commit comes first, but
                 # the live path keeps fetching meanwhile instead of waiting for the store
                 remaining_ms = STORE_WAIT_POLL_MS
-            got = await consumer.getmany(
-                timeout_ms=remaining_ms, max_records=self._max_records - count
-            )
+            got = await consumer.getmany(remaining_ms / 1000, self._max_records - count)
             fetched: list[RawRecord] = []
-            for tp, records in got.items():
-                converted = [to_raw_record(rec) for rec in records]
+            for tp, converted in got.items():
                 held = batches.setdefault(tp, [])
                 if held and converted[0].offset <= held[-1].offset:
                     # a rebalance reset the position to the committed offset: what we

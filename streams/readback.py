@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.blocks import Span, block_id
 from streams.pipeline import RawRecord
 
-__all__ = ["ReadBackError", "read_back", "read_until", "to_raw_record"]
+__all__ = ["ReadBackError", "from_rdkafka", "read_back", "read_until", "to_raw_record"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,22 @@ def to_raw_record(rec: Any) -> RawRecord:
         # aiokafka hands header values over as bytes already: dict() copies them in C
         headers=dict(rec.headers or ()),
         timestamp_ms=rec.timestamp if rec.timestamp is not None and rec.timestamp >= 0 else None,
+    )
+
+
+def from_rdkafka(message: Any) -> RawRecord:
+    """A librdkafka (confluent-kafka) message as the pipeline sees it."""
+    value = message.value()
+    headers = message.headers()
+    kind, timestamp = message.timestamp()
+    return RawRecord(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=value if value is not None else b"",
+        headers=dict(headers) if headers else {},
+        timestamp_ms=timestamp if kind and timestamp >= 0 else None,
     )
 
 

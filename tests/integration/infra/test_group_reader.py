@@ -1,0 +1,148 @@
+"""The librdkafka group member (infra/group_reader.py) against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from infra.config import Settings
+from infra.group_reader import GroupReader, TopicPartition
+from schemas.topics import Topics
+from tests.support.kafka import produce
+
+pytestmark = pytest.mark.integration
+
+
+class Member:
+    """A group member that keeps what it read, by partition, and commits on request."""
+
+    def __init__(self, settings: Settings, topics: list[str], group: str) -> None:
+        self.got: dict[TopicPartition, list[int]] = {}
+        self.revocations = 0
+        self.commit_on_revoke: dict[TopicPartition, int] = {}
+        self.reader: GroupReader[tuple[str, int, int]] = GroupReader(
+            bootstrap=settings.kafka.bootstrap or "",
+            topics=topics,
+            group_id=group,
+            convert=self._convert,
+            on_revoke=self._revoke,
+            on_assign=self._assign,
+            fetch_wait_ms=10,
+            session_timeout_s=6.0,
+        )
+        self.assigned: set[TopicPartition] | None = None
+
+    @staticmethod
+    def _convert(m: Any) -> tuple[str, int, int]:
+        return (m.topic(), m.partition(), m.offset())
+
+    async def _revoke(self) -> None:
+        self.revocations += 1
+        if self.commit_on_revoke:  # the worker's case: the batch being stored commits first
+            await self.reader.commit(self.commit_on_revoke)
+
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+
+    async def start(self) -> None:
+        await self.reader.start(lambda r: TopicPartition(r[0], r[1]))
+
+    async def read(self, within_s: float = 0.2) -> int:
+        got = await self.reader.getmany(within_s, 10_000)
+        for tp, records in got.items():
+            self.got.setdefault(tp, []).extend(r[2] for r in records)
+        return sum(len(r) for r in got.values())
+
+    async def read_until(self, what: str, cond: Any, within_s: float = 20.0) -> None:
+        deadline = time.monotonic() + within_s
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.got}"
+            await self.read()
+
+
+async def test_reads_both_topics_commits_and_seeks_back(
+    settings: Settings, topics_ready: Topics
+) -> None:
+    topics = [topics_ready.agent_raw, topics_ready.hypervisor_events]
+    for topic in topics:
+        await produce(settings, topic, [(f"vm-{i % 5}".encode(), b"%d" % i) for i in range(60)])
+    group = f"t-group-{uuid.uuid4().hex[:6]}"
+    member = Member(settings, topics, group)
+    await member.start()
+    try:
+        await member.read_until(
+            "all 120 records", lambda: sum(map(len, member.got.values())) == 120
+        )
+        assert member.assigned is not None and len(member.assigned) == 6  # 3 partitions each
+        for offsets in member.got.values():  # each partition in offset order, from 0
+            assert offsets == list(range(len(offsets)))
+        raw = max(  # the partition of agent.raw with the most records (12 per key)
+            (tp for tp in member.got if tp.topic == topics_ready.agent_raw),
+            key=lambda tp: len(member.got[tp]),
+        )
+        await member.reader.commit({raw: 2})
+
+        # a failed batch is read again: nothing fetched before the seek comes after it
+        await produce(settings, topics_ready.agent_raw, [(b"vm-0", b"more")] * 20)
+        member.reader.seek({raw: 2})
+        member.got.clear()
+        await member.read_until("the partition again", lambda: len(member.got.get(raw, [])) > 0)
+        await member.read_until(
+            "the partition to its end", lambda: member.got[raw][-1] >= member.got[raw][0] + 5
+        )
+        assert member.got[raw][0] == 2
+        assert member.got[raw] == list(range(2, 2 + len(member.got[raw])))
+    finally:
+        await member.reader.stop()
+
+    # a new member starts at the committed offsets (that partition of agent.raw: 2)
+    again = Member(settings, [topics_ready.agent_raw], group)
+    await again.start()
+    try:
+        await again.read_until("the partition", lambda: raw in again.got)
+        assert again.got[raw][0] == 2
+    finally:
+        await again.reader.stop()
+
+
+async def test_a_revocation_commits_before_the_partitions_move(
+    settings: Settings, topics_ready: Topics
+) -> None:
+    topic = topics_ready.agent_raw
+    await produce(settings, topic, [(f"vm-{i % 9}".encode(), b"%d" % i) for i in range(90)])
+    group = f"t-group-{uuid.uuid4().hex[:6]}"
+    first = Member(settings, [topic], group)
+    await first.start()
+    second = Member(settings, [topic], group)
+    try:
+        await first.read_until("all 90", lambda: sum(map(len, first.got.values())) == 90)
+        # what the first member "stored": everything; it commits when its partitions go
+        first.commit_on_revoke = {tp: offsets[-1] + 1 for tp, offsets in first.got.items()}
+        await second.start()
+        await asyncio.gather(
+            first.read_until("the first revoked", lambda: first.revocations >= 1),
+            second.read_until("the second assigned", lambda: bool(second.assigned)),
+        )
+        assert first.assigned is not None and second.assigned is not None
+        assert first.assigned.isdisjoint(second.assigned)
+        # the second member starts where the first committed: it reads nothing old
+        await produce(settings, topic, [(f"vm-{i % 9}".encode(), b"new") for i in range(30)])
+        before = {tp: len(offsets) for tp, offsets in first.got.items()}
+
+        def new_read() -> int:
+            kept = sum(len(o) - before.get(tp, 0) for tp, o in first.got.items())
+            return kept + sum(len(o) for o in second.got.values())
+
+        deadline = time.monotonic() + 20
+        while new_read() < 30:
+            assert time.monotonic() < deadline, f"{new_read()} of the 30 new records read"
+            await asyncio.gather(first.read(0.1), second.read(0.1))
+        assert second.got, "the second member read nothing"
+        for tp, offsets in second.got.items():
+            assert offsets[0] == first.commit_on_revoke[tp], tp
+    finally:
+        await asyncio.gather(first.reader.stop(), second.reader.stop())
