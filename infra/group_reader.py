@@ -45,9 +45,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
-from infra.rdkafka_handoff import Backlog, ErrorLog, poll_batch, sort_messages
+from infra.rdkafka_handoff import Backlog, ErrorLog, ReaderError, poll_batch, sort_messages
 
-__all__ = ["GroupReader", "TopicPartition"]
+__all__ = ["GroupReader", "ReaderError", "TopicPartition"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class GroupReader(Generic[T]):
         self._commits: queue.SimpleQueue[Callable[[Any], None]] = queue.SimpleQueue()
         self._seeks: queue.SimpleQueue[Callable[[Any], None]] = queue.SimpleQueue()
         self._assignment: set[TopicPartition] = set()
+        self._failure: BaseException | None = None  # what ended the thread, if not a stop
         self._key: Callable[[T], TopicPartition] | None = None
 
     def assignment(self) -> set[TopicPartition]:
@@ -161,13 +162,19 @@ class GroupReader(Generic[T]):
         self._thread.start()
 
     async def getmany(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[T]]:
-        """What arrived, up to ``max_records``, by partition; waits up to ``timeout_s`` for it."""
+        """What arrived, up to ``max_records``, by partition; waits up to ``timeout_s`` for it.
+
+        Raises :class:`ReaderError` once the reading thread has stopped of an error: a
+        worker that silently read nothing more would look alive and store nothing.
+        """
         if not self._held and not self._ready:
             self._arrived.clear()
-            if timeout_s > 0:
+            if timeout_s > 0 and self._failure is None:
                 # only the event is waited for: a timeout can never lose a batch
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), timeout_s)
+        if self._failure is not None and not self._held and not self._ready:
+            raise ReaderError(f"reading {self._topics} stopped") from self._failure
         records, self._held = self._held, []
         while len(records) < max_records and self._ready:
             epoch, batch, size = self._ready.popleft()
@@ -310,19 +317,27 @@ class GroupReader(Generic[T]):
             job(self._consumer)
 
     def _pump(self) -> None:
-        """Poll, convert, hand over; never ends but by :meth:`stop`."""
+        """The reader's thread; an error ends it loudly, and :meth:`getmany` raises."""
+        loop = self._loop
+        assert loop is not None
+        try:
+            self._read()
+        except Exception as exc:  # a closed consumer, or a bug (in ``convert``, say)
+            if self._stopping.is_set():
+                return
+            log.exception("reading %s stopped", self._topics)
+            self._failure = exc
+            loop.call_soon_threadsafe(self._arrived.set)
+
+    def _read(self) -> None:
+        """Poll, convert, hand over; never ends but by :meth:`stop` or an error."""
         loop, consumer, convert = self._loop, self._consumer, self._convert
         assert loop is not None and consumer is not None
         errors = ErrorLog(log, ", ".join(self._topics))
         while not self._stopping.is_set():
             self._serve(self._seeks)
             self._serve(self._commits)
-            try:
-                messages = poll_batch(consumer, _POLL_S, self._max_batch)
-            except Exception:  # a closed consumer, or a bug: the thread ends loudly
-                if not self._stopping.is_set():
-                    log.exception("reading %s stopped", self._topics)
-                return
+            messages = poll_batch(consumer, _POLL_S, self._max_batch)
             if not messages:
                 continue
             epoch = self._epoch  # seeks are made by this thread, between polls

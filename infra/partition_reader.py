@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeVar
 
-from infra.rdkafka_handoff import Backlog, ErrorLog, poll_batch, sort_messages
+from infra.rdkafka_handoff import Backlog, ErrorLog, ReaderError, poll_batch, sort_messages
 
 __all__ = ["PartitionReader", "ReaderError", "Record"]
 
@@ -60,10 +60,6 @@ def _transient(error: Any) -> bool:
         KafkaError.REQUEST_TIMED_OUT,
         KafkaError._TRANSPORT,
     }
-
-
-class ReaderError(Exception):
-    """The topic cannot be read: it has no partitions, or metadata did not come."""
 
 
 class Record(NamedTuple):

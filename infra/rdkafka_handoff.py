@@ -19,12 +19,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
-__all__ = ["Backlog", "ErrorLog", "poll_batch", "sort_messages"]
+__all__ = ["Backlog", "ErrorLog", "ReaderError", "poll_batch", "sort_messages"]
 
 T = TypeVar("T")
 
 ERROR_LOG_EVERY_S: Final = 10.0
 """A broker that stays away is logged once per this many seconds, not per poll."""
+
+
+class ReaderError(Exception):
+    """A topic cannot be read: it has no partitions, metadata did not come, or the
+    reading thread stopped of an error (logged where it happened)."""
 
 
 def poll_batch(consumer: Any, timeout_s: float, max_batch: int) -> Sequence[Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.config import Settings
-from infra.group_reader import GroupReader, TopicPartition
+from infra.group_reader import GroupReader, ReaderError, TopicPartition
 from schemas.topics import Topics
 from tests.support.kafka import produce
 
@@ -146,3 +146,41 @@ async def test_a_revocation_commits_before_the_partitions_move(
             assert offsets[0] == first.commit_on_revoke[tp], tp
     finally:
         await asyncio.gather(first.reader.stop(), second.reader.stop())
+
+
+async def test_a_reading_thread_that_fails_is_an_error_not_silence(
+    settings: Settings, topics_ready: Topics
+) -> None:
+    """A bug in the thread (here: the conversion) must not leave a worker that looks alive
+    and reads nothing: ``getmany`` raises."""
+    topic = topics_ready.agent_raw
+    await produce(settings, topic, [(b"vm-1", b"fine"), (b"vm-1", b"boom")])
+
+    def convert(m: Any) -> bytes:
+        if m.value() == b"boom":
+            raise ValueError("a conversion bug (test)")
+        return bytes(m.value())
+
+    async def nothing(*args: Any) -> None:
+        return None
+
+    reader: GroupReader[bytes] = GroupReader(
+        bootstrap=settings.kafka.bootstrap or "",
+        topics=[topic],
+        group_id=f"t-group-{uuid.uuid4().hex[:6]}",
+        convert=convert,
+        on_revoke=nothing,
+        on_assign=nothing,
+        fetch_wait_ms=10,
+        session_timeout_s=6.0,
+    )
+    await reader.start(lambda r: TopicPartition(topic, 0))
+    try:
+        deadline = time.monotonic() + 20
+        with pytest.raises(ReaderError, match="stopped") as raised:
+            while True:
+                assert time.monotonic() < deadline, "the failure was never reported"
+                await reader.getmany(0.2, 100)
+        assert isinstance(raised.value.__cause__, ValueError)
+    finally:
+        await reader.stop()
