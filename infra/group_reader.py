@@ -1,7 +1,7 @@
 """A consumer group member read by librdkafka in a thread of its own, handed to asyncio.
 
 Why not aiokafka: the worker's consumer of agent.raw is on the live path, so it
-fetches a hundred times a second, and aiokafka builds every fetch request,
+fetches whenever a record arrives, and aiokafka builds every fetch request,
 parses every response and unpacks every record batch in Python on the event
 loop's thread, the thread that also decodes the samples and sends their live
 updates. One aiokafka consumer on a running `vmpulse up` cost 20 % of a core at
@@ -23,8 +23,10 @@ What a group member needs beyond :class:`infra.partition_reader.PartitionReader`
   by the thread between two polls and starts a new *epoch*: whatever the loop
   has not taken yet from before the seek is dropped, so no record after the
   seek point can reach the caller before the ones it re-reads.
-* Commits, from the loop (via a worker thread: a synchronous commit waits for
-  the coordinator's answer, and librdkafka's calls are thread-safe).
+* Commits, asked for by the loop and made by the reader's thread, between two
+  polls or while it waits in a rebalance callback (where the worker's revocation
+  waits for one). A synchronous commit from any other thread waited forever
+  while this one polled (confluent-kafka 2.16), so nothing else calls the handle.
 
 Back-pressure as in the partition reader: once ``queued_bytes`` of values wait
 for the loop the thread stops polling, and librdkafka's prefetch (bounded by

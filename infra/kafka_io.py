@@ -244,17 +244,21 @@ async def ensure_settings_topics(settings: Settings) -> Topics:
     return topics
 
 
-LIVE_FETCH_WAIT_MS = 10
-"""``fetch_max_wait_ms`` of the consumers on the live path (worker's agent.raw, gateway's
-events.outbound).
+LIVE_FETCH_WAIT_MS = 100
+"""``fetch.wait.max.ms`` of the librdkafka consumers on the live path (the worker's
+agent.raw, the gateway's events.outbound): how long the broker holds a fetch that found
+nothing.
 
-aiokafka keeps one fetch in flight per broker and leaves out of it the partitions
-whose records are still buffered. A record for such a partition, arriving just
-after it was handed over, waits until that fetch returns, and an idle fetch waits
-in the broker for ``fetch_max_wait_ms`` (default 500): with a dozen partitions and a
-trickle of records, each hop added 0 to 500 ms (p50 483 ms from agent to browser
-with the stages as processes). At 10 ms, an idle consumer asks 100 times a second;
-a busy one gets its answer at once either way.
+It does not delay a record: the broker answers a waiting fetch the moment a record is
+appended to any partition in it (fetch.min.bytes 1), and librdkafka puts every assigned
+partition in each fetch. It was 10 ms while these consumers were aiokafka's, which left
+out of its one fetch in flight the partitions whose records were still buffered, so a
+record for such a partition waited for that fetch to time out (p50 483 ms from agent to
+browser at the default 500). At 10 ms an idle consumer asked a hundred times a second:
+at 5 VMs that was half of the broker's CPU (`vmpulse up` 66-70 % of a core in all, 39-45 %
+at 100 ms; latency at 5 and 200 VMs unchanged within the spread, docs/BENCHMARKS.md,
+session 9). Only after librdkafka stopped fetching a partition whose prefetch was full
+(a burst of megabytes) may its next fetch wait this long once.
 """
 
 
