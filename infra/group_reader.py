@@ -44,7 +44,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from infra.rdkafka_handoff import Backlog, ErrorLog, ReaderError, poll_batch, sort_messages
@@ -86,24 +86,25 @@ class GroupReader(Generic[T]):
         topics: Sequence[str],
         group_id: str,
         convert: Callable[[Any], T],
+        partition_of: Callable[[T], TopicPartition],
         on_revoke: Callable[[], Awaitable[None]],
         on_assign: Callable[[set[TopicPartition]], Awaitable[None]],
         fetch_wait_ms: int,
         session_timeout_s: float,
         group_instance_id: str | None = None,
-        client_id: str | None = None,
         max_batch: int = 5000,
         queued_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self._topics = list(topics)
         self._convert = convert
+        self._partition_of = partition_of
         self._on_revoke = on_revoke
         self._on_assign = on_assign
         self._max_batch = max_batch
         self._config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "group.id": group_id,
-            "client.id": client_id or group_id,
+            "client.id": group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -140,17 +141,15 @@ class GroupReader(Generic[T]):
         self._seeks: queue.SimpleQueue[Callable[[Any], None]] = queue.SimpleQueue()
         self._assignment: set[TopicPartition] = set()
         self._failure: BaseException | None = None  # what ended the thread, if not a stop
-        self._key: Callable[[T], TopicPartition] | None = None
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions the group gave this member, as of the last rebalance."""
         return set(self._assignment)
 
-    async def start(self, key: Callable[[T], TopicPartition]) -> None:
-        """Subscribe and start the thread; ``key`` tells a record's partition."""
+    async def start(self) -> None:
+        """Subscribe and start the thread."""
         from confluent_kafka import Consumer
 
-        self._key = key
         self._loop = asyncio.get_running_loop()
         self._stopping.clear()
         self._consumer = Consumer(self._config)
@@ -185,11 +184,10 @@ class GroupReader(Generic[T]):
                 records = records + batch if records else batch
         if len(records) > max_records:
             records, self._held = records[:max_records], records[max_records:]
-        key = self._key
-        assert key is not None
+        partition_of = self._partition_of
         out: dict[TopicPartition, list[T]] = {}
         for record in records:
-            out.setdefault(key(record), []).append(record)
+            out.setdefault(partition_of(record), []).append(record)
         return out
 
     def _hand_over(self, item: tuple[int, list[T], int]) -> None:
@@ -271,16 +269,13 @@ class GroupReader(Generic[T]):
 
     # the reader's thread
 
-    def _on_loop(self, make: Callable[[], Awaitable[None]]) -> None:
+    def _on_loop(self, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a rebalance coroutine on the loop and wait for it (librdkafka waits for us)."""
         loop = self._loop
         if self._stopping.is_set() or loop is None or loop.is_closed():
             return  # closing: aiokafka did not call back either, and the loop may be gone
 
-        async def call() -> None:
-            await make()
-
-        future = asyncio.run_coroutine_threadsafe(call(), loop)
+        future = asyncio.run_coroutine_threadsafe(make(), loop)
         while True:
             self._serve(self._commits)  # the coroutine may wait for the batch being stored
             try:

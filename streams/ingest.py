@@ -162,13 +162,14 @@ class RawIngest(Generic[P]):
         self._task = asyncio.current_task()
         consumer: GroupReader[RawRecord] = GroupReader(
             convert=from_rdkafka,
+            partition_of=_partition_of,
             on_revoke=self._listener.on_partitions_revoked,
             on_assign=self._listener.on_partitions_assigned,
             **self._reader_args,
         )
         self._inflight = None
         try:
-            await consumer.start(_partition_of)
+            await consumer.start()
             while True:
                 batches, polled = await self._collect(consumer)
                 if self._inflight is not None:

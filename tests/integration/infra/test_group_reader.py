@@ -29,6 +29,7 @@ class Member:
             topics=topics,
             group_id=group,
             convert=self._convert,
+            partition_of=lambda r: TopicPartition(r[0], r[1]),
             on_revoke=self._revoke,
             on_assign=self._assign,
             fetch_wait_ms=10,
@@ -49,7 +50,7 @@ class Member:
         self.assigned = assigned
 
     async def start(self) -> None:
-        await self.reader.start(lambda r: TopicPartition(r[0], r[1]))
+        await self.reader.start()
 
     async def read(self, within_s: float = 0.2) -> int:
         got = await self.reader.getmany(within_s, 10_000)
@@ -169,12 +170,13 @@ async def test_a_reading_thread_that_fails_is_an_error_not_silence(
         topics=[topic],
         group_id=f"t-group-{uuid.uuid4().hex[:6]}",
         convert=convert,
+        partition_of=lambda r: TopicPartition(topic, 0),
         on_revoke=nothing,
         on_assign=nothing,
         fetch_wait_ms=10,
         session_timeout_s=6.0,
     )
-    await reader.start(lambda r: TopicPartition(topic, 0))
+    await reader.start()
     try:
         deadline = time.monotonic() + 20
         with pytest.raises(ReaderError, match="stopped") as raised:
