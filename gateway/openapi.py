@@ -163,8 +163,19 @@ def _json_body(name: str, description: str) -> dict[str, Any]:
     }
 
 
+_PARSER_400 = (
+    " A request line or header longer than 8,190 bytes, or one holding bytes HTTP forbids,"
+    " is refused by the HTTP layer before the gateway reads the request: 400 with a"
+    " plain-text reason."
+)
+
+
 def _error(status: int) -> dict[str, Any]:
     response = _json_body("Error", _ERRORS[status])
+    if status == 400:
+        # aiohttp's parser answers these itself, in text/plain (no hook makes it JSON)
+        response["description"] += _PARSER_400
+        response["content"]["text/plain"] = {"schema": {"type": "string"}}
     if status == 429:
         response["headers"] = {
             "Retry-After": {
