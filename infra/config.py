@@ -13,11 +13,12 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 __all__ = [
     "DEV_AGENT_SECRET",
     "DEV_JWT_SECRET",
+    "LOCAL_PARTITIONS",
     "LOG_FORMATS",
     "MIN_JWT_SECRET_BYTES",
     "SECRET_VARIABLES",
@@ -113,6 +114,21 @@ def _var(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+LOCAL_PARTITIONS: Final = 2
+"""Partitions of each topic on the local broker that `up` (or a stage) starts.
+
+The cluster default (12) lets a worker group grow; on one machine one worker
+reads every partition, and each partition costs requests: librdkafka sends one
+produce request per partition (librdkafka#1700), and a batch cut into 12 small
+ones is fetched and forwarded in as many pieces. At 1,000 samples a second the
+broker answered 1,823 requests a second on 12 partitions and 752 on 2, and its
+request threads were the largest user of two shared cores; at 2,000 VMs the
+agent -> browser p99 fell from 97-140 ms to 33-46 ms (docs/BENCHMARKS.md,
+"Partitions of a one-machine up").
+Two, not one, so a second worker beside `up` still gets a share.
+"""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class KafkaSettings:
     """The cluster and the topics every stage uses."""
@@ -133,8 +149,11 @@ class KafkaSettings:
     partitions: int = _var(
         "VMPULSE_PARTITIONS",
         12,
-        minimum=1,
-        doc="partitions of each topic the stages create (fixed at creation: docs/SCALING.md)",
+        kind="special",
+        form="integer >= 1",
+        shown=f"12; {LOCAL_PARTITIONS} on a local broker",
+        doc="partitions of each topic the stages create (fixed at creation: docs/SCALING.md); "
+        "the local broker of `up` (no VMPULSE_KAFKA_BOOTSTRAP) gets fewer: one worker reads them",
     )
     replication_factor: int | None = _var(
         "VMPULSE_REPLICATION_FACTOR",
@@ -661,6 +680,13 @@ class Settings:
         bridge["socket_owners"] = _owners(env.get("VMPULSE_SOCKET_OWNER") or "", errors)
 
         kafka: dict[str, Any] = groups["kafka"]
+        kafka["partitions"] = _int(
+            env,
+            "VMPULSE_PARTITIONS",
+            kafka["partitions"] if kafka["bootstrap"] else LOCAL_PARTITIONS,
+            errors,
+            minimum=1,
+        )
         jars_text = env.get("VMPULSE_KAFKA_JARS") or ""
         kafka["jars_dir"] = Path(jars_text).absolute() if jars_text else None
         if kafka["jars_dir"] is not None and not kafka["jars_dir"].is_dir():

@@ -9,8 +9,8 @@ and that loop was 90 % busy; as a child the bridge has a core of its own and
 the worker's live updates no longer queue behind 2,000 socket reads a second.
 
 A child gets the parent's environment with the settings `up` decided (the
-broker it started, the data and socket directories), writes its output to
-``<data dir>/<name>.log``, dies with the parent (``PR_SET_PDEATHSIG``) and is
+broker it started, its partitions, the data and socket directories), writes its
+output to ``<data dir>/<name>.log``, dies with the parent (``PR_SET_PDEATHSIG``) and is
 stopped with SIGTERM, then SIGKILL after ``stop_timeout_s``.
 """
 
@@ -41,6 +41,8 @@ def child_env(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
     env["VMPULSE_DATA_DIR"] = str(settings.data_dir)
     env["VMPULSE_SOCKET_DIR"] = str(settings.bridge.socket_dir)
     env["VMPULSE_TOPIC_PREFIX"] = settings.kafka.topic_prefix
+    # the child is told the broker, so it would take a cluster's default partitions
+    env["VMPULSE_PARTITIONS"] = str(settings.kafka.partitions)
     if settings.kafka.bootstrap:
         env["VMPULSE_KAFKA_BOOTSTRAP"] = settings.kafka.bootstrap
     return env

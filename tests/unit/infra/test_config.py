@@ -6,6 +6,7 @@ import pytest
 
 from infra.config import (
     DEV_JWT_SECRET,
+    LOCAL_PARTITIONS,
     SECRET_VARIABLES,
     BridgeSettings,
     ConfigError,
@@ -16,6 +17,7 @@ from infra.config import (
     TokenSettings,
 )
 from tests.support.settings import settings_fields
+from vmpulse.child import child_env
 from vmpulse.cli import main
 
 GOOD_SECRET = "hunter2-very-secret-" + "0123456789abcdef"  # 36 bytes
@@ -28,7 +30,23 @@ def test_defaults_work_with_an_empty_environment(tmp_path: Path) -> None:
     assert s.bridge.socket_dir == tmp_path / "sockets"
     assert (s.gateway.host, s.gateway.port) == ("127.0.0.1", 8080)
     assert s.tokens.secret_is_dev and s.bridge.agent_secret_is_dev
-    assert s.kafka.partitions == 12
+    assert s.kafka.partitions == LOCAL_PARTITIONS
+
+
+def test_partitions_default_to_few_on_a_local_broker_and_12_on_a_cluster() -> None:
+    cluster = {"VMPULSE_KAFKA_BOOTSTRAP": "kafka-1:9092"}
+    assert Settings.from_env({}).kafka.partitions == LOCAL_PARTITIONS < 12
+    assert Settings.from_env(cluster).kafka.partitions == 12
+    assert Settings.from_env({**cluster, "VMPULSE_PARTITIONS": "48"}).kafka.partitions == 48
+    assert Settings.from_env({"VMPULSE_PARTITIONS": "7"}).kafka.partitions == 7
+
+
+def test_a_child_of_up_keeps_the_partitions_up_decided(tmp_path: Path) -> None:
+    # `up` tells a child its broker; without the partitions it would take a cluster's 12
+    local = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
+    started = local.replace(kafka={"bootstrap": "127.0.0.1:9092"})
+    child = Settings.from_env(child_env(started, {}))
+    assert child.kafka.partitions == local.kafka.partitions == LOCAL_PARTITIONS
 
 
 def test_every_error_is_reported_at_once() -> None:
@@ -292,8 +310,9 @@ def test_every_documented_variable_is_read(name: str) -> None:
 def test_each_default_is_the_one_its_field_declares(tmp_path: Path) -> None:
     s = Settings.from_env({"VMPULSE_DATA_DIR": str(tmp_path)})
     # Groups without defaults that depend on the data dir are exactly their declared defaults.
-    for group in (s.kafka, s.reads, s.worker, s.alerts, s.gateway):
+    for group in (s.reads, s.worker, s.alerts, s.gateway):
         assert group == type(group)(), group
+    assert s.kafka == KafkaSettings(partitions=LOCAL_PARTITIONS)  # no bootstrap: a local broker
     assert s.tokens == TokenSettings(secret=Secret(DEV_JWT_SECRET))
     assert s.store == StoreSettings(url=f"chdb://{tmp_path / 'clickhouse'}")
     assert s.bridge == BridgeSettings(socket_dir=tmp_path / "sockets")
