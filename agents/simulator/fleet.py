@@ -25,7 +25,7 @@ import random
 import time
 import zlib
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -208,6 +208,7 @@ class _VmServer:
         self.phase = zlib.crc32(vm_id.encode())  # where in the interval it reports
         self.server: asyncio.Server | None = None
         self.clients: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_unix_server(self._on_client, path=os.fspath(self.path))
@@ -216,6 +217,10 @@ class _VmServer:
         if self.greeting:
             writer.write(self.greeting)
         self.clients.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         try:
             # Guests ignore what the host writes for now; reading only tells us
             # when the client goes away.
@@ -244,6 +249,10 @@ class _VmServer:
         for writer in list(self.clients):
             writer.close()
         self.clients.clear()
+        if self._handlers:
+            # the handlers end on their closed connections; left to asyncio.run they were
+            # cancelled, and Python 3.11's stream callback logged each as an ERROR at exit
+            await asyncio.wait(self._handlers, timeout=1.0)
         if self.server is not None:
             with contextlib.suppress(OSError):
                 await self.server.wait_closed()

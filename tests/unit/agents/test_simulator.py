@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 import random
+from pathlib import Path
 from typing import Any
 
-from agents.simulator.fleet import system_metrics_line
+import pytest
+
+from agents.simulator.fleet import FleetSimulator, system_metrics_line
+from tests.support.kafka import wait_until
 
 VM = "0b5c4a52-1f7e-4c3e-9d57-3f4c2a1b9e01"
 T0 = 1_780_000_000.0  # 2026-05-28, well after every simulated boot
@@ -97,3 +103,24 @@ def test_same_seed_same_line_and_cpu_varies() -> None:
         for h in range(24)
     }
     assert len(usages) > 10
+
+
+def test_stopping_with_a_client_connected_ends_its_handler_without_an_error(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `vmpulse up` stops its fleet with the bridge still connected: each connection's
+    # handler must end with the fleet, not be cancelled at exit (Python 3.11 logged
+    # every cancelled one as an asyncio ERROR in simulator.log)
+    async def run() -> None:
+        fleet = FleetSimulator(short_tmp, [VM], interval_s=60.0)
+        await fleet.start()
+        _, writer = await asyncio.open_unix_connection(fleet.socket_path(VM))
+        try:
+            await wait_until("the fleet's client", lambda: fleet.clients(VM) == 1)
+            await fleet.stop()
+        finally:
+            writer.close()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(run())
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
