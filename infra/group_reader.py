@@ -55,6 +55,18 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_RESPONSE_HEADROOM: Final = 1024 * 1024
+"""Bytes a fetch response may hold beyond ``fetch.max.bytes``: its headers.
+
+``fetch.max.bytes`` bounds the records of a response, not the response: every
+partition asked for adds its own header (about 50 bytes; 24 partitions of
+agent.raw and hypervisor.events add over a kilobyte). librdkafka documents
+``fetch.max.bytes + 512`` as the least ``receive.message.max.bytes``; at exactly
+that, a full fetch from 12 partitions (a worker catching up on a backlog) was
+refused on receipt ("Invalid response size 33555408 (0..33554944)"), the
+connection dropped and the same fetch asked again: the worker stopped reading.
+A megabyte covers the headers of thousands of partitions."""
+
 _POLL_S: Final = 0.02
 """How long the thread waits in ``poll`` at a time: a commit or a seek asked for meanwhile
 waits this long at most."""
@@ -94,6 +106,7 @@ class GroupReader(Generic[T]):
         group_instance_id: str | None = None,
         max_batch: int = 5000,
         queued_bytes: int = 16 * 1024 * 1024,
+        fetch_max_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self._topics = list(topics)
         self._convert = convert
@@ -114,9 +127,9 @@ class GroupReader(Generic[T]):
             "heartbeat.interval.ms": int(min(3.0, session_timeout_s / 3) * 1000),
             "fetch.wait.max.ms": fetch_wait_ms,
             "fetch.min.bytes": 1,
-            "max.partition.fetch.bytes": 4 * 1024 * 1024,
-            "fetch.max.bytes": 32 * 1024 * 1024,
-            "receive.message.max.bytes": 32 * 1024 * 1024 + 512,
+            "max.partition.fetch.bytes": min(4 * 1024 * 1024, fetch_max_bytes),
+            "fetch.max.bytes": fetch_max_bytes,
+            "receive.message.max.bytes": fetch_max_bytes + _RESPONSE_HEADROOM,
             # prefetch per partition; librdkafka's default (64 MiB) would hold a backlog
             "queued.max.messages.kbytes": 8192,
             # past that, wait this long before fetching again (default 1 s: a stall)
