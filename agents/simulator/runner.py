@@ -8,15 +8,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from agents.simulator.fleet import FleetSimulator, TcpFleetSimulator
 
-__all__ = ["run_fleet"]
+__all__ = ["descriptors_needed", "raise_descriptor_limit", "run_fleet"]
+
+_SPARE_DESCRIPTORS: Final = 64
+"""Descriptors a fleet's process holds beside its VMs' (stdio, the event loop, imports)."""
+
+
+def descriptors_needed(vms: int, transport: str) -> int:
+    """File descriptors a fleet of ``vms`` holds at once.
+
+    Over unix sockets each VM is a listening socket plus the bridge's connection
+    to it (QEMU holds these for a real guest); over TCP each VM is one connection.
+    """
+    return vms * (2 if transport == "unix" else 1) + _SPARE_DESCRIPTORS
+
+
+def raise_descriptor_limit(needed: int) -> int:
+    """Raise this process's soft descriptor limit toward ``needed`` (up to the hard
+    limit, which only an administrator raises); return the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
 
 
 async def run_fleet(
@@ -35,6 +58,17 @@ async def run_fleet(
 ) -> int:
     """Serve (unix) or connect (tcp) ``vm_ids`` until ``stop`` is set; without ``stop``,
     until SIGINT or SIGTERM."""
+    needed = descriptors_needed(len(vm_ids), transport)
+    limit = raise_descriptor_limit(needed)
+    if limit != resource.RLIM_INFINITY and limit < needed:
+        # past the limit each accept failed with a traceback and VMs went silent
+        print(
+            f"{len(vm_ids)} VMs over {transport} need about {needed} file descriptors "
+            f"and this process may open {limit} (ulimit -n); use fewer VMs"
+            + (", or --transport tcp (one each)" if transport == "unix" else ""),
+            file=sys.stderr,
+        )
+        return 2
     fleet: Any
     if transport == "unix":
         fleet = FleetSimulator(socket_dir, vm_ids, interval_s, dialect=dialect, bad_rate=bad_rate)

@@ -1,10 +1,16 @@
-"""`vmpulse simulate`'s loop over TCP in dialect 2, into a real bridge and broker."""
+"""`vmpulse simulate`: its loop over TCP in dialect 2, into a real bridge and broker, and
+the command's descriptor budget."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+import os
+import resource
+import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +18,7 @@ from agents.bridge import Bridge
 from agents.simulator.runner import run_fleet
 from infra.config import Settings
 from schemas.topics import Topics
+from tests.e2e.support import VMPULSE
 from tests.support.kafka import Collector
 from vmpulse.demo import demo_vm_ids
 
@@ -70,3 +77,46 @@ async def test_tcp_dialect_2_fleet_with_bad_lines_reaches_agent_raw(
     assert any(line.startswith("sent ") and line.endswith(" lines/s") for line in lines[1:])
     assert all(r.key.decode() in vms for r in collector.raw)
     assert {dict(r.headers)["transport"] for r in collector.raw} == {b"tcp"}
+
+
+def _simulate(short_tmp: Path, vms: int, limits: tuple[int, int]) -> subprocess.Popen[str]:
+    def limit() -> None:  # the descriptor limit of a host where `ulimit -n` is low
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env["VMPULSE_SOCKET_DIR"] = str(short_tmp)
+    return subprocess.Popen(
+        [VMPULSE, "simulate", "--vms", str(vms), "--progress", "60"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit,
+    )
+
+
+def test_a_fleet_beyond_the_descriptor_limit_is_refused_with_the_reason(short_tmp: Path) -> None:
+    # 200 VMs over unix sockets hold ~464 descriptors; before, each accept past the
+    # limit printed a traceback and its VM went silent while the fleet ran on
+    proc = _simulate(short_tmp, 200, (256, 256))
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # it ran on instead of refusing
+        raise
+    assert proc.returncode == 2, (out, err)
+    assert "200 VMs over unix need about 464 file descriptors" in err
+    assert "may open 256 (ulimit -n)" in err and "--transport tcp" in err
+    assert "Traceback" not in err
+
+
+def test_a_low_soft_descriptor_limit_is_raised_toward_the_hard_one(short_tmp: Path) -> None:
+    proc = _simulate(short_tmp, 200, (128, 1024))
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("simulating 200 agents"), (line, proc.poll())
+        assert len(list(short_tmp.glob("*.socket"))) == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
