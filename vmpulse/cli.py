@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.config import ConfigError, Settings
+from infra.descriptors import raise_descriptor_limit
 from vmpulse.up_info import read_up_info
 
 __all__ = ["main"]
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)  # before any logging: the reason, plainly, and stop
         return 2
     configure_logging(settings.log_format, verbose=args.verbose)
+    raise_descriptor_limit()  # a connection is a descriptor: agents, browsers (infra/descriptors)
     handler = _COMMANDS[args.command]
     return handler(settings, args)
 

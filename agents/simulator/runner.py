@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from agents.simulator.fleet import FleetSimulator, TcpFleetSimulator
+from infra.descriptors import raise_descriptor_limit
 
-__all__ = ["descriptors_needed", "raise_descriptor_limit", "run_fleet"]
+__all__ = ["descriptors_needed", "run_fleet"]
 
 _SPARE_DESCRIPTORS: Final = 64
 """Descriptors a fleet's process holds beside its VMs' (stdio, the event loop, imports)."""
@@ -30,16 +31,6 @@ def descriptors_needed(vms: int, transport: str) -> int:
     to it (QEMU holds these for a real guest); over TCP each VM is one connection.
     """
     return vms * (2 if transport == "unix" else 1) + _SPARE_DESCRIPTORS
-
-
-def raise_descriptor_limit(needed: int) -> int:
-    """Raise this process's soft descriptor limit toward ``needed`` (up to the hard
-    limit, which only an administrator raises); return the soft limit now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return soft
 
 
 async def run_fleet(
