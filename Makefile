@@ -70,7 +70,14 @@ typecheck: $(STAMP) $(NODE_STAMP)
 
 check: lint typecheck test
 
-bench: kafka-jars
+# The benchmarks' peers: kcat (Debian) and the reference Node socket.io server (npm).
+BENCH_NODE := tests/bench/node/node_modules/.installed
+$(BENCH_NODE): tests/bench/node/package.json tests/bench/node/package-lock.json | $(STAMP)
+	cd tests/bench/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $(BENCH_NODE)
+
+bench: kafka-jars $(BENCH_NODE)
+	bash infra/sysdeps.sh bench
 	$(PY) -m pytest -q -m bench -s tests/bench
 
 clean:

@@ -3,9 +3,13 @@
 # and libvirt's headers + pkg-config (the libvirt-python build; its test driver runs
 # in-process, no daemon); Node.js + npm (the TypeScript client and the dashboard's build)
 # and Chromium (the browser tests: Playwright drives /usr/bin/chromium, it cannot download
-# a browser of its own). Installs only what is missing; needs root (or sudo) to install.
+# a browser of its own). `sysdeps.sh bench` adds what `make bench` compares against: kcat
+# (the bridge's peer). Installs only what is missing; needs root (or sudo) to install.
 set -euo pipefail
 missing=()
+if [ "${1:-}" = bench ]; then
+  command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+fi
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
