@@ -56,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--bad-rate", type=float, default=0.0, help="share of invalid lines")
     sim.add_argument("--progress", type=float, default=2.0, help="seconds between rate lines")
     sim.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="I/N",
+        help="serve every N-th of the --vms VMs, from the I-th (0-based): N processes share "
+        "a fleet too big for one (over unix sockets a VM holds two file descriptors)",
+    )
+    sim.add_argument(
         "--seed-directory",
         action="store_true",
         help="first publish the demo directory as `vmpulse up` does (users admin, alice, bob, "
@@ -261,6 +269,14 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``I/N`` with ``0 <= I < N``; anything else is a usage error that says so."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not int(index) < int(count):
+        raise argparse.ArgumentTypeError(f"must be I/N with 0 <= I < N, got {text!r}")
+    return int(index), int(count)
+
+
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from agents.simulator.runner import run_fleet
     from vmpulse.demo import demo_vm_ids
@@ -277,9 +293,10 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(seed_demo_directory(settings, demo_vm_ids(args.vms)))
         print(f"demo directory published for {args.vms} VMs", flush=True)
     tcp = settings.bridge.tcp_host
+    index, count = args.shard
     return asyncio.run(
         run_fleet(
-            demo_vm_ids(args.vms),
+            demo_vm_ids(args.vms)[index::count],
             interval_s=args.interval,
             dialect=args.dialect,
             transport=args.transport,

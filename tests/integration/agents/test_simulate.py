@@ -80,14 +80,16 @@ async def test_tcp_dialect_2_fleet_with_bad_lines_reaches_agent_raw(
     assert {dict(r.headers)["transport"] for r in collector.raw} == {b"tcp"}
 
 
-def _simulate(short_tmp: Path, vms: int, limits: tuple[int, int]) -> subprocess.Popen[str]:
+def _simulate(
+    short_tmp: Path, vms: int, limits: tuple[int, int], *more: str
+) -> subprocess.Popen[str]:
     def limit() -> None:  # the descriptor limit of a host where `ulimit -n` is low
         resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
     env["VMPULSE_SOCKET_DIR"] = str(short_tmp)
     return subprocess.Popen(
-        [VMPULSE, "simulate", "--vms", str(vms), "--progress", "60"],
+        [VMPULSE, "simulate", "--vms", str(vms), "--progress", "60", *more],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -125,3 +127,26 @@ def test_a_low_soft_descriptor_limit_is_raised_to_the_hard_one(short_tmp: Path) 
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def test_shards_of_a_fleet_serve_it_together_each_vm_once(short_tmp: Path) -> None:
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    shards = [_simulate(short_tmp, 5, limits, "--shard", f"{i}/2") for i in range(2)]
+    try:
+        lines = [p.stdout.readline() if p.stdout else "" for p in shards]
+        assert [line.split(" agents")[0] for line in lines] == ["simulating 3", "simulating 2"]
+        served = sorted(p.name.removesuffix(".socket") for p in short_tmp.glob("*.socket"))
+        assert served == sorted(demo_vm_ids(5))
+    finally:
+        for proc in shards:
+            proc.send_signal(signal.SIGINT)
+        for proc in shards:
+            proc.communicate(timeout=30)
+
+
+def test_a_malformed_shard_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [VMPULSE, "simulate", "--shard", "2/2"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "--shard: must be I/N with 0 <= I < N, got '2/2'" in proc.stderr
