@@ -52,6 +52,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
+from schemas.topics import MAX_BATCH_BYTES
+
 __all__ = [
     "LINGER_MS",
     "POLL_TIMEOUT_S",
@@ -80,10 +82,6 @@ LINGER_MS: Final = 2
 
 POLL_TIMEOUT_S: Final = 0.2
 """How long the poll thread waits for reports at a time (it stops within this)."""
-
-MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
-"""Largest record batch; the broker's ``message.max.bytes`` must allow it (infra/broker.py
-sets 16 MiB), and it must exceed the framing limit (a 4 MiB line plus its headers)."""
 
 
 class Producer(Protocol):
@@ -119,7 +117,7 @@ def make_producer(bootstrap: str, *, client_id: str, linger_ms: int = LINGER_MS)
             "compression.type": "zstd",
             "linger.ms": linger_ms,
             "batch.size": 1024 * 1024,
-            "message.max.bytes": MAX_MESSAGE_BYTES,
+            "message.max.bytes": MAX_BATCH_BYTES,  # the topics take as much (schemas/topics.py)
             "partitioner": "murmur2_random",
             # The Budget bounds what waits; librdkafka's own queue must never be the
             # limit first (produce() would raise BufferError instead of waiting).

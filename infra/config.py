@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, cast
 
+from schemas.topics import MAX_BATCH_BYTES
+
 __all__ = [
     "DEV_AGENT_SECRET",
     "DEV_JWT_SECRET",
@@ -502,7 +504,10 @@ class BridgeSettings:
         "partitions a Kafka group gives it (agents/ownership.py)",
     )
     max_line: int = _var(
-        "VMPULSE_AGENT_MAX_LINE", 4 * 1024 * 1024, minimum=1024, doc="longest agent line accepted"
+        "VMPULSE_AGENT_MAX_LINE",
+        4 * 1024 * 1024,
+        minimum=1024,
+        doc="longest agent line accepted (at most 8 MiB: a line and its dead letter are records)",
     )
     max_buffer: int = _var(
         "VMPULSE_AGENT_MAX_BUFFER",
@@ -676,6 +681,12 @@ class Settings:
             errors.append(
                 f"VMPULSE_AGENT_MAX_BUFFER must be >= VMPULSE_AGENT_MAX_LINE ({max_line}), "
                 f"got {max_buffer}"
+            )
+        if max_line > MAX_BATCH_BYTES // 2:
+            # a line is one record, and its dead letter up to 4/3 of it (schemas/dlq.py)
+            errors.append(
+                f"VMPULSE_AGENT_MAX_LINE must be <= {MAX_BATCH_BYTES // 2} (a line and its "
+                f"dead letter must fit a {MAX_BATCH_BYTES}-byte record), got {max_line}"
             )
         bridge["socket_owners"] = _owners(env.get("VMPULSE_SOCKET_OWNER") or "", errors)
 

@@ -25,7 +25,7 @@ from aiokafka.errors import (
 from infra.config import Settings
 from infra.tasks import cancel_and_wait
 from schemas.directory import Directory, DirectoryError
-from schemas.topics import Topics
+from schemas.topics import MAX_BATCH_BYTES, Topics
 
 __all__ = [
     "DirectoryTail",
@@ -76,12 +76,16 @@ async def cluster_durability(admin: AIOKafkaAdminClient, requested: int | None) 
 
 def topic_configs(topics: Topics, plan: Durability) -> dict[str, dict[str, str]]:
     """The configs each vmpulse topic is created with (:func:`ensure_topics`): the
-    in-sync rule of ``plan``, and compaction for the keyed state (directory,
+    in-sync rule of ``plan``, the largest record batch (:data:`MAX_BATCH_BYTES`,
+    whatever the cluster's default), and compaction for the keyed state (directory,
     worker.state). Everything else is the cluster's default (retention included);
     docs/DEPLOYMENT.md shows this table."""
     out: dict[str, dict[str, str]] = {}
     for name in topics.all():
-        configs = {"min.insync.replicas": str(plan.min_insync_replicas)}
+        configs = {
+            "min.insync.replicas": str(plan.min_insync_replicas),
+            "max.message.bytes": str(MAX_BATCH_BYTES),
+        }
         if name in topics.compacted():
             configs["cleanup.policy"] = "compact"
         out[name] = configs

@@ -87,14 +87,36 @@ _decoder = msgspec.json.Decoder(DlqRecord)
 _DETAIL_MAX = 2000
 
 
+_CONTROL = bytes(range(0x20))
+_QUOTING = b'"\\'
+
+
+def _escaped_size(raw: bytes) -> int:
+    """The size of ``raw`` as a JSON string's contents: a control byte becomes up to six
+    bytes (``\\u0001``), a quote or backslash two."""
+    controls = len(raw) - len(raw.translate(None, _CONTROL))
+    quoting = len(raw) - len(raw.translate(None, _QUOTING))
+    return len(raw) + 5 * controls + quoting
+
+
 def make_dlq_record(raw: bytes, rejection: Rejection, origin: DlqOrigin) -> DlqRecord:
-    """The record for ``raw``: as text when it is UTF-8, else base64, byte for byte."""
+    """The record for ``raw``, byte for byte: as text when it is UTF-8 and its JSON
+    escapes leave it no larger than base64 would, else base64.
+
+    The bound matters: a 4 MiB line of control bytes is valid UTF-8 and would be
+    24 MiB of escapes, over what a topic takes (schemas/topics.py), and a DLQ record
+    that cannot be sent stops the worker's storage (it retries the batch). Base64 is
+    at most 4/3 of the line.
+    """
+    encoding: Literal["utf-8", "base64"] = "base64"
     try:
         text = raw.decode("utf-8")
-        encoding: Literal["utf-8", "base64"] = "utf-8"
+        if _escaped_size(raw) <= 4 * ((len(raw) + 2) // 3):
+            encoding = "utf-8"
     except UnicodeDecodeError:
+        pass
+    if encoding == "base64":
         text = base64.b64encode(raw).decode("ascii")
-        encoding = "base64"
     return DlqRecord(
         reason=rejection.reason,
         detail=rejection.detail[:_DETAIL_MAX],

@@ -7,8 +7,16 @@ prefix, so a test run or a tenant can live beside another on one cluster.
 from __future__ import annotations
 
 import dataclasses
+from typing import Final
 
-__all__ = ["Topics"]
+__all__ = ["MAX_BATCH_BYTES", "Topics"]
+
+MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
+"""Largest record batch a vmpulse topic takes (its ``max.message.bytes``) and a producer
+sends: above the 4 MiB agent line (``VMPULSE_AGENT_MAX_LINE``) with its headers, and
+above a DLQ record that carries such a line. Kafka's default is about 1 MiB, so a
+cluster left at its default would refuse a long valid line; every topic vmpulse
+creates carries this limit itself (infra/kafka_io.py ``topic_configs``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import faust
 from infra.config import Settings
 from infra.kafka_io import Durability, durability
 from infra.partitioner import KeyPartitioner
-from schemas.topics import Topics
+from schemas.topics import MAX_BATCH_BYTES, Topics
 from store.clickhouse import Store
 from streams.blocks import Span
 from streams.conductor import Conductor
@@ -94,6 +94,9 @@ def create_app(
         # the hash of each key once, not per send (infra/partitioner.py)
         producer_partitioner=KeyPartitioner(),
         producer_max_batch_size=256 * 1024,
+        # a dead-lettered line of up to 4 MiB (VMPULSE_AGENT_MAX_LINE) is one record; at
+        # aiokafka's default (1 MB) its send failed and the worker retried its batch forever
+        producer_max_request_size=MAX_BATCH_BYTES,
         broker_commit_interval=0.5,
         stream_wait_empty=False,
         table_cleanup_interval=60.0,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import confluent_kafka
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.config import Settings
 from infra.kafka_io import wait_for_leaders
-from schemas.topics import Topics
+from schemas.topics import MAX_BATCH_BYTES, Topics
 from tests.support.kafka import produce, reading_from_start
 
 
@@ -49,3 +51,60 @@ async def test_waiting_for_leaders_is_never_fatal(
     with caplog.at_level(logging.WARNING, logger="infra.kafka_io"):
         assert not await wait_for_leaders(bootstrap, [topics_ready.directory], 4, timeout_s=2)
     assert "no serving leader within 2 s" in caplog.text
+
+
+KAFKA_DEFAULT_MESSAGE_MAX_BYTES = "1048588"
+
+
+def _produce_sizes(bootstrap: str, topics: list[str], size: int) -> dict[str, object]:
+    """Send one ``size``-byte record to each topic (uncompressed); each one's error or None."""
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": bootstrap, "message.max.bytes": MAX_BATCH_BYTES,
+         "compression.type": "none"}
+    )  # fmt: skip
+    errors: dict[str, object] = {}
+    for topic in topics:
+
+        def delivered(error: object, _: object, topic: str = topic) -> None:
+            errors[topic] = error
+
+        producer.produce(topic, b"x" * size, b"vm-1", on_delivery=delivered)
+    assert producer.flush(30) == 0
+    return errors
+
+
+async def test_the_topics_take_a_long_line_on_brokers_left_at_kafkas_default(
+    settings: Settings, topics_ready: Topics
+) -> None:
+    """Kafka's default ``message.max.bytes`` (about 1 MiB) refuses a 3 MiB record, a line
+    the bridge accepts (up to 4 MiB): every topic vmpulse creates carries its own limit.
+    The session's brokers are set to that default for the test (dynamic config), then back."""
+    bootstrap = settings.kafka.bootstrap or ""
+    plain = f"{settings.kafka.topic_prefix}plain"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        brokers = [str(b["node_id"]) for b in (await admin.describe_cluster())["brokers"]]
+
+        async def set_limit(value: str | None) -> None:
+            # AlterConfigs replaces a broker's dynamic configs: none (the static file) after
+            configs = {} if value is None else {"message.max.bytes": value}
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.BROKER, b, configs) for b in brokers]
+            )
+
+        await admin.create_topics([NewTopic(plain, 1, 1)])
+        await wait_for_leaders(bootstrap, [plain], 1)
+        await set_limit(KAFKA_DEFAULT_MESSAGE_MAX_BYTES)
+        try:
+            ours = [topics_ready.agent_raw, topics_ready.agent_dlq, topics_ready.events_outbound]
+            errors = await asyncio.to_thread(
+                _produce_sizes, bootstrap, [plain, *ours], 3 * 1024 * 1024
+            )
+            assert "MSG_SIZE_TOO_LARGE" in str(errors[plain])  # the brokers are at the default
+            refused = {t: str(errors[t]) for t in ours if errors[t] is not None}
+            assert refused == {}
+        finally:
+            await set_limit(None)
+    finally:
+        await admin.close()

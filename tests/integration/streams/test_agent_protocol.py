@@ -271,3 +271,23 @@ async def test_a_flooding_guest_is_accounted_for_line_by_line_but_logged_sparing
     # 650 refused or unrecognized lines; each stage writes its burst (5), plus one a
     # 10 s refill if the flood spans one
     assert 1 <= len(from_worker) <= 7 and 1 <= len(from_bridge) <= 7
+
+
+async def test_a_long_malformed_line_is_dead_lettered_whole_and_the_next_line_stored(
+    settings: Settings, topics_ready: Topics, stack: Stack, guests: dict[str, Guest]
+) -> None:
+    # 3 MiB is within the 4 MiB line limit; its DLQ record (the line in JSON) is larger than
+    # Kafka's default record batch (1 MiB), so producer and topic must both allow it
+    vm = guests["mixed"].vm_id
+    now = time.time()
+    long_bad = b'{"type":"system_metrics","pad":"' + b"x" * (3 * 1024 * 1024)
+    await guests["mixed"].send(long_bad, ex.line(ex.d2_connection_status(vm, now)))
+    await stack.wait_rows(
+        f"SELECT kind FROM agent_events WHERE vm_id = '{vm}'",
+        [["connection_status"]],
+        "the line after the long one",
+    )
+    (record,) = await _dlq(settings, topics_ready, vm, 1)
+    dead = json.loads(record.value)
+    assert dead["reason"] == "invalid_json"
+    assert dead["raw"] == long_bad.decode()

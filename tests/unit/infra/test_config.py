@@ -323,3 +323,11 @@ def test_replace_changes_one_field_of_a_group() -> None:
     t = s.replace(gateway={"max_connections": 2}, kafka=KafkaSettings(partitions=3))
     assert t.gateway.max_connections == 2 and t.gateway.port == s.gateway.port
     assert t.kafka.partitions == 3 and s.gateway.max_connections == 10_000
+
+
+def test_a_line_limit_whose_dead_letter_would_not_fit_a_record_is_refused() -> None:
+    assert Settings.from_env({"VMPULSE_AGENT_MAX_LINE": str(8 << 20)}).bridge.max_line == 8 << 20
+    with pytest.raises(ConfigError, match=r"VMPULSE_AGENT_MAX_LINE must be <= 8388608"):
+        Settings.from_env(
+            {"VMPULSE_AGENT_MAX_LINE": str(9 << 20), "VMPULSE_AGENT_MAX_BUFFER": str(16 << 20)}
+        )
