@@ -89,6 +89,9 @@ _DETAIL_MAX = 2000
 
 _CONTROL = bytes(range(0x20))
 _QUOTING = b'"\\'
+_READABLE_MAX = 1024 * 1024
+"""Escaped text up to this size stays text whatever its share of escapes (a short JSON
+line is a fifth quotes); past it, text only if no larger than base64."""
 
 
 def _escaped_size(raw: bytes) -> int:
@@ -101,17 +104,18 @@ def _escaped_size(raw: bytes) -> int:
 
 def make_dlq_record(raw: bytes, rejection: Rejection, origin: DlqOrigin) -> DlqRecord:
     """The record for ``raw``, byte for byte: as text when it is UTF-8 and its JSON
-    escapes leave it no larger than base64 would, else base64.
+    escapes stay small (a megabyte, or no more than base64 would be), else base64.
 
     The bound matters: a 4 MiB line of control bytes is valid UTF-8 and would be
     24 MiB of escapes, over what a topic takes (schemas/topics.py), and a DLQ record
-    that cannot be sent stops the worker's storage (it retries the batch). Base64 is
-    at most 4/3 of the line.
+    that cannot be sent stops the worker's storage (it retries the batch). So a
+    record is at most 4/3 of its line, or a megabyte.
     """
     encoding: Literal["utf-8", "base64"] = "base64"
     try:
         text = raw.decode("utf-8")
-        if _escaped_size(raw) <= 4 * ((len(raw) + 2) // 3):
+        escaped = _escaped_size(raw)
+        if escaped <= _READABLE_MAX or escaped <= 4 * ((len(raw) + 2) // 3):
             encoding = "utf-8"
     except UnicodeDecodeError:
         pass

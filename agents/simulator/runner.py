@@ -55,7 +55,8 @@ async def run_fleet(
         # past the limit each accept failed with a traceback and VMs went silent
         print(
             f"{len(vm_ids)} VMs over {transport} need about {needed} file descriptors "
-            f"and this process may open {limit} (ulimit -n); use fewer VMs"
+            f"and this process may open {limit} (ulimit -n); use fewer VMs, or share them "
+            "among processes (--shard I/N)"
             + (", or --transport tcp (one each)" if transport == "unix" else ""),
             file=sys.stderr,
         )

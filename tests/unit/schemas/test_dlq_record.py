@@ -53,3 +53,8 @@ def test_a_few_control_bytes_keep_a_line_readable() -> None:
     record = make_dlq_record(line, WHY, ORIGIN)
     assert record.raw_encoding == "utf-8"
     assert _raw_of(encode_dlq_record(record)) == line
+
+
+def test_a_short_line_stays_text_however_many_quotes_it_has() -> None:
+    line = b'{"a":"b","c":"d"}'  # escaped it grows by half, more than base64 would
+    assert make_dlq_record(line, WHY, ORIGIN).raw_encoding == "utf-8"
