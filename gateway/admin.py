@@ -26,7 +26,7 @@ from aiohttp import web
 from gateway.auth import TokenPolicy, bearer_token, verify_token
 from gateway.exceptions import AuthError, UnknownUser
 from gateway.stats import GatewayStats
-from infra.dlq_reader import DlqEntry, summarize
+from infra.dlq_reader import Summary
 from schemas.directory import Directory
 
 __all__ = ["DLQ_CACHE_S", "DLQ_SCAN_PER_PARTITION", "AdminOverview", "DlqCounts"]
@@ -38,8 +38,8 @@ DLQ_CACHE_S = 10.0
 DLQ_READ_TIMEOUT_S = 15.0
 _encode = msgspec.json.Encoder().encode
 
-DlqReader = Callable[[int], Awaitable[list[DlqEntry]]]
-"""``await read(max_per_partition)`` -> the last records of every DLQ partition."""
+DlqReader = Callable[[int], Awaitable[Summary]]
+"""``await read(max_per_partition)`` -> the last records of every DLQ partition, counted."""
 
 # (metric name in the gateway's registry, key in the answer)
 _GATEWAY_FIGURES = (
@@ -86,13 +86,12 @@ class DlqCounts:
             "error": None,
         }
         try:
-            entries = await asyncio.wait_for(self._read(DLQ_SCAN_PER_PARTITION), DLQ_READ_TIMEOUT_S)
+            summary = await asyncio.wait_for(self._read(DLQ_SCAN_PER_PARTITION), DLQ_READ_TIMEOUT_S)
         except Exception as exc:
             # The rest of the overview is still worth showing; say what is missing.
             log.warning("reading the DLQ for the admin overview failed: %r", exc)
             body["error"] = "DLQ not readable right now"
             return body
-        summary = summarize(entries, 0)
         body["counts"] = summary.counts
         body["scanned"] = summary.scanned
         return body

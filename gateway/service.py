@@ -269,7 +269,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         )
         app.add_routes(api.routes())
         dlq = DlqCounts(
-            lambda n: read_dlq(bootstrap, settings.kafka.topic_prefix, max_per_partition=n)
+            lambda n: read_dlq(
+                bootstrap, settings.kafka.topic_prefix, max_per_partition=n, latest=0
+            )
         )
         admin = AdminOverview(directory=directory, policy=self._policy, stats=self.stats, dlq=dlq)
         app.add_routes(admin.routes() + dashboard_routes())

@@ -442,7 +442,7 @@ def _query_direct(settings: Settings, sql: str) -> dict[str, Any]:
 def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     import dataclasses
 
-    from infra.dlq_reader import read_dlq, summarize
+    from infra.dlq_reader import read_dlq
     from vmpulse.dlq_tool import locate_broker, render
 
     bootstrap, prefix = locate_broker(
@@ -454,8 +454,9 @@ def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    entries = asyncio.run(read_dlq(bootstrap, prefix, max_per_partition=max(1, args.scan)))
-    summary = summarize(entries, args.latest)
+    summary = asyncio.run(
+        read_dlq(bootstrap, prefix, max_per_partition=max(1, args.scan), latest=args.latest)
+    )
     print(json.dumps(dataclasses.asdict(summary)) if args.json else render(summary))
     return 0
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from infra.config import Settings
-from infra.dlq_reader import read_dlq, summarize
+from infra.dlq_reader import read_dlq
 from infra.kafka_io import make_producer
 from schemas.topics import Topics
 from vmpulse.dlq_tool import render
@@ -30,10 +30,9 @@ async def test_latest_rejects_and_counts_by_reason(
         await producer.send_and_wait(topics_ready.agent_dlq, b"not json", key=b"vm-x")
     finally:
         await producer.stop()
-    entries = await read_dlq(
-        settings.kafka.bootstrap, settings.kafka.topic_prefix, max_per_partition=100
+    summary = await read_dlq(
+        settings.kafka.bootstrap, settings.kafka.topic_prefix, max_per_partition=100, latest=2
     )
-    summary = summarize(entries, latest=2)
     assert summary.scanned == 7
     assert summary.counts == {
         "invalid_json": 3,
