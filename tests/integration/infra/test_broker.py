@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import confluent_kafka
 import pytest
@@ -93,18 +94,29 @@ async def test_the_topics_take_a_long_line_on_brokers_left_at_kafkas_default(
                 [ConfigResource(ConfigResourceType.BROKER, b, configs) for b in brokers]
             )
 
+        async def plain_refuses(refused: bool) -> None:
+            # a broker applies a dynamic config when it reads it from the metadata log,
+            # a moment after the answer: wait until a plain topic shows it (or not)
+            deadline = time.monotonic() + 20
+            while True:
+                errors = await asyncio.to_thread(_produce_sizes, bootstrap, [plain], size)
+                if ("MSG_SIZE_TOO_LARGE" in str(errors[plain])) == refused:
+                    return
+                assert time.monotonic() < deadline, f"plain topic refused={not refused}"
+                await asyncio.sleep(0.2)
+
+        size = 3 * 1024 * 1024
         await admin.create_topics([NewTopic(plain, 1, 1)])
         await wait_for_leaders(bootstrap, [plain], 1)
         await set_limit(KAFKA_DEFAULT_MESSAGE_MAX_BYTES)
         try:
+            await plain_refuses(True)  # the brokers are at the default now
             ours = [topics_ready.agent_raw, topics_ready.agent_dlq, topics_ready.events_outbound]
-            errors = await asyncio.to_thread(
-                _produce_sizes, bootstrap, [plain, *ours], 3 * 1024 * 1024
-            )
-            assert "MSG_SIZE_TOO_LARGE" in str(errors[plain])  # the brokers are at the default
+            errors = await asyncio.to_thread(_produce_sizes, bootstrap, ours, size)
             refused = {t: str(errors[t]) for t in ours if errors[t] is not None}
             assert refused == {}
         finally:
             await set_limit(None)
+            await plain_refuses(False)  # back as they were before the next test runs
     finally:
         await admin.close()
