@@ -118,7 +118,7 @@ async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: 
     # the worker and the gateway first: the load starts once they hold their partitions,
     # so the window sees the steady state, not a worker reading the fleet's first backlog
     logs = [short_tmp / f"{i}-{args[0]}.log" for i, args in enumerate(stages)]
-    procs = [_start(args, env, log) for args, log in zip(stages[:2], logs, strict=False)]
+    procs = [_start(args, env, log) for args, log in zip(stages[:2], logs[:2], strict=True)]
     try:
         await wait_ready(f"http://127.0.0.1:{port}", 90)
         await wait_group_stable(s.kafka.bootstrap or "", ingest_group_id(s.kafka.topic_prefix), 90)
