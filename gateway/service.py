@@ -30,7 +30,7 @@ from gateway.packets import SocketIOPacket
 from gateway.recent import RecentMetrics
 from gateway.rooms import namespace_function
 from gateway.server import SocketIOServer
-from gateway.socketio_internals import engine_sessions
+from gateway.socketio_internals import engine_sessions, room_members
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from infra.config import Settings
@@ -243,6 +243,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             recent=self.recent,
             vm_states=self.vm_states,
             stats=self.stats,
+            occupied=self._occupied,
             window_s=settings.gateway.resume_window_s,
             max_log_events=settings.gateway.resume_max_events,
         )
@@ -285,6 +286,9 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         await site.start()
         self._port = int(self._runner.addresses[0][1])
         log.info("gateway listening on %s", self.url)
+
+    def _occupied(self, room: str) -> bool:
+        return bool(room_members(self.sio, room))
 
     async def _emit(self, event: str, payload: Any, room: str) -> tuple[int, int]:
         """Emit to a room; returns sockets reached and skipped (0, 0: nobody here)."""

@@ -14,8 +14,8 @@ and the gateway joins (:data:`ADMIN_ROOM`, :func:`vm_room`).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Mapping
+from random import getrandbits
 from typing import Any
 
 import msgspec
@@ -50,8 +50,13 @@ def vm_room(vm_id: str) -> str:
 
 
 def new_event_id() -> str:
-    """32 random hex digits, like ``uuid4().hex`` (which cost 4x more: 2.8 us per event)."""
-    return os.urandom(16).hex()
+    """32 random hex digits, like ``uuid4().hex`` (which cost 4x more: 2.8 us per event).
+
+    From ``random`` (reseeded in a forked child), not ``os.urandom``: an id names an
+    event and guards no secret, and a system call per event cost the worker a
+    syscall's preemption point on a busy machine (5 % of its samples at 10,000 VMs).
+    """
+    return getrandbits(128).to_bytes(16).hex()
 
 
 def utc_now_iso() -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import msgspec
 
-from gateway.consumer import positioned
+from gateway.consumer import OutboundConsumer, positioned
 from gateway.deliveries import Delivery, route
 from gateway.fanout import event_frame
 from gateway.recent import RecentMetrics
@@ -129,3 +130,22 @@ def test_the_position_goes_into_any_json_object_and_leaves_the_rest() -> None:
     )
     for not_an_object in (b"null", b"[1]", b"3"):
         assert positioned(msgspec.Raw(not_an_object), "1") == msgspec.Raw(not_an_object)
+
+
+async def test_an_update_for_an_empty_room_is_not_built_or_emitted() -> None:
+    emitted: list[tuple[str, Any, str]] = []
+
+    async def emit(event: str, payload: Any, room: str) -> tuple[int, int]:
+        emitted.append((event, payload, room))
+        return 1, 0
+
+    consumer = OutboundConsumer(
+        "unused:9092", "t", Directory(), _ns, emit, occupied=lambda room: room == "vm:a"
+    )
+    for vm in ("a", "b"):
+        data = msgspec.Raw(b'{"vmId":"%s"}' % vm.encode())
+        event = OutboundEvent(resource="metrics", action="update", data=data, rooms=[f"vm:{vm}"])
+        await consumer.dispatch(event, "7")
+    # the watched VM's update goes out with its position; the other one is not sent
+    assert emitted == [("metricsUpdate", msgspec.Raw(b'{"vmId":"a","position":"7"}'), "vm:a")]
+    assert consumer.delivered == 2
