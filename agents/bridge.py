@@ -40,7 +40,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, cast
 
 import mode
 
@@ -53,7 +53,7 @@ from agents.metrics import BridgeMetrics, serve_metrics
 from agents.ownership import Ownership, owners_group_id
 from agents.producing import RecordSender, make_producer
 from agents.socket_watcher import SocketWatcher
-from agents.stream import READ_SIZE, ConnectionInfo, Stream
+from agents.stream import READ_SIZE, ConnectionInfo, Stream, UnixStream
 from infra.config import ConfigError, Settings
 from infra.kafka_io import ensure_settings_topics
 from infra.log_budget import WarningBudget, suppressed_note
@@ -298,78 +298,113 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         """Read one connection to its end, producing every line; never raises on bad input.
 
         Public so that every transport (unix, TCP after its handshake, vsock)
-        and tests with fake streams use the same loop.
+        and tests with fake streams use the same loop. A unix stream is pushed
+        (agents/stream.py): its reads are taken by :meth:`_take` in the loop's
+        read callback, and this coroutine wakes only for what that gives back.
         """
-        framer = LineFramer(self._max_line, self._max_buffer)
-        line_no = 0
+        conn = _Connection(
+            info, self.topics.agent_raw, LineFramer(self._max_line, self._max_buffer)
+        )
         self.connections += 1
         self.active_connections += 1
         self.metrics.connections.labels(info.transport).inc()
         self.metrics.active.inc()
         log.info("VM %s connected over %s (conn %s)", info.vm_id, info.transport, info.conn_id)
-        key = info.vm_id.encode()
-        topic = self.topics.agent_raw
-        transport_h = ("transport", info.transport.encode())
-        peer_h = ("peer", info.peer)
-        conn_h = ("conn_id", info.conn_id.encode("ascii"))
-        await self._control(info, key, b"connected", line_no)
+        await self._control(info, conn.key, b"connected", 0)
+        pushed = stream if isinstance(stream, UnixStream) else None
+        if pushed is not None:
+            pushed.push(lambda data: self._take(conn, data))
         try:
             while True:
                 try:
-                    data = await stream.read(self._read_size)
+                    if pushed is not None:
+                        got = await pushed.next()
+                    else:
+                        got = await stream.read(self._read_size)
                 except StreamError as exc:
                     log.warning("VM %s conn %s: %s", info.vm_id, info.conn_id, exc)
-                    data = b""
-                received_at = time.time_ns() // 1_000_000
-                received_h = ("received_at", str(received_at).encode("ascii"))
-                if data:
-                    self.bytes += len(data)
-                    self.metrics.bytes.inc(len(data))
-                    framer.feed(data)
-                else:
-                    framer.feed_eof()
-                # The lines of one read go to the sender together (one budget wait);
-                # a reject in between first sends what precedes it, to keep order.
-                frames = framer.frames()
-                lines = [f for f in frames if type(f) is bytes]
-                trusted = all_claims_own(b"\n".join(lines), info.vm_id)
-                if trusted and len(lines) == len(frames) and all(lines):
-                    # The common case: whole, non-blank lines of the connection's own VM.
-                    headers = [
-                        [transport_h, peer_h, received_h, conn_h, ("line_no", b"%d" % n)]
-                        for n in range(line_no + 1, line_no + len(lines) + 1)
-                    ]
-                    line_no += len(lines)
-                    await self._send_lines(topic, key, lines, headers)
-                else:
-                    line_no = await self._serve_mixed(
-                        frames, trusted, info, key, line_no, received_at
-                    )
-                if not data:
-                    return
-                if framer.at_eof:
-                    # A line ran past the receive buffer (dead-lettered above):
-                    # stop reading; the transport closes the connection.
-                    log.warning(
-                        "VM %s conn %s: closing, a line ran past %d bytes",
-                        info.vm_id,
-                        info.conn_id,
-                        self._max_buffer,
-                    )
+                    got = b""
+                rest = self._take(conn, got) if isinstance(got, bytes) else got
+                if rest is None:
+                    continue
+                assert isinstance(rest, _Rest)
+                if await self._finish(conn, rest):
                     return
                 # A read that finds data buffered does not suspend: without this,
                 # one busy VM would hold the loop (and the other VMs, and the
                 # delivery reports) until its socket ran dry. A read short of the
                 # read size left nothing buffered, so the next one suspends anyway.
-                if len(data) >= self._read_size:
+                if rest.size >= self._read_size:
                     await asyncio.sleep(0)
         finally:
             self.active_connections -= 1
             self.metrics.active.dec()
-            log.info("VM %s conn %s closed after %d lines", info.vm_id, info.conn_id, line_no)
+            log.info("VM %s conn %s closed after %d lines", info.vm_id, info.conn_id, conn.line_no)
             # Shielded: a cancelled connection (the file vanished) still says it went away.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._control(info, key, b"disconnected", line_no))
+                await asyncio.shield(self._control(info, conn.key, b"disconnected", conn.line_no))
+
+    def _take(self, conn: _Connection, data: bytes) -> _Rest | None:
+        """Frame one read and hand the common case to the sender now, without waiting.
+
+        The common case: whole, non-blank lines of the connection's own VM, and room
+        in the budget. Anything else (a reject, a blank line, a foreign claim, a full
+        budget, the end of the stream) comes back as a :class:`_Rest` for
+        :meth:`_finish`, with the read's frames already cut: nothing is sent twice.
+        """
+        received_at = time.time_ns() // 1_000_000
+        framer = conn.framer
+        if data:
+            self.bytes += len(data)
+            self.metrics.bytes.inc(len(data))
+            framer.feed(data)
+        else:
+            framer.feed_eof()
+        frames = framer.frames()
+        rest = _Rest(frames, received_at, len(data))
+        if not data or framer.at_eof:
+            return rest
+        lines = cast("list[bytes]", frames)
+        if not all(type(f) is bytes and f for f in frames) or not all_claims_own(
+            b"\n".join(lines), conn.info.vm_id
+        ):
+            return rest
+        if not lines:
+            return None
+        headers = conn.headers(lines, received_at)
+        assert self._sender is not None
+        if not self._sender.send_many_now(conn.topic, conn.key, lines, headers):
+            return rest
+        conn.line_no += len(lines)
+        return None
+
+    async def _finish(self, conn: _Connection, rest: _Rest) -> bool:
+        """What :meth:`_take` gave back, in order, waiting where needed; True: the end."""
+        frames = rest.frames
+        info = conn.info
+        lines = [f for f in frames if type(f) is bytes]
+        trusted = all_claims_own(b"\n".join(lines), info.vm_id)
+        if trusted and len(lines) == len(frames) and all(lines):
+            headers = conn.headers(lines, rest.received_at)
+            conn.line_no += len(lines)
+            await self._send_lines(conn.topic, conn.key, lines, headers)
+        else:
+            conn.line_no = await self._serve_mixed(
+                frames, trusted, info, conn.key, conn.line_no, rest.received_at
+            )
+        if not rest.size:
+            return True
+        if conn.framer.at_eof:
+            # A line ran past the receive buffer (dead-lettered above):
+            # stop reading; the transport closes the connection.
+            log.warning(
+                "VM %s conn %s: closing, a line ran past %d bytes",
+                info.vm_id,
+                info.conn_id,
+                self._max_buffer,
+            )
+            return True
+        return False
 
     async def _send_lines(
         self, topic: str, key: bytes, lines: list[bytes], headers: list[Headers]
@@ -504,3 +539,37 @@ def _headers(info: ConnectionInfo, line_no: int, received_at: int) -> Headers:
 def _iso_ms(epoch_ms: int) -> str:
     """Receive time as the worker writes it in its DLQ records (ISO 8601, UTC)."""
     return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).isoformat()
+
+
+class _Connection:
+    """One connection's state: its framer, its line count and its constant headers."""
+
+    __slots__ = ("conn_h", "framer", "info", "key", "line_no", "peer_h", "topic", "transport_h")
+
+    def __init__(self, info: ConnectionInfo, topic: str, framer: LineFramer) -> None:
+        self.info = info
+        self.topic = topic
+        self.framer = framer
+        self.key = info.vm_id.encode()
+        self.line_no = 0
+        self.transport_h = ("transport", info.transport.encode())
+        self.peer_h = ("peer", info.peer)
+        self.conn_h = ("conn_id", info.conn_id.encode("ascii"))
+
+    def headers(self, lines: list[bytes], received_at: int) -> list[Headers]:
+        """The headers of ``lines``, numbered after the connection's last line."""
+        received_h = ("received_at", b"%d" % received_at)
+        t, p, c = self.transport_h, self.peer_h, self.conn_h
+        first = self.line_no + 1
+        return [
+            [t, p, received_h, c, ("line_no", b"%d" % n)] for n in range(first, first + len(lines))
+        ]
+
+
+class _Rest(NamedTuple):
+    """A read :meth:`Bridge._take` did not finish: its frames, when it came, its size
+    (0: the end of the stream)."""
+
+    frames: list[Frame]
+    received_at: int
+    size: int

@@ -160,9 +160,15 @@ class Budget:
         self.bytes += size
         self._empty.clear()
 
-    async def acquire(self, size: int, records: int = 1) -> None:
+    def take_now(self, size: int, records: int = 1) -> bool:
+        """Take the budget if it fits now, behind nobody; False (nothing taken) otherwise."""
         if not self._waiters and self._fits(records, size):
             self._take(records, size)
+            return True
+        return False
+
+    async def acquire(self, size: int, records: int = 1) -> None:
+        if self.take_now(size, records):
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (records, size, fut)
@@ -287,28 +293,65 @@ class RecordSender:
         n = len(values)
         if not n:
             return
-        if self._poller is None:
-            self._start_polling()
         size = sum(map(len, values)) + RECORD_OVERHEAD * n
         await self.budget.acquire(size, n)
-        chunk = _Chunk(self, topic, n, n if counted else 0, size)
+        i = self._hand_over(topic, key, values, headers, counted, size, 0)
+        while i < n:
+            # librdkafka's own queue is full (it is sized above the budget, so
+            # only when the budget was raised past it): wait for deliveries.
+            await asyncio.sleep(POLL_TIMEOUT_S / 10)
+            i = self._hand_over(topic, key, values, headers, counted, size, i)
+
+    def send_many_now(
+        self,
+        topic: str,
+        key: bytes,
+        values: list[bytes],
+        headers: list[Headers],
+    ) -> bool:
+        """:meth:`send_many` without waiting: False (nothing sent) when the budget is full.
+
+        The bridge's pushed reads (agents/stream.py) hand their lines over from the
+        loop's read callback, where nothing may wait. In the rare case that
+        librdkafka's own queue is full, this polls it on the spot until there is room.
+        """
+        n = len(values)
+        size = sum(map(len, values)) + RECORD_OVERHEAD * n
+        if not n or not self.budget.take_now(size, n):
+            return not n
+        i = 0
+        while (i := self._hand_over(topic, key, values, headers, True, size, i)) < n:
+            self._producer.poll(POLL_TIMEOUT_S / 10)
+        return True
+
+    def _hand_over(
+        self,
+        topic: str,
+        key: bytes,
+        values: list[bytes],
+        headers: list[Headers],
+        counted: bool,
+        size: int,
+        start: int,
+    ) -> int:
+        """Produce ``values[start:]`` (admitted to the budget); the index it stopped at."""
+        if self._poller is None:
+            self._start_polling()
+        n = len(values)
         produce = self._producer.produce
         last = n - 1
-        i = 0
-        while True:
-            try:
-                while i < last:
-                    produce(topic, values[i], key, headers=headers[i])
-                    i += 1
-                produce(topic, values[last], key, headers=headers[last], on_delivery=chunk)
-                return
-            except BufferError:
-                # librdkafka's own queue is full (it is sized above the budget, so
-                # only when the budget was raised past it): wait for deliveries.
-                await asyncio.sleep(POLL_TIMEOUT_S / 10)
-            except Exception as exc:  # KafkaException: unknown topic, fatal producer
-                self._settle(chunk, exc)
-                return
+        i = start
+        try:
+            while i < last:
+                produce(topic, values[i], key, headers=headers[i])
+                i += 1
+            chunk = _Chunk(self, topic, n, n if counted else 0, size)
+            produce(topic, values[last], key, headers=headers[last], on_delivery=chunk)
+        except BufferError:
+            return i
+        except Exception as exc:  # KafkaException: unknown topic, fatal producer
+            self._settle(_Chunk(self, topic, n, n if counted else 0, size), exc)
+        return n
 
     def _start_polling(self) -> None:
         self._loop = asyncio.get_running_loop()
