@@ -12,7 +12,13 @@ target p99 <= 250 ms. The fleet runs as two `simulate --shard` processes: over u
 sockets a VM holds two descriptors (listening socket and connection), and 10,000 VMs
 would need this machine's whole hard limit (20,000) in one process.
 
+The topics have 2 partitions, as `vmpulse up` makes on one machine: one worker reads
+them all, and on 12 (a cluster's default) every stage and the broker pay per partition
+(librdkafka sends a request per partition): at 10,000 VMs the two cores were full and
+the worker fell behind for good (docs/BENCHMARKS.md, session 11).
+
 Knobs: VMPULSE_BENCH_LATENCY_VMS (2000), VMPULSE_BENCH_STAGES_VMS (10000),
+VMPULSE_BENCH_STAGES_PARTITIONS (2),
 VMPULSE_BENCH_SECONDS (30), VMPULSE_BENCH_WARMUP_S (10: seconds between the client's
 subscription and the window; the broker's JIT still compiles for about a minute after
 it starts, 7-14 % of a core at 2,000 VMs, 2 % after 90 s, so 60 measures a pipeline
@@ -45,6 +51,7 @@ pytestmark = pytest.mark.bench
 
 VMS = int(os.environ.get("VMPULSE_BENCH_LATENCY_VMS", "2000"))
 STAGES_VMS = int(os.environ.get("VMPULSE_BENCH_STAGES_VMS", "10000"))
+STAGES_PARTITIONS = int(os.environ.get("VMPULSE_BENCH_STAGES_PARTITIONS", "2"))
 SECONDS = float(os.environ.get("VMPULSE_BENCH_SECONDS", "30"))
 WARMUP_S = float(os.environ.get("VMPULSE_BENCH_WARMUP_S", "10"))
 WATCHED = 100
@@ -95,7 +102,8 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: Path) -> None:
-    s = settings.replace(kafka={"topic_prefix": f"lat{uuid.uuid4().hex[:6]}.", "partitions": 12})
+    prefix = f"lat{uuid.uuid4().hex[:6]}."
+    s = settings.replace(kafka={"topic_prefix": prefix, "partitions": STAGES_PARTITIONS})
     topics = await ensure_settings_topics(s)
     producer = make_producer(s.kafka.bootstrap or "")
     await producer.start()
