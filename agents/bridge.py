@@ -52,7 +52,7 @@ from agents.listeners import Listener, ListenerLimits, tcp_identify, vsock_socke
 from agents.metrics import BridgeMetrics, serve_metrics
 from agents.ownership import Ownership, owners_group_id
 from agents.producing import RecordSender, make_producer
-from agents.socket_watcher import SocketWatcher
+from agents.socket_watcher import POLL_S, SocketWatcher
 from agents.stream import READ_SIZE, ConnectionInfo, Stream, UnixStream
 from infra.config import ConfigError, Settings
 from infra.kafka_io import ensure_settings_topics
@@ -104,7 +104,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         *,
         producer: Any = None,
         reconnect_base_s: float = 3.0,
-        poll_interval_s: float = 0.25,
+        poll_interval_s: float = POLL_S,
         max_line: int | None = None,
         max_buffer: int | None = None,
         read_size: int = READ_SIZE,

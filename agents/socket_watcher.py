@@ -6,12 +6,15 @@ client. The VM id comes only from the file name (DESIGN.md, Identity and trust),
 so a guest cannot claim another VM's identity by what it writes.
 
 The directory is polled with ``os.scandir`` rather than watched with inotify:
-it works on every filesystem and platform, and a socket found 0.25 s late
-loses nothing because the guest's writes wait in the virtio-serial queue. A
-poll lists the entries only when the directory changed (its mtime moves when
-an entry comes or goes), or changed so recently that another change may share
-its mtime, or when :data:`FULL_SCAN_S` passed: at 2,000 VMs, listing and
-parsing every name four times a second was a tenth of the bridge's loop.
+it works on every filesystem and platform, and a socket found late loses
+nothing because the guest's writes wait in the virtio-serial queue. A poll
+(every 50 ms: a ``stat`` of the directory) lists the entries only when the
+directory changed (its mtime moves when an entry comes or goes), or changed so
+recently that another change may share its mtime (then at most every
+:data:`RELIST_S`), or when :data:`FULL_SCAN_S` passed: at 2,000 VMs, listing and
+parsing every name four times a second was a tenth of the bridge's loop. (Until
+session 11 the poll itself ran every 0.25 s: a new VM waited 125 ms on average
+before its first line was read.)
 
 Since the name is the identity, only a real socket created by a trusted user
 may carry it (:func:`refusal`): a symbolic link (``<vm-b>.socket`` pointing at
@@ -43,6 +46,9 @@ from agents.exceptions import ConnectError, IdentityError, Refused
 from agents.stream import ConnectionInfo, Stream, UnixStream
 
 __all__ = [
+    "FULL_SCAN_S",
+    "POLL_S",
+    "RELIST_S",
     "SOCKET_SUFFIX",
     "Backoff",
     "ConnectionHandler",
@@ -61,10 +67,16 @@ _UUID_RE: Final = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
 )
 
+POLL_S: Final = 0.05
+"""How often the directory's mtime is looked at."""
+
 FULL_SCAN_S: Final = 2.0
 """A poll lists the directory at least this often even if it did not change: an entry
 refused for its owner may have been given to a trusted user since (chown changes the
 file, not the directory)."""
+
+RELIST_S: Final = 0.25
+"""While the mtime is too recent to trust, the directory is listed again at most this often."""
 
 _SETTLED_NS: Final = 1_000_000_000
 """A directory mtime this recent is not trusted to be final: the kernel stamps with a
@@ -175,7 +187,7 @@ class SocketWatcher:
         socket_dir: Path,
         handler: ConnectionHandler,
         *,
-        poll_interval_s: float = 0.25,
+        poll_interval_s: float = POLL_S,
         reconnect_base_s: float = 3.0,
         reconnect_factor: float = 1.5,
         reconnect_cap_s: float = 120.0,
@@ -264,7 +276,7 @@ class SocketWatcher:
             self._dirty
             or mtime is None
             or mtime != self._listed_mtime_ns
-            or now - mtime < _SETTLED_NS
+            or (now - mtime < _SETTLED_NS and now - self._listed_at_ns >= RELIST_S * 1e9)
             or now - self._listed_at_ns >= FULL_SCAN_S * 1e9
         )
 
