@@ -41,6 +41,7 @@ from infra.kafka_io import ensure_topics
 from schemas.directory import User, Vm, directory_key, encode_record
 from schemas.events import OutboundEvent, encode_outbound
 from schemas.topics import Topics
+from tests.support.cpu import process_cpu_seconds
 from tests.support.ready import wait_ready
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -52,12 +53,6 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used: steadier than rates on a shared machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -247,10 +242,10 @@ async def bench_server(
         load = Load(proc)
         try:
             t0 = time.monotonic()
-            cpu0 = _cpu_s(pid)
+            cpu0 = process_cpu_seconds(pid)
             ready = await load.line(timeout=max(120.0, clients / 20))
             connect_s = time.monotonic() - t0
-            connect_cpu = _cpu_s(pid) - cpu0
+            connect_cpu = process_cpu_seconds(pid) - cpu0
             rss1 = _rss_kb(pid)
             # Both servers get the same pause after the connection storm before
             # the measured phases, so the figures are of delivery, not of handshakes.
@@ -259,7 +254,7 @@ async def bench_server(
             await producer.start()
             try:
                 per_room = clients // vms
-                cpu1 = _cpu_s(pid)
+                cpu1 = process_cpu_seconds(pid)
                 steady = await _phase(
                     producer,
                     topics,
@@ -271,7 +266,7 @@ async def bench_server(
                     per_room=per_room,
                     drain_s=60,
                 )
-                cpu2 = _cpu_s(pid)
+                cpu2 = process_cpu_seconds(pid)
                 burst = await _phase(
                     producer,
                     topics,
@@ -283,7 +278,7 @@ async def bench_server(
                     per_room=per_room,
                     drain_s=120,
                 )
-                cpu3 = _cpu_s(pid)
+                cpu3 = process_cpu_seconds(pid)
             finally:
                 await producer.stop()
             rss2 = _rss_kb(pid)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ from infra.kafka_io import ensure_settings_topics, make_producer
 from streams.app import ingest_group_id
 from tests.bench.latency import kafka_hop, percentile, watch
 from tests.e2e.support import VMPULSE, Up, run_up
+from tests.support.cpu import machine_busy_seconds, process_cpu_seconds
 from tests.support.kafka import wait_group_stable
 from tests.support.ready import wait_ready
 from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
@@ -95,6 +97,23 @@ async def test_live_latency_through_up(up_fleet: Up) -> None:
     assert percentile(ms, 0.99) <= P99_MS
 
 
+async def _cpu_over_window(pids: dict[str, int]) -> str:
+    """% of a core each stage, and the machine, used over the measured window."""
+    await asyncio.sleep(WARMUP_S)
+    before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
+    busy0, t0 = machine_busy_seconds(), time.monotonic()
+    await asyncio.sleep(SECONDS)
+    span = time.monotonic() - t0
+    used = {name: process_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    shares = ", ".join(f"{name} {cpu / span * 100:.0f}" for name, cpu in used.items())
+    machine = (machine_busy_seconds() - busy0) / span * 100
+    rest = machine - sum(used.values()) / span * 100
+    return (
+        f"  CPU over the window, % of a core: {shares}; the rest (the broker, ...) {rest:.0f};"
+        f" machine {machine:.0f}"
+    )
+
+
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [VMPULSE, *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
@@ -131,9 +150,23 @@ async def test_live_latency_with_separate_stages(settings: Settings, short_tmp: 
         await wait_ready(f"http://127.0.0.1:{port}", 90)
         await wait_group_stable(s.kafka.bootstrap or "", ingest_group_id(s.kafka.topic_prefix), 90)
         procs += [_start(args, env, log) for args, log in zip(stages[2:], logs[2:], strict=True)]
-        ms = await _measure(
-            f"http://127.0.0.1:{port}", s.kafka.bootstrap or "", STAGES_VMS, "as separate stages"
+        names = ["worker", "gateway", "bridge", "fleet 0", "fleet 1"]
+        cpu = asyncio.create_task(
+            _cpu_over_window(
+                {n: p.pid for n, p in zip(names, procs, strict=True)} | {"bench": os.getpid()}
+            )
         )
+        try:
+            ms = await _measure(
+                f"http://127.0.0.1:{port}",
+                s.kafka.bootstrap or "",
+                STAGES_VMS,
+                "as separate stages",
+            )
+        finally:  # where the two cores went, beside the figure (or the failure)
+            if cpu.done() and not cpu.cancelled() and cpu.exception() is None:
+                print(cpu.result())
+            cpu.cancel()
         for proc, args in zip(procs, stages, strict=True):
             assert proc.poll() is None, f"vmpulse {args[0]} exited"
     except BaseException:

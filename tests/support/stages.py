@@ -21,6 +21,7 @@ from pathlib import Path
 
 from infra.broker import free_port
 from infra.config import Settings
+from tests.support.cpu import process_cpu_seconds
 
 __all__ = ["BridgeProcess", "GatewayProcess", "StageProcess", "stage_env"]
 
@@ -82,8 +83,7 @@ class StageProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -22,6 +22,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from infra.config import Settings
 from infra.kafka_io import make_producer
 from schemas.topics import Topics
+from tests.support.cpu import process_cpu_seconds
 
 __all__ = [
     "WorkerProcess",
@@ -73,8 +74,7 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the running worker used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
