@@ -1,7 +1,9 @@
 """The bridge: agent connections in, ``agent.raw`` records out, byte for byte.
 
 One read / feed / drain / send loop per connection (:meth:`Bridge.serve`) around
-the pure :class:`~agents.framing.LineFramer`. The bridge does not parse JSON:
+the pure :class:`~agents.framing.LineFramer`; on unix sockets the common case of
+that loop (:meth:`Bridge._take`) runs in the event loop's read callback instead,
+with no task woken per read (agents/stream.py says why). The bridge does not parse JSON:
 it only decides *who* sent a line (from the transport) and hands the line on
 unchanged, so validation, and its dead letters, live in one place, the worker.
 The bridge itself rejects (to ``agent.dlq``) only what framing cannot carry (a
