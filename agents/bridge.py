@@ -42,7 +42,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
 
 import mode
 
@@ -363,13 +363,11 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         else:
             framer.feed_eof()
         frames = framer.frames()
-        rest = _Rest(frames, received_at, len(data))
-        if not data or framer.at_eof:
-            return rest
-        lines = cast("list[bytes]", frames)
-        if not all(type(f) is bytes and f for f in frames) or not all_claims_own(
-            b"\n".join(lines), conn.info.vm_id
-        ):
+        lines = [f for f in frames if type(f) is bytes]
+        trusted = all_claims_own(b"\n".join(lines), conn.info.vm_id)
+        plain = trusted and len(lines) == len(frames) and all(lines)
+        rest = _Rest(frames, lines, trusted, plain, received_at, len(data))
+        if not plain or not data or framer.at_eof:
             return rest
         if not lines:
             return None
@@ -382,17 +380,14 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
 
     async def _finish(self, conn: _Connection, rest: _Rest) -> bool:
         """What :meth:`_take` gave back, in order, waiting where needed; True: the end."""
-        frames = rest.frames
         info = conn.info
-        lines = [f for f in frames if type(f) is bytes]
-        trusted = all_claims_own(b"\n".join(lines), info.vm_id)
-        if trusted and len(lines) == len(frames) and all(lines):
-            headers = conn.headers(lines, rest.received_at)
-            conn.line_no += len(lines)
-            await self._send_lines(conn.topic, conn.key, lines, headers)
+        if rest.plain:
+            headers = conn.headers(rest.lines, rest.received_at)
+            conn.line_no += len(rest.lines)
+            await self._send_lines(conn.topic, conn.key, rest.lines, headers)
         else:
             conn.line_no = await self._serve_mixed(
-                frames, trusted, info, conn.key, conn.line_no, rest.received_at
+                rest.frames, rest.trusted, info, conn.key, conn.line_no, rest.received_at
             )
         if not rest.size:
             return True
@@ -569,9 +564,14 @@ class _Connection:
 
 
 class _Rest(NamedTuple):
-    """A read :meth:`Bridge._take` did not finish: its frames, when it came, its size
-    (0: the end of the stream)."""
+    """A read :meth:`Bridge._take` did not finish, as it judged it: its frames, their
+    whole lines, whether every claim in them is the connection's own VM, whether they
+    are the common case (only whole, non-blank lines, all trusted), when the read came
+    and its size (0: the end of the stream)."""
 
     frames: list[Frame]
+    lines: list[bytes]
+    trusted: bool
+    plain: bool
     received_at: int
     size: int

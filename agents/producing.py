@@ -340,17 +340,17 @@ class RecordSender:
         n = len(values)
         produce = self._producer.produce
         last = n - 1
+        chunk = _Chunk(self, topic, n, n if counted else 0, size)
         i = start
         try:
             while i < last:
                 produce(topic, values[i], key, headers=headers[i])
                 i += 1
-            chunk = _Chunk(self, topic, n, n if counted else 0, size)
             produce(topic, values[last], key, headers=headers[last], on_delivery=chunk)
         except BufferError:
             return i
         except Exception as exc:  # KafkaException: unknown topic, fatal producer
-            self._settle(_Chunk(self, topic, n, n if counted else 0, size), exc)
+            self._settle(chunk, exc)
         return n
 
     def _start_polling(self) -> None:
