@@ -57,6 +57,10 @@ _Batches = dict[TopicPartition, list[RawRecord]]
 _Inflight = tuple["asyncio.Task[None]", _Batches]
 RETRY_PAUSE_S = 1.0
 STORE_WAIT_POLL_MS = 20
+HOLD_FACTOR = 4
+"""While the previous batch is being stored, the next may grow to this many times
+``max_records`` (the live path keeps fetching); beyond it the loop waits for the store
+and the backlog stays in Kafka."""
 
 
 class _Listener:
@@ -225,8 +229,9 @@ class RawIngest(Generic[P]):
             await asyncio.wait({inflight[0]})
 
     async def _collect(self, consumer: GroupReader[RawRecord]) -> tuple[_Batches, list[P] | None]:
-        """Records for ``within_s`` (longer while the previous batch is still being
-        stored) or up to ``max_records``: few large inserts, not many small.
+        """Records for ``within_s`` or up to ``max_records``: few large inserts, not
+        many small. While the previous batch is still being stored, longer and up to
+        ``HOLD_FACTOR`` times more: the live path must not wait for the store.
 
         ``getmany`` returns as soon as anything arrived; alone it would make an
         insert per fetch. Each fetch of agent.raw goes to ``on_poll`` at once (the
@@ -240,15 +245,21 @@ class RawIngest(Generic[P]):
         batches: _Batches = {}
         polled: list[P] | None = []
         count = 0
-        while count < self._max_records:
+        while True:
+            storing = self._inflight is not None and not self._inflight[0].done()
+            # full: the batch is cut once the previous one is stored; until then (up to
+            # the memory bound) the live path keeps fetching into it, as it does past
+            # the deadline, instead of stalling with the store
+            limit = self._max_records * HOLD_FACTOR if storing else self._max_records
+            if count >= limit:
+                break
             remaining_ms = int((deadline - loop.time()) * 1000)
-            if remaining_ms <= 0:
-                if self._inflight is None or self._inflight[0].done():
+            if remaining_ms <= 0 or count >= self._max_records:
+                if not storing:
                     break
-                # the previous batch is still being stored: its commit comes first, but
-                # the live path keeps fetching meanwhile instead of waiting for the store
+                # the previous batch is still being stored: its commit comes first
                 remaining_ms = STORE_WAIT_POLL_MS
-            got = await consumer.getmany(remaining_ms / 1000, self._max_records - count)
+            got = await consumer.getmany(remaining_ms / 1000, limit - count)
             fetched: list[RawRecord] = []
             for tp, converted in got.items():
                 held = batches.setdefault(tp, [])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from infra.config import Settings
 from infra.kafka_io import make_producer
@@ -47,3 +50,63 @@ async def test_a_failed_insert_is_retried_and_stored_once(
         f"SELECT count(), uniqExact(kafka_offset) FROM system_metrics WHERE vm_id = '{vm}'"
     )
     assert result["rows"] == [[50, 50]]
+
+
+class _HeldStore(FaultyStore):
+    """The real store whose first system_metrics insert waits until the test lets it go:
+    a slow insert, as a full block under load is."""
+
+    def __init__(self, store: ClickHouseStore) -> None:
+        super().__init__(store, lambda n, table: None)
+        self.release = asyncio.Event()
+        self.holding = False
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        *,
+        token: str | None,
+    ) -> None:
+        if table == "system_metrics" and not self.release.is_set():
+            self.holding = True
+            await self.release.wait()
+        await super().insert(table, rows, columns, token=token)
+
+
+async def test_live_updates_keep_flowing_past_a_full_batch_while_the_store_is_slow(
+    settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
+) -> None:
+    """A full batch waiting for the previous insert must not hold back the live path:
+    with batches of 10, the store held on the first, the next 30 records still go live
+    (the batch after it grows while it waits), and all 40 are stored once it is let go."""
+    await chdb_store.command("TRUNCATE TABLE IF EXISTS system_metrics")
+    tag = uuid.uuid4().hex[:8]
+    vms = [f"vm-{tag}-{i}" for i in range(40)]  # one sample per VM: the throttle merges none
+    store = _HeldStore(chdb_store)
+    app = create_app(settings, store, batch_max=10, batch_within_s=0.05)
+    producer = make_producer(settings.kafka.bootstrap or "")
+    await app.start()
+    await producer.start()
+    try:
+        for vm in vms[:10]:
+            await producer.send(topics_ready.agent_raw, metrics_line(vm, 1.0), key=vm.encode())
+        await producer.flush()
+        await until(lambda: store.holding, "the first batch's insert to start")
+        for vm in vms[10:]:
+            await producer.send(topics_ready.agent_raw, metrics_line(vm, 2.0), key=vm.encode())
+        await producer.flush()
+        await until(lambda: app.vmpulse_stats["live_sent"] == 40, "40 live updates, store held")
+        assert app.vmpulse_stats["stored"] == 0
+        store.release.set()
+        await until(lambda: app.vmpulse_stats["stored"] == 40, "40 stored once the store is free")
+    finally:
+        store.release.set()
+        await producer.stop()
+        await app.stop()
+    result = await chdb_store.query(
+        "SELECT count(), uniqExact(vm_id) FROM system_metrics WHERE vm_id LIKE {p:String}",
+        {"p": f"vm-{tag}-%"},
+    )
+    assert result["rows"] == [[40, 40]]
