@@ -44,7 +44,11 @@ from infra.kafka_io import ensure_settings_topics, make_producer
 from streams.app import ingest_group_id
 from tests.bench.latency import kafka_hop, percentile, watch
 from tests.e2e.support import VMPULSE, Up, run_up
-from tests.support.cpu import machine_busy_seconds, process_cpu_seconds
+from tests.support.cpu import (
+    machine_busy_seconds,
+    process_cpu_seconds,
+    process_runqueue_wait_seconds,
+)
 from tests.support.kafka import wait_group_stable
 from tests.support.ready import wait_ready
 from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
@@ -98,19 +102,27 @@ async def test_live_latency_through_up(up_fleet: Up) -> None:
 
 
 async def _cpu_over_window(pids: dict[str, int]) -> str:
-    """% of a core each stage, and the machine, used over the measured window."""
+    """% of a core each stage, and the machine, used over the measured window; and how
+    long each stage's threads waited for a core (summed over threads: above 100 when
+    several waited at once)."""
     await asyncio.sleep(WARMUP_S)
     before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
+    waited0 = {name: process_runqueue_wait_seconds(pid) for name, pid in pids.items()}
     busy0, t0 = machine_busy_seconds(), time.monotonic()
     await asyncio.sleep(SECONDS)
     span = time.monotonic() - t0
     used = {name: process_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     shares = ", ".join(f"{name} {cpu / span * 100:.0f}" for name, cpu in used.items())
+    waits = ", ".join(
+        f"{name} {(process_runqueue_wait_seconds(pid) - waited0[name]) / span * 100:.0f}"
+        for name, pid in pids.items()
+    )
     machine = (machine_busy_seconds() - busy0) / span * 100
     rest = machine - sum(used.values()) / span * 100
     return (
         f"  CPU over the window, % of a core: {shares}; the rest (the broker, ...) {rest:.0f};"
-        f" machine {machine:.0f}"
+        f" machine {machine:.0f}\n"
+        f"  waiting for a core (run queue), % of the window: {waits}"
     )
 
 
