@@ -57,10 +57,13 @@ _Batches = dict[TopicPartition, list[RawRecord]]
 _Inflight = tuple["asyncio.Task[None]", _Batches]
 RETRY_PAUSE_S = 1.0
 STORE_WAIT_POLL_MS = 20
-HOLD_FACTOR = 4
-"""While the previous batch is being stored, the next may grow to this many times
-``max_records`` (the live path keeps fetching); beyond it the loop waits for the store
-and the backlog stays in Kafka."""
+HOLD_FACTOR = 2
+HOLD_BYTES = 32 * 1024 * 1024
+"""While the previous batch is being stored, the next may grow past ``max_records`` (the
+live path keeps fetching), to ``HOLD_FACTOR`` times it and ``HOLD_BYTES`` of values; beyond
+that the loop waits for the store and the backlog stays in Kafka. Bounded so that a store
+that cannot keep up costs the worker a known amount of memory: at 10,000 VMs a batch grew
+to 22,000-43,000 records while the previous one was stored (docs/BENCHMARKS.md, session 12)."""
 
 
 class _Listener:
@@ -231,7 +234,8 @@ class RawIngest(Generic[P]):
     async def _collect(self, consumer: GroupReader[RawRecord]) -> tuple[_Batches, list[P] | None]:
         """Records for ``within_s`` or up to ``max_records``: few large inserts, not
         many small. While the previous batch is still being stored, longer and up to
-        ``HOLD_FACTOR`` times more: the live path must not wait for the store.
+        ``HOLD_FACTOR`` times more (``HOLD_BYTES`` at most): the live path must not wait
+        for the store.
 
         ``getmany`` returns as soon as anything arrived; alone it would make an
         insert per fetch. Each fetch of agent.raw goes to ``on_poll`` at once (the
@@ -244,14 +248,14 @@ class RawIngest(Generic[P]):
         deadline = loop.time() + self._within_ms / 1000
         batches: _Batches = {}
         polled: list[P] | None = []
-        count = 0
+        count = size = 0
         while True:
             storing = self._inflight is not None and not self._inflight[0].done()
             # full: the batch is cut once the previous one is stored; until then (up to
             # the memory bound) the live path keeps fetching into it, as it does past
             # the deadline, instead of stalling with the store
             limit = self._max_records * HOLD_FACTOR if storing else self._max_records
-            if count >= limit:
+            if count >= limit or (count >= self._max_records and size >= HOLD_BYTES):
                 break
             remaining_ms = int((deadline - loop.time()) * 1000)
             if remaining_ms <= 0 or count >= self._max_records:
@@ -268,10 +272,12 @@ class RawIngest(Generic[P]):
                     # hold from there on comes again
                     kept = [r for r in held if r.offset < converted[0].offset]
                     count -= len(held) - len(kept)
+                    size -= sum(len(r.value) for r in held[len(kept) :])
                     held[:] = kept
                     polled = None
                 held.extend(converted)
                 count += len(converted)
+                size += sum(len(r.value) for r in converted)
                 if tp.topic == self._raw_topic:
                     fetched.extend(converted)
             if fetched:
