@@ -57,13 +57,14 @@ _Batches = dict[TopicPartition, list[RawRecord]]
 _Inflight = tuple["asyncio.Task[None]", _Batches]
 RETRY_PAUSE_S = 1.0
 STORE_WAIT_POLL_MS = 20
+BATCH_BYTES = 32 * 1024 * 1024
+"""A batch is full at ``max_records`` or at this many bytes of values, whichever comes
+first: 20,000 lines of the largest an agent may send (4 MiB) would not fit a worker."""
 HOLD_FACTOR = 2
-HOLD_BYTES = 32 * 1024 * 1024
-"""While the previous batch is being stored, the next may grow past ``max_records`` (the
-live path keeps fetching), to ``HOLD_FACTOR`` times it and ``HOLD_BYTES`` of values; beyond
-that the loop waits for the store and the backlog stays in Kafka. Bounded so that a store
-that cannot keep up costs the worker a known amount of memory: at 10,000 VMs a batch grew
-to 22,000-43,000 records while the previous one was stored (docs/BENCHMARKS.md, session 12)."""
+"""While the previous batch is being stored, the next may grow past full (the live path
+keeps fetching), to ``HOLD_FACTOR`` times ``max_records`` and ``BATCH_BYTES``; beyond that
+the loop waits for the store and the backlog stays in Kafka. At 10,000 VMs a batch grew to
+22,000-43,000 records while the previous one was stored (docs/BENCHMARKS.md, session 12)."""
 
 
 class _Listener:
@@ -232,10 +233,10 @@ class RawIngest(Generic[P]):
             await asyncio.wait({inflight[0]})
 
     async def _collect(self, consumer: GroupReader[RawRecord]) -> tuple[_Batches, list[P] | None]:
-        """Records for ``within_s`` or up to ``max_records``: few large inserts, not
-        many small. While the previous batch is still being stored, longer and up to
-        ``HOLD_FACTOR`` times more (``HOLD_BYTES`` at most): the live path must not wait
-        for the store.
+        """Records for ``within_s`` or until full (``max_records``, ``BATCH_BYTES``): few
+        large inserts, not many small. While the previous batch is still being stored,
+        longer and up to ``HOLD_FACTOR`` times more: the live path must not wait for the
+        store.
 
         ``getmany`` returns as soon as anything arrived; alone it would make an
         insert per fetch. Each fetch of agent.raw goes to ``on_poll`` at once (the
@@ -254,15 +255,20 @@ class RawIngest(Generic[P]):
             # full: the batch is cut once the previous one is stored; until then (up to
             # the memory bound) the live path keeps fetching into it, as it does past
             # the deadline, instead of stalling with the store
-            limit = self._max_records * HOLD_FACTOR if storing else self._max_records
-            if count >= limit or (count >= self._max_records and size >= HOLD_BYTES):
+            full = count >= self._max_records or size >= BATCH_BYTES
+            if full and (
+                not storing
+                or count >= self._max_records * HOLD_FACTOR
+                or size >= BATCH_BYTES * HOLD_FACTOR
+            ):
                 break
             remaining_ms = int((deadline - loop.time()) * 1000)
-            if remaining_ms <= 0 or count >= self._max_records:
+            if remaining_ms <= 0 or full:
                 if not storing:
                     break
                 # the previous batch is still being stored: its commit comes first
                 remaining_ms = STORE_WAIT_POLL_MS
+            limit = self._max_records * HOLD_FACTOR if storing else self._max_records
             got = await consumer.getmany(remaining_ms / 1000, limit - count)
             fetched: list[RawRecord] = []
             for tp, converted in got.items():

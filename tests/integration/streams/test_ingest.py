@@ -7,11 +7,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from infra.config import Settings
 from infra.kafka_io import make_producer
 from schemas.topics import Topics
 from store.clickhouse import ClickHouseStore
 from store.exceptions import StoreError
+from streams import ingest
 from streams.app import create_app
 
 from .browsers import metrics_line, until
@@ -111,3 +114,39 @@ async def test_live_updates_keep_flowing_past_a_full_batch_while_the_store_is_sl
         {"p": f"vm-{tag}-%"},
     )
     assert result["rows"] == [[30, 30]]
+
+
+async def test_a_batch_is_full_at_its_byte_bound_before_its_record_count(
+    settings: Settings,
+    topics_ready: Topics,
+    chdb_store: ClickHouseStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large lines fill a batch by bytes long before ``max_records``: with room for 1,000
+    records and a 30 s window, but 1,000 bytes a batch, each group of ten ~180-byte lines
+    is stored at once (a count-only batch would wait the whole window)."""
+    monkeypatch.setattr(ingest, "BATCH_BYTES", 1000)
+    await chdb_store.command("TRUNCATE TABLE IF EXISTS system_metrics")
+    tag = uuid.uuid4().hex[:8]
+    app = create_app(settings, chdb_store, batch_max=1000, batch_within_s=30.0)
+    producer = make_producer(settings.kafka.bootstrap or "")
+    await app.start()
+    await producer.start()
+    try:
+        for group in range(3):
+            for i in range(10):
+                vm = f"vm-{tag}-{group}-{i}"
+                line = metrics_line(vm, float(i))
+                await producer.send(topics_ready.agent_raw, line, key=vm.encode())
+            await producer.flush()
+            stored = 10 * (group + 1)
+
+            def all_in(n: int = stored) -> bool:
+                return bool(app.vmpulse_stats["stored"] == n)
+
+            await until(all_in, f"{stored} stored")
+        # a batch counts once committed, just after its rows are stored
+        await until(lambda: app.vmpulse_ingest.batches >= 3, "three batches committed")
+    finally:
+        await producer.stop()
+        await app.stop()
