@@ -255,21 +255,16 @@ class RawIngest(Generic[P]):
             # full: the batch is cut once the previous one is stored; until then (up to
             # the memory bound) the live path keeps fetching into it, as it does past
             # the deadline, instead of stalling with the store
-            full = count >= self._max_records or size >= BATCH_BYTES
-            if full and (
-                not storing
-                or count >= self._max_records * HOLD_FACTOR
-                or size >= BATCH_BYTES * HOLD_FACTOR
-            ):
+            grow = HOLD_FACTOR if storing else 1
+            if count >= self._max_records * grow or size >= BATCH_BYTES * grow:
                 break
             remaining_ms = int((deadline - loop.time()) * 1000)
-            if remaining_ms <= 0 or full:
+            if remaining_ms <= 0 or count >= self._max_records or size >= BATCH_BYTES:
                 if not storing:
                     break
                 # the previous batch is still being stored: its commit comes first
                 remaining_ms = STORE_WAIT_POLL_MS
-            limit = self._max_records * HOLD_FACTOR if storing else self._max_records
-            got = await consumer.getmany(remaining_ms / 1000, limit - count)
+            got = await consumer.getmany(remaining_ms / 1000, self._max_records * grow - count)
             fetched: list[RawRecord] = []
             for tp, converted in got.items():
                 held = batches.setdefault(tp, [])
