@@ -175,6 +175,7 @@ class LaggingProducer:
 
     def __init__(self) -> None:
         self.values: list[bytes] = []
+        self.records: list[tuple[bytes, dict[str, bytes]]] = []  # (key, headers)
         self.reports: list[Callable[[Any, Any], None]] = []
         self.lagging = True
 
@@ -188,6 +189,7 @@ class LaggingProducer:
         on_delivery: Callable[[Any, Any], None] | None = None,
     ) -> None:
         self.values.append(value)
+        self.records.append((key, dict(headers)))
         if on_delivery is not None:
             self.reports.append(on_delivery)
 
@@ -234,3 +236,36 @@ async def test_slow_kafka_stops_reading_instead_of_buffering(
         producer.ack_all()
         await bridge.stop()
     assert bridge.in_flight == 0
+
+
+async def test_a_vm_that_connects_while_kafka_lags_is_announced_at_once(
+    settings: Settings, sim: FleetSimulator
+) -> None:
+    """Its connection event does not queue behind the full budget: a new connection
+    read nothing until that record went out, so its first reads piled up meanwhile."""
+    producer = LaggingProducer()
+    bridge = Bridge(settings, producer=producer, reconnect_base_s=0.05, max_in_flight=5)
+    await bridge.start()
+    late_vm = str(uuid.UUID(int=9, version=4))
+    late = FleetSimulator(settings.bridge.socket_dir, [late_vm], 0.05, seed=3)
+    try:
+        await wait_until("the budget is full", lambda: bridge.in_flight == 5)
+        await late.start()
+        await wait_until(
+            "the late VM's connection event is produced",
+            lambda: (
+                (late_vm.encode(), b"connected")
+                in [(key, h.get("control")) for key, h in producer.records]
+            ),
+        )
+        assert bridge.in_flight == 6  # counted, past the limit: one per connection
+        assert not [k for k, h in producer.records if k == late_vm.encode() and "control" not in h]
+        producer.ack_all()
+        await wait_until(
+            "its lines follow once Kafka caught up",
+            lambda: any(k == late_vm.encode() and "control" not in h for k, h in producer.records),
+        )
+    finally:
+        producer.ack_all()
+        await late.stop()
+        await bridge.stop()

@@ -4,7 +4,7 @@ lines past the receive-buffer limit."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 from hypothesis import given, settings
@@ -304,6 +304,16 @@ def test_any_chunking_with_a_small_buffer_limit(
         assert any(isinstance(f, Overflow) for f in frames)
 
 
+def _feed_then_frames(framer: LineFramer, chunk: bytes) -> list[Frame]:
+    framer.feed(chunk)
+    return framer.frames()
+
+
+@pytest.mark.parametrize(
+    "take",
+    [_feed_then_frames, LineFramer.feed_frames],
+    ids=["feed+frames", "feed_frames (the bridge's, zero-copy)"],
+)
 @settings(max_examples=300, deadline=None)
 @given(
     pieces=st.lists(
@@ -311,12 +321,18 @@ def test_any_chunking_with_a_small_buffer_limit(
         max_size=60,
     ),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
-    max_line=st.sampled_from([0, 1, 3, 16, 1 << 20]),
+    max_line=st.sampled_from([0, 1, 3, 16, 45, 1 << 20]),
     extra=st.sampled_from([0, 2, 30, DEFAULT_MAX_BUFFER]),
 )
 def test_bulk_frames_equal_one_at_a_time(
-    pieces: list[bytes], cuts: list[int], max_line: int, extra: int
+    take: Callable[[LineFramer, bytes], list[Frame]],
+    pieces: list[bytes],
+    cuts: list[int],
+    max_line: int,
+    extra: int,
 ) -> None:
+    """Framing a whole read at once, as the bridge does, cuts every stream as the
+    byte-by-byte reference does: limits, ``\\r`` and the end of the stream included."""
     data = b"".join(pieces)
     bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
     chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
@@ -325,9 +341,19 @@ def test_bulk_frames_equal_one_at_a_time(
     for chunk in chunks:
         if framer.at_eof:
             break
-        framer.feed(chunk)
-        bulk.extend(framer.frames())
+        bulk.extend(take(framer, chunk))
+        assert framer.buffered <= max_line + 1 + len(chunk)
     if not framer.at_eof:
         framer.feed_eof()
         bulk.extend(framer.frames())
     assert bulk == frames_of(chunks, max_line=max_line, max_buffer=max_line + extra)
+
+
+def test_feed_frames_joins_a_line_split_across_reads() -> None:
+    framer = LineFramer()
+    assert framer.feed_frames(b'{"a":1}\n{"b"') == [b'{"a":1}']
+    assert framer.buffered == 4
+    assert framer.feed_frames(b':2}\n{"c":3}\n') == [b'{"b":2}', b'{"c":3}']
+    assert framer.buffered == 0
+    assert framer.feed_frames(b"x\r") == []  # a \r: the general path keeps it for the \n
+    assert framer.feed_frames(b"\n") == [b"x"]
