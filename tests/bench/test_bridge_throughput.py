@@ -10,7 +10,11 @@ the bridge's run lasted 0.8 s and its 50,000-line in-flight budget made the
 acknowledgements come in a few bursts, so the 10-90 % rate swung 0.6-1.4x kcat from run
 to run (docs/BENCHMARKS.md, session 12).
 The load generator is a separate process (tests/bench/bridge_load.py); the
-bridge runs in the pytest process and counts acknowledgements itself.
+bridge runs in the pytest process and counts acknowledgements itself, on uvloop with
+the collector tuned, as ``vmpulse bridge`` runs it (until session 13 it ran on asyncio's
+own loop, which starts and reads differently: docs/BENCHMARKS.md, session 13). Each
+side's CPU per line is printed beside the rates: on two shared cores a rate is as much
+the machine's as the program's.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import gc
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -94,6 +99,11 @@ def _write_lines(path: Path, per_vm: int) -> tuple[int, int]:
     return total, size
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _kcat(bootstrap: str, topic: str, lines_file: Path) -> float:
     start = time.monotonic()
     subprocess.run(
@@ -115,9 +125,16 @@ def _start_load(lines_file: Path, socket_dir: Path) -> subprocess.Popen[bytes]:
     )
 
 
-async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Path) -> None:
+def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Path) -> None:
     if shutil.which("kcat") is None:
         pytest.fail("kcat not installed: apt-get install -y kcat")
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_measure(kafka_bootstrap, short_tmp))
+
+
+async def _measure(kafka_bootstrap: str, short_tmp: Path) -> None:
     per_vm = int(os.environ.get("BENCH_LINES_PER_VM", "500"))
     lines_file = short_tmp / "lines.tsv"
     total, size = _write_lines(lines_file, per_vm)
@@ -137,7 +154,9 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
     warm = short_tmp / "warm.tsv"
     warm.write_bytes(b"k\tv\n")
     await asyncio.to_thread(_kcat, kafka_bootstrap, kcat_topics.agent_dlq, warm)
+    kcat_cpu_start = _children_cpu_s()
     kcat_s = await asyncio.to_thread(_kcat, kafka_bootstrap, kcat_topics.agent_raw, lines_file)
+    kcat_cpu_s = _children_cpu_s() - kcat_cpu_start
 
     # The bridge (and its producer) start first, as in production; the clock
     # starts when the 1,000 sockets appear and stops at the last acknowledgement.
@@ -202,7 +221,8 @@ async def test_bridge_throughput_beside_kcat(kafka_bootstrap: str, short_tmp: Pa
         f"  bridge CPU: {cpu_s:.2f} s, {total / cpu_s:,.0f} lines per CPU second; event loop "
         f"thread {loop_cpu_s:.2f} s ({loop_cpu_s / total * 1e6:.1f} us/line), librdkafka and "
         f"poll threads {cpu_s - loop_cpu_s:.2f} s\n"
-        f"  kcat  : {kcat_rate:,.0f} lines/s ({kcat_s:.2f} s)\n"
+        f"  kcat  : {kcat_rate:,.0f} lines/s ({kcat_s:.2f} s); CPU {kcat_cpu_s:.2f} s "
+        f"({kcat_cpu_s / total * 1e6:.1f} us/line, the bridge {cpu_s / total * 1e6:.1f})\n"
         f"  ratio bridge/kcat: {bridge_rate / kcat_rate:.2f} overall, "
         f"{steady / kcat_rate:.2f} steady"
     )
