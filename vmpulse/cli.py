@@ -186,12 +186,13 @@ def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"vmpulse bridge: {exc}", file=sys.stderr)
         return 2
-    from vmpulse.up import tune_gc
+    from vmpulse.tuning import tune_gc, tune_malloc
 
     # A read per line from thousands of sockets: uvloop's transports cost less per read
     # than asyncio's (docs/BENCHMARKS.md, "The bridge's loop per line").
     _use_uvloop()
     tune_gc()  # a line allocates a dozen containers: keep the collector off the hot path
+    tune_malloc()  # librdkafka's batch by batch zstd contexts: keep them off the page faults
     return _run_services(settings, lambda s: Bridge(s))
 
 
@@ -208,7 +209,7 @@ def _cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.service import GatewayService
     from store.exceptions import ReadError
     from store.reader import Reader, ReadLimits
-    from vmpulse.up import tune_gc
+    from vmpulse.tuning import tune_gc
 
     if _listen_key_refusal(settings):
         return 2

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ from streams.app import create_app, ingest_group_id
 from vmpulse.child import ChildProcess
 from vmpulse.demo import demo_directory, demo_user_ids, demo_vm_ids, publish_records
 from vmpulse.health import HealthServer
+from vmpulse.tuning import tune_gc
 from vmpulse.up_info import UpInfo, remove_up_info, write_up_info
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "run_worker",
     "seed_demo_directory",
     "start_broker_if_needed",
-    "tune_gc",
 ]
 
 log = logging.getLogger("vmpulse.up")
@@ -101,20 +100,6 @@ class Announcer(mode.Service):  # type: ignore[misc]
             token = issue_token(self.settings.tokens.secret, user, admin=user == "admin")
             lines.append(f"  sign in as {user:<6} {url}/#token={token}")
         return "\n".join(lines)
-
-
-def tune_gc() -> None:
-    """Keep the cyclic garbage collector off the hot path of a streaming process.
-
-    A batch of 20,000 agent lines allocates hundreds of thousands of short-lived
-    containers; with CPython's default threshold (700) the collector ran so often
-    that it took about 40 % of validating a batch (docs/BENCHMARKS.md, worker).
-    Everything built during start-up is frozen out of the collections, and young
-    collections run every 50,000 allocations instead of 700.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
 
 
 def start_broker_if_needed(

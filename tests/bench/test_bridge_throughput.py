@@ -39,7 +39,7 @@ from agents.simulator.fleet import system_metrics_line
 from infra.config import BridgeSettings, KafkaSettings, Settings
 from infra.kafka_io import ensure_topics
 from schemas.topics import Topics
-from vmpulse.up import tune_gc
+from vmpulse.tuning import tune_gc, tune_malloc
 
 pytestmark = pytest.mark.bench
 
@@ -160,9 +160,11 @@ async def _measure(kafka_bootstrap: str, short_tmp: Path) -> None:
 
     # The bridge (and its producer) start first, as in production; the clock
     # starts when the 1,000 sockets appear and stops at the last acknowledgement.
-    # As `vmpulse bridge` runs it: with the garbage collector tuned (vmpulse.up.tune_gc).
+    # As `vmpulse bridge` runs it: with the garbage collector and malloc tuned
+    # (vmpulse/tuning.py; malloc's settings stay for the rest of this process).
     threshold = gc.get_threshold()
     tune_gc()
+    tune_malloc()
     bridge = Bridge(settings)
     await bridge.start()
     profiler = None

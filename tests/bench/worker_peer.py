@@ -26,7 +26,7 @@ from aiokafka.structs import OffsetAndMetadata
 from store.clickhouse import ClickHouseStore
 from streams.pipeline import TABLE_COLUMNS, process_batch
 from streams.readback import to_raw_record
-from vmpulse.up import tune_gc
+from vmpulse.tuning import tune_gc
 
 __all__ = ["drain"]
 
