@@ -49,7 +49,7 @@ import mode
 from agents.admission import Slots
 from agents.exceptions import StreamError
 from agents.framing import Frame, LineFramer, Overflow, Oversize, Truncated
-from agents.identity import all_claims_own, claimed_other_vm
+from agents.identity import OwnClaims, claimed_other_vm
 from agents.listeners import Listener, ListenerLimits, tcp_identify, vsock_socket
 from agents.metrics import BridgeMetrics, serve_metrics
 from agents.ownership import Ownership, owners_group_id
@@ -364,7 +364,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             framer.feed_eof()
             frames = framer.frames()
         lines = [f for f in frames if type(f) is bytes]
-        trusted = all_claims_own(b"\n".join(lines), conn.info.vm_id)
+        trusted = conn.claims.every_claim_own(b"\n".join(lines))
         plain = trusted and len(lines) == len(frames) and all(lines)
         rest = _Rest(frames, lines, trusted, plain, received_at, len(data))
         if not plain or not data or framer.at_eof:
@@ -555,14 +555,26 @@ def _iso_ms(epoch_ms: int) -> str:
 
 
 class _Connection:
-    """One connection's state: its framer, its line count and its constant headers."""
+    """One connection's state: its framer, its claim check, its line count and its
+    constant headers."""
 
-    __slots__ = ("conn_h", "framer", "info", "key", "line_no", "peer_h", "topic", "transport_h")
+    __slots__ = (
+        "claims",
+        "conn_h",
+        "framer",
+        "info",
+        "key",
+        "line_no",
+        "peer_h",
+        "topic",
+        "transport_h",
+    )
 
     def __init__(self, info: ConnectionInfo, topic: str, framer: LineFramer) -> None:
         self.info = info
         self.topic = topic
         self.framer = framer
+        self.claims = OwnClaims(info.vm_id)
         self.key = info.vm_id.encode()
         self.line_no = 0
         self.transport_h = ("transport", info.transport.encode())
