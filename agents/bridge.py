@@ -96,8 +96,9 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
     ``connections`` opened in total, ``active_connections`` open now, ``rejects``
     sent to the DLQ (``rejects_by_reason`` per reason), ``refused`` connections
     turned away by a listener, ``blank_lines`` skipped (empty lines carry no
-    message), ``send_errors`` records Kafka did not acknowledge. The same figures
-    are Prometheus metrics in ``metrics.registry``.
+    message), ``send_errors`` records Kafka did not acknowledge, ``read_holds`` times
+    every connection stopped reading because the budget for Kafka was full. The same
+    figures are Prometheus metrics in ``metrics.registry``.
     """
 
     def __init__(
@@ -153,6 +154,12 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         self.refused: dict[str, int] = {}
         self.blank_lines = 0
         self.send_errors = 0
+        self.read_holds = 0
+        # Pushed connections, held off reading all at once while the budget is full.
+        self._readers: set[UnixStream] = set()
+        self._reads_held = False
+        self._reads_released = asyncio.Event()
+        self._reads_released.set()
         super().__init__(**kwargs)
 
     @property
@@ -315,6 +322,9 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         self._connected(info, conn.key)
         pushed = stream if isinstance(stream, UnixStream) else None
         if pushed is not None:
+            self._readers.add(pushed)
+            if self._reads_held:
+                pushed.hold_off(True)  # before its first read
             pushed.push(lambda data: self._take(conn, data))
         try:
             while True:
@@ -326,10 +336,17 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                 except StreamError as exc:
                     log.warning("VM %s conn %s: %s", info.vm_id, info.conn_id, exc)
                     got = b""
-                rest = self._take(conn, got) if isinstance(got, bytes) else got
-                if rest is None:
-                    continue
-                assert isinstance(rest, _Rest)
+                if isinstance(got, bytes):
+                    # A read the sink did not see (one made before the push, or on
+                    # a pulled stream) waits, unframed, while every reader is held.
+                    while got and self._reads_held:
+                        await self._reads_released.wait()
+                    rest = self._take(conn, got)
+                    if rest is None:
+                        continue
+                else:
+                    assert isinstance(got, _Rest)
+                    rest = got
                 if await self._finish(conn, rest):
                     return
                 # A read that finds data buffered does not suspend: without this,
@@ -339,6 +356,8 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                 if rest.size >= self._read_size:
                     await asyncio.sleep(0)
         finally:
+            if pushed is not None:
+                self._readers.discard(pushed)
             self.active_connections -= 1
             self.metrics.active.dec()
             log.info("VM %s conn %s closed after %d lines", info.vm_id, info.conn_id, conn.line_no)
@@ -374,6 +393,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         headers = conn.headers(lines, received_at)
         assert self._sender is not None
         if not self._sender.send_many_now(conn.topic, conn.key, lines, headers):
+            self._hold_reads()
             return rest
         conn.line_no += len(lines)
         return None
@@ -521,15 +541,44 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             _headers(info, line_no, received_at),
         )
 
+    def _hold_reads(self) -> None:
+        """The budget refused a read: no connection reads on until half of it is free.
+
+        Each connection paused only itself after its read was refused, so while the
+        budget was full the loop still took one read from every VM with data, framed
+        it and held it, before it came back to the acknowledgements that free the
+        budget: at 1,000 VMs writing bursts, one such turn lasted up to 1.7 s and the
+        acknowledgements of the first records waited that long (docs/BENCHMARKS.md,
+        session 13). Holding every reader off is a pause per connection now and a
+        resume per connection at half the budget.
+        """
+        if self._reads_held:
+            return
+        self._reads_held = True
+        self._reads_released.clear()
+        self.read_holds += 1
+        self.metrics.read_holds.inc()
+        for reader in self._readers:
+            reader.hold_off(True)
+
+    def _release_reads(self) -> None:
+        if self._reads_held and self._sender is not None and self._sender.budget.half_free():
+            self._reads_held = False
+            self._reads_released.set()
+            for reader in self._readers:
+                reader.hold_off(False)
+
     def _on_ack(self, topic: str, count: int, latency_s: float) -> None:
         self.metrics.produce_latency.observe(latency_s)
         if topic == self.topics.agent_raw:
             self.lines += count
             self.metrics.lines.inc(count)
+        self._release_reads()
 
     def _on_send_error(self, topic: str, count: int, exc: BaseException) -> None:
         self.send_errors += count
         self.metrics.send_errors.inc(count)
+        self._release_reads()
 
 
 def _headers(info: ConnectionInfo, line_no: int, received_at: int) -> Headers:

@@ -43,6 +43,11 @@ class BridgeMetrics:
         self.send_errors = Counter(
             "vmpulse_bridge_send_errors", "Records Kafka did not acknowledge", registry=r
         )
+        self.read_holds = Counter(
+            "vmpulse_bridge_read_holds",
+            "Times every connection stopped reading because Kafka's budget was full",
+            registry=r,
+        )
         self.produce_latency = Histogram(
             "vmpulse_bridge_produce_latency_seconds",
             "From a line's read to the acknowledgement of its batch",

@@ -208,6 +208,14 @@ class Budget:
             self._take(records, size)
             fut.set_result(None)
 
+    def half_free(self) -> bool:
+        """Nobody waits and at most half of either limit is taken."""
+        return (
+            not self._waiters
+            and self.records <= self.max_records // 2
+            and self.bytes <= self.max_bytes // 2
+        )
+
     async def wait_empty(self) -> None:
         await self._empty.wait()
 

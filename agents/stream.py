@@ -148,6 +148,16 @@ class UnixStream:
         back, a read the sink did not see (bytes), or ``b""`` at the end."""
         return await self._proto.next()
 
+    def hold_off(self, held: bool) -> None:
+        """Stop reading (``True``) until released (``False``), whatever else wants a read.
+
+        For a bridge whose Kafka budget is full: every read it takes then is held,
+        framed and waiting, and in one turn of the loop every VM with data made one
+        such read before the loop came back to the acknowledgements that free the
+        budget (docs/BENCHMARKS.md, session 13).
+        """
+        self._proto.hold_off(held)
+
     async def read(self, max_bytes: int) -> bytes:
         return await self._proto.read(max_bytes)
 
@@ -180,6 +190,7 @@ class _UnixProtocol(asyncio.Protocol):
         self._error: BaseException | None = None
         self._sink_error: Exception | None = None
         self._paused = False
+        self._held_off = False  # hold_off(): no reading, whatever the reader wants
         self._waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -238,8 +249,20 @@ class _UnixProtocol(asyncio.Protocol):
             self._paused = True
             self._transport.pause_reading()
 
+    def hold_off(self, held: bool) -> None:
+        self._held_off = held
+        if held:
+            self._pause()
+        elif self._waiter is not None:  # the reader is waiting for a read: let it come
+            self._resume()
+
     def _resume(self) -> None:
-        if self._paused and self._transport is not None and not self._transport.is_closing():
+        if (
+            self._paused
+            and not self._held_off
+            and self._transport is not None
+            and not self._transport.is_closing()
+        ):
             self._paused = False
             self._transport.resume_reading()
 

@@ -221,11 +221,13 @@ async def test_slow_kafka_stops_reading_instead_of_buffering(
     await bridge.start()
     try:
         await wait_until("five records in flight", lambda: bridge.in_flight == 5)
-        # Each of the three connections may read one more chunk before it blocks
-        # on the budget; once the fleet has written on, every reader is blocked.
+        # The first read the full budget refuses holds every connection off reading
+        # (before that, each may have read once more).
+        await wait_until("every reader held off", lambda: bridge.read_holds == 1)
+        read_before = bridge.bytes
         sent = sim.lines_sent
         await wait_until("the fleet writes on", lambda: sim.lines_sent >= sent + 12)
-        read_before = bridge.bytes
+        assert bridge.bytes == read_before
         sent = sim.lines_sent
         await wait_until("the fleet writes on", lambda: sim.lines_sent >= sent + 12)
         assert len(producer.values) == 5 and bridge.in_flight == 5

@@ -47,3 +47,21 @@ async def test_a_cancelled_waiter_leaves_no_trace() -> None:
     budget.release(1, 1)
     await asyncio.wait_for(later, 1)
     assert budget.records == 1 and waiter.cancelled()
+
+
+async def test_half_free_needs_both_limits_half_free_and_nobody_waiting() -> None:
+    budget = Budget(max_records=10, max_bytes=1000)
+    assert budget.half_free()
+    assert budget.take_now(100, 6)
+    assert not budget.half_free()  # 6 of 10 records
+    budget.release(1, 0)
+    assert budget.half_free()  # 5 of 10 records, 100 of 1000 bytes
+    waiter = asyncio.create_task(budget.acquire(10, 6))
+    await asyncio.sleep(0)  # let it queue (it does not fit: 5 + 6 > 10)
+    assert not budget.half_free()
+    budget.release(5, 100)
+    await waiter
+    assert not budget.half_free()  # 6 of 10 again
+    budget.release(6, 10)
+    budget.force(600)
+    assert not budget.half_free()  # 600 of 1000 bytes

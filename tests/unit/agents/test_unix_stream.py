@@ -104,3 +104,33 @@ def test_a_failing_sink_surfaces_in_the_reader(loop: str, short_tmp: Path) -> No
         await stream.close()
 
     LOOPS[loop](main())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_held_off_stream_reads_nothing_until_released(loop: str, short_tmp: Path) -> None:
+    """While held off (a bridge whose Kafka budget is full), a pushed stream leaves its
+    data in the socket although its reader waits for it; released, the data comes."""
+
+    async def main() -> None:
+        stream, server = await _pair(short_tmp / "vm.sock")
+        probe, probe_server = await _pair(short_tmp / "probe.sock")
+        seen: list[bytes] = []
+        stream.push(lambda data: seen.append(data))
+        reader = asyncio.create_task(stream.next())  # waiting for a read, as the bridge's
+        await asyncio.sleep(0)
+        stream.hold_off(True)
+        server.write(b"held\n")
+        await server.drain()
+        # A read on another socket, written after it, comes through: the loop has
+        # polled its sockets since, and the held one was readable all along.
+        probe_server.write(b"ping")
+        assert await probe.read(10) == b"ping"
+        assert seen == []
+        stream.hold_off(False)
+        server.close()
+        assert await reader == b""
+        assert seen == [b"held\n"]
+        await stream.close()
+        await probe.close()
+
+    LOOPS[loop](main())
