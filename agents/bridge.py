@@ -474,7 +474,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
 
         Its reads start only after it (nothing may overtake it), so a new
         connection that waited behind a full budget held its first reads meanwhile:
-        1,000 VMs starting at once under uvloop held ~100 MB of them.
+        1,000 VMs starting at once under uvloop held ~160 MiB of them.
         """
         if self._sender is not None:
             headers = _control_headers(info, 0, b"connected")

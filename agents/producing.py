@@ -345,7 +345,7 @@ class RecordSender:
         For the bridge's connection events: one per connection, tiny, and a new
         connection must not wait behind a full budget for its first record (its
         reads would pile up meanwhile: at 1,000 VMs starting at once under uvloop,
-        100 MB of reads waited for it, docs/BENCHMARKS.md, session 13).
+        ~160 MiB of reads waited for it, docs/BENCHMARKS.md, session 13).
         """
         size = len(value) + RECORD_OVERHEAD
         self.budget.force(size)

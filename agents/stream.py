@@ -151,10 +151,10 @@ class UnixStream:
     def hold_off(self, held: bool) -> None:
         """Stop reading (``True``) until released (``False``), whatever else wants a read.
 
-        For a bridge whose Kafka budget is full: every read it takes then is held,
-        framed and waiting, and in one turn of the loop every VM with data made one
-        such read before the loop came back to the acknowledgements that free the
-        budget (docs/BENCHMARKS.md, session 13).
+        For a bridge whose Kafka budget is full: a read it took then could only be
+        held, and in one turn of the loop every VM with data made one such read
+        before the loop came back to the acknowledgements that free the budget
+        (docs/BENCHMARKS.md, session 13).
         """
         self._proto.hold_off(held)
 
