@@ -157,8 +157,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         self.read_holds = 0
         # Pushed connections, held off reading all at once while the budget is full.
         self._readers: set[UnixStream] = set()
-        self._reads_held = False
-        self._reads_released = asyncio.Event()
+        self._reads_released = asyncio.Event()  # clear: every reader is held off
         self._reads_released.set()
         super().__init__(**kwargs)
 
@@ -323,7 +322,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         pushed = stream if isinstance(stream, UnixStream) else None
         if pushed is not None:
             self._readers.add(pushed)
-            if self._reads_held:
+            if not self._reads_released.is_set():
                 pushed.hold_off(True)  # before its first read
             pushed.push(lambda data: self._take(conn, data))
         try:
@@ -339,7 +338,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
                 if isinstance(got, bytes):
                     # A read the sink did not see (one made before the push, or on
                     # a pulled stream) waits, unframed, while every reader is held.
-                    while got and self._reads_held:
+                    while got and not self._reads_released.is_set():
                         await self._reads_released.wait()
                     rest = self._take(conn, got)
                     if rest is None:
@@ -552,9 +551,8 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         session 13). Holding every reader off is a pause per connection now and a
         resume per connection at half the budget.
         """
-        if self._reads_held:
+        if not self._reads_released.is_set():
             return
-        self._reads_held = True
         self._reads_released.clear()
         self.read_holds += 1
         self.metrics.read_holds.inc()
@@ -562,8 +560,11 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             reader.hold_off(True)
 
     def _release_reads(self) -> None:
-        if self._reads_held and self._sender is not None and self._sender.budget.half_free():
-            self._reads_held = False
+        if (
+            not self._reads_released.is_set()
+            and self._sender is not None
+            and self._sender.budget.half_free()
+        ):
             self._reads_released.set()
             for reader in self._readers:
                 reader.hold_off(False)
