@@ -188,6 +188,14 @@ class LineFramer:
         connection kept a buffer of a read's size, page-faulted in afresh by the
         next burst (docs/BENCHMARKS.md, session 13).
         """
+        lines = self._split_in_place(data)
+        if lines is None:
+            self.feed(data)
+            return self.frames()
+        return cast("list[Frame]", lines)
+
+    def _split_in_place(self, data: bytes) -> list[bytes] | None:
+        """The common case of :meth:`feed_frames`, or None (nothing changed) if it is not."""
         buf = self._buf
         pending = len(buf) - self._start
         if (
@@ -198,16 +206,14 @@ class LineFramer:
             or len(data) > self._max_line
             or b"\r" in data
         ):
-            self.feed(data)
-            return self.frames()
+            return None
         lines = data.split(b"\n")
         tail = lines.pop()  # after the last \n: the start of a line, or b""
         if not lines or (
             pending
             and (pending + len(lines[0]) > self._max_line or buf.find(_CR, self._start) >= 0)
         ):
-            self.feed(data)
-            return self.frames()
+            return None
         if pending:
             lines[0] = bytes(buf[self._start :]) + lines[0]
         buf.clear()
@@ -215,7 +221,7 @@ class LineFramer:
         self._start = 0
         self._scan_from = len(tail)  # holds no \n
         self._drained = True
-        return cast("list[Frame]", lines)
+        return lines
 
     def feed_eof(self) -> None:
         """The stream ended; remaining complete lines, then any partial one, follow."""
