@@ -332,9 +332,7 @@ class RecordSender:
         size = sum(map(len, values)) + RECORD_OVERHEAD * n
         if not n or not self.budget.take_now(size, n):
             return not n
-        i = 0
-        while (i := self._hand_over(topic, key, values, headers, True, size, i)) < n:
-            self._producer.poll(POLL_TIMEOUT_S / 10)
+        self._hand_over_polling(topic, key, values, headers, True, size)
         return True
 
     def send_now(
@@ -349,7 +347,21 @@ class RecordSender:
         """
         size = len(value) + RECORD_OVERHEAD
         self.budget.force(size)
-        while self._hand_over(topic, key, [value], [headers], counted, size, 0) < 1:
+        self._hand_over_polling(topic, key, [value], [headers], counted, size)
+
+    def _hand_over_polling(
+        self,
+        topic: str,
+        key: bytes,
+        values: list[bytes],
+        headers: list[Headers],
+        counted: bool,
+        size: int,
+    ) -> None:
+        """Produce all of ``values`` (admitted to the budget) without leaving the caller:
+        while librdkafka's own queue is full, poll it on the spot until there is room."""
+        i = 0
+        while (i := self._hand_over(topic, key, values, headers, counted, size, i)) < len(values):
             self._producer.poll(POLL_TIMEOUT_S / 10)
 
     def _hand_over(
