@@ -250,16 +250,20 @@ class RawIngest(Generic[P]):
         batches: _Batches = {}
         polled: list[P] | None = []
         count = size = 0
+
+        def full(factor: int) -> bool:
+            return count >= self._max_records * factor or size >= BATCH_BYTES * factor
+
         while True:
             storing = self._inflight is not None and not self._inflight[0].done()
             # full: the batch is cut once the previous one is stored; until then (up to
             # the memory bound) the live path keeps fetching into it, as it does past
             # the deadline, instead of stalling with the store
             grow = HOLD_FACTOR if storing else 1
-            if count >= self._max_records * grow or size >= BATCH_BYTES * grow:
+            if full(grow):
                 break
             remaining_ms = int((deadline - loop.time()) * 1000)
-            if remaining_ms <= 0 or count >= self._max_records or size >= BATCH_BYTES:
+            if remaining_ms <= 0 or full(1):
                 if not storing:
                     break
                 # the previous batch is still being stored: its commit comes first
