@@ -114,11 +114,15 @@ def refusal(st: os.stat_result, owners: frozenset[int]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def vm_id_from_name(name: str) -> str:
     """The VM id in a socket file name, as a lowercase canonical UUID.
 
     Only the hyphenated 36-character form is accepted (what libvirt writes), so
-    one VM cannot appear under two spellings and two keys in Kafka.
+    one VM cannot appear under two spellings and two keys in Kafka. Cached (a
+    name's id never changes; a refused name raises again): the watcher lists the
+    directory every :data:`FULL_SCAN_S`, and at 10,000 VMs the regex over every
+    name was most of that listing.
     """
     if not name.endswith(SOCKET_SUFFIX):
         raise IdentityError(f"not a {SOCKET_SUFFIX} file: {name!r}")

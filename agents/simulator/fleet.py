@@ -131,9 +131,13 @@ def system_metrics_line(vm_id: str, t: float, rng: random.Random) -> bytes:
         usage += rng.uniform(20, 50)  # a burst: a build, a scan, a login storm
     usage = min(100.0, max(0.0, usage))
     # each core within 8 points of the average (uniform noise: a gauss per core cost
-    # more than the rest of the line)
+    # more than the rest of the line); clamped only where the band crosses 0 or 100,
+    # since a generator of clamped values was a third of the line at 16 cores
     random_ = rng.random
-    cores = tuple(min(100.0, max(0.0, usage + 16.0 * random_() - 8.0)) for _ in range(p.cores))
+    low = usage - 8.0
+    cores = [low + 16.0 * random_() for _ in range(p.cores)]
+    if not 8.0 <= usage <= 92.0:
+        cores = [min(100.0, max(0.0, c)) for c in cores]
 
     mem_total = p.mem_kb
     mem_used = int(mem_total * min(0.97, max(0.1, 0.35 + 0.3 * daily + rng.gauss(0, 0.02))))
@@ -148,7 +152,7 @@ def system_metrics_line(vm_id: str, t: float, rng: random.Random) -> bytes:
         p.vm_json,
         _stamp(t),
         usage,
-        p.cores_format % cores,
+        p.cores_format % tuple(cores),
         b"null" if p.cores == 16 else b"%.1f" % (38 + usage * 0.35),
         mem_total,
         mem_used,
