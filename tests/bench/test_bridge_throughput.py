@@ -14,7 +14,9 @@ bridge runs in the pytest process and counts acknowledgements itself, on uvloop 
 the collector tuned, as ``vmpulse bridge`` runs it (until session 13 it ran on asyncio's
 own loop, which starts and reads differently: docs/BENCHMARKS.md, session 13). Each
 side's CPU per line is printed beside the rates: on two shared cores a rate is as much
-the machine's as the program's.
+the machine's as the program's. So is the whole machine's CPU per line while each side
+ran (the broker's share is the same for both, ~2.4 us a line, by perf in session 15):
+with both cores busy, the ratio of the rates is about the inverse ratio of those.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from agents.simulator.fleet import system_metrics_line
 from infra.config import BridgeSettings, KafkaSettings, Settings
 from infra.kafka_io import ensure_topics
 from schemas.topics import Topics
+from tests.support.cpu import machine_busy_seconds, process_cpu_seconds
 from vmpulse.tuning import tune_gc, tune_malloc
 
 pytestmark = pytest.mark.bench
@@ -154,9 +157,10 @@ async def _measure(kafka_bootstrap: str, short_tmp: Path) -> None:
     warm = short_tmp / "warm.tsv"
     warm.write_bytes(b"k\tv\n")
     await asyncio.to_thread(_kcat, kafka_bootstrap, kcat_topics.agent_dlq, warm)
-    kcat_cpu_start = _children_cpu_s()
+    kcat_cpu_start, kcat_busy_start = _children_cpu_s(), machine_busy_seconds()
     kcat_s = await asyncio.to_thread(_kcat, kafka_bootstrap, kcat_topics.agent_raw, lines_file)
     kcat_cpu_s = _children_cpu_s() - kcat_cpu_start
+    kcat_busy_s = machine_busy_seconds() - kcat_busy_start
 
     # The bridge (and its producer) start first, as in production; the clock
     # starts when the 1,000 sockets appear and stops at the last acknowledgement.
@@ -180,6 +184,7 @@ async def _measure(kafka_bootstrap: str, short_tmp: Path) -> None:
         assert (await asyncio.to_thread(load.stdout.readline)).strip() == b"bound"
         start = time.monotonic()
         cpu_start = time.process_time()
+        busy_start, load_cpu_start = machine_busy_seconds(), process_cpu_seconds(load.pid)
         loop_cpu_start = time.thread_time()
         load.stdin.write(b"go\n")
         load.stdin.flush()
@@ -200,6 +205,8 @@ async def _measure(kafka_bootstrap: str, short_tmp: Path) -> None:
         )
         cpu_s = time.process_time() - cpu_start
         loop_cpu_s = time.thread_time() - loop_cpu_start
+        busy_s = machine_busy_seconds() - busy_start
+        load_cpu_s = process_cpu_seconds(load.pid) - load_cpu_start
         await bridge.stop()
         if profiler is not None:
             profiler.stop()
@@ -226,6 +233,11 @@ async def _measure(kafka_bootstrap: str, short_tmp: Path) -> None:
         f"poll threads {cpu_s - loop_cpu_s:.2f} s\n"
         f"  kcat  : {kcat_rate:,.0f} lines/s ({kcat_s:.2f} s); CPU {kcat_cpu_s:.2f} s "
         f"({kcat_cpu_s / total * 1e6:.1f} us/line, the bridge {cpu_s / total * 1e6:.1f})\n"
+        f"  the whole machine ({os.cpu_count()} cores, the broker and the load included): "
+        f"{busy_s / total * 1e6:.1f} us of CPU a line while the bridge ran "
+        f"({busy_s / (done - start) * 100:.0f} % busy; the load generator "
+        f"{load_cpu_s / total * 1e6:.1f} us a line), {kcat_busy_s / total * 1e6:.1f} while "
+        f"kcat ran ({kcat_busy_s / kcat_s * 100:.0f} % busy)\n"
         f"  ratio bridge/kcat: {bridge_rate / kcat_rate:.2f} overall, "
         f"{steady / kcat_rate:.2f} steady"
     )

@@ -184,14 +184,18 @@ class LaggingProducer:
         topic: str,
         value: bytes,
         key: bytes,
-        *,
+        partition: int,
+        callback: Callable[[Any, Any], None] | None,
+        on_delivery: None,
+        timestamp: int,
         headers: Any,
-        on_delivery: Callable[[Any, Any], None] | None = None,
+        /,
     ) -> None:
+        """Positional, as the bridge's sender calls confluent-kafka (agents/producing.py)."""
         self.values.append(value)
         self.records.append((key, dict(headers)))
-        if on_delivery is not None:
-            self.reports.append(on_delivery)
+        if callback is not None:
+            self.reports.append(callback)
 
     def poll(self, timeout: float) -> int:
         if self.lagging or not self.reports:
