@@ -113,7 +113,6 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         read_size: int = READ_SIZE,
         max_in_flight: int = 50_000,
         max_in_flight_bytes: int = 64 * 1024 * 1024,
-        metrics: BridgeMetrics | None = None,
         **kwargs: Any,
     ) -> None:
         check_settings(settings)
@@ -130,7 +129,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         self._read_size = read_size
         self._max_in_flight = (max_in_flight, max_in_flight_bytes)
         self._sender: RecordSender | None = None
-        self.metrics = metrics if metrics is not None else BridgeMetrics()
+        self.metrics = BridgeMetrics(lambda: (self.lines, self.bytes))
         self._watcher = SocketWatcher(
             settings.bridge.socket_dir,
             self.serve,
@@ -376,7 +375,6 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         framer = conn.framer
         if data:
             self.bytes += len(data)
-            self.metrics.bytes.inc(len(data))
             frames = framer.feed_frames(data)
         else:
             framer.feed_eof()
@@ -573,7 +571,6 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
         self.metrics.produce_latency.observe(latency_s)
         if topic == self.topics.agent_raw:
             self.lines += count
-            self.metrics.lines.inc(count)
         self._release_reads()
 
     def _on_send_error(self, topic: str, count: int, exc: BaseException) -> None:
