@@ -180,7 +180,9 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             # Standalone (`vmpulse bridge`): the topics may not exist yet.
             await ensure_settings_topics(self.settings)
             self._producer = make_producer(
-                self.settings.kafka.bootstrap, client_id="vmpulse-bridge"
+                self.settings.kafka.bootstrap,
+                client_id="vmpulse-bridge",
+                auth=self.settings.kafka.auth,
             )
         self._sender = RecordSender(
             self._producer,
@@ -286,6 +288,7 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             on_released=self._release_vms,
             on_claimed=self._watcher.rescan,
             session_timeout_s=s.kafka.session_timeout_s,
+            auth=s.kafka.auth,
         )
         await self._ownership.start()
 

@@ -95,7 +95,9 @@ class HypervisorWatcher(mode.Service):  # type: ignore[misc]  # mode ships no ty
             # Standalone (`vmpulse hypervisor`): the topics may not exist yet.
             await ensure_settings_topics(self.settings)
             self._producer = make_producer(
-                self.settings.kafka.bootstrap, client_id="vmpulse-hypervisor"
+                self.settings.kafka.bootstrap,
+                client_id="vmpulse-hypervisor",
+                auth=self.settings.kafka.auth,
             )
             await self._producer.start()
         _register_event_impl(asyncio.get_running_loop())

@@ -39,6 +39,8 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from agents.vm_partition import vm_partition
+from infra.config import KafkaAuth
+from infra.kafka_auth import PLAINTEXT, aiokafka_auth
 
 __all__ = ["Ownership", "owners_group_id"]
 
@@ -68,8 +70,10 @@ class Ownership:
         on_released: Callable[[], Awaitable[None]],
         on_claimed: Callable[[], None],
         session_timeout_s: float = 10.0,
+        auth: KafkaAuth = PLAINTEXT,
     ) -> None:
         self._bootstrap = bootstrap
+        self._auth = auth
         self._topic = topic
         self._group_id = group_id
         self._on_released = on_released
@@ -100,6 +104,7 @@ class Ownership:
             heartbeat_interval_ms=max(100, self._session_timeout_ms // 3),
             fetch_max_bytes=1024,
             max_partition_fetch_bytes=1024,
+            **aiokafka_auth(self._auth),
         )
         consumer.subscribe([self._topic], listener=_Listener(self))
         self._consumer = consumer  # before start: the first assignment may come during it

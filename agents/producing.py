@@ -52,6 +52,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
+from infra.config import KafkaAuth
+from infra.kafka_auth import PLAINTEXT, rdkafka_auth
 from schemas.topics import MAX_BATCH_BYTES
 
 __all__ = [
@@ -108,12 +110,15 @@ class Producer(Protocol):
     def purge(self) -> None: ...
 
 
-def make_producer(bootstrap: str, *, client_id: str, linger_ms: int = LINGER_MS) -> Any:
+def make_producer(
+    bootstrap: str, *, client_id: str, linger_ms: int = LINGER_MS, auth: KafkaAuth = PLAINTEXT
+) -> Any:
     """The bridge's producer: idempotent, acks=all, zstd, murmur2 partitions."""
     from confluent_kafka import Producer as KafkaProducer
 
     return KafkaProducer(
         {
+            **rdkafka_auth(auth),
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
             "enable.idempotence": True,

@@ -34,6 +34,8 @@ from gateway.recent import RecentMetrics
 from gateway.resume import ReplayLog
 from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
+from infra.config import KafkaAuth
+from infra.kafka_auth import PLAINTEXT
 from infra.kafka_io import LIVE_FETCH_WAIT_MS
 from infra.partition_reader import PartitionReader, Record
 from infra.tasks import cancel_and_wait
@@ -99,8 +101,10 @@ class OutboundConsumer:
         window_s: float = 600.0,
         max_log_events: int = 100_000,
         client_id: str = "vmpulse-gateway",
+        auth: KafkaAuth = PLAINTEXT,
     ) -> None:
         self._bootstrap = bootstrap
+        self._auth = auth
         self._topic = topic
         self._directory = directory
         self._namespace_of = namespace_of
@@ -137,6 +141,7 @@ class OutboundConsumer:
             self._topic,
             client_id=self._client_id,
             fetch_wait_ms=LIVE_FETCH_WAIT_MS,
+            auth=self._auth,
         )
         self._reader = reader
         try:

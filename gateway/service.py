@@ -180,10 +180,17 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         bootstrap = self.settings.kafka.bootstrap
         assert bootstrap is not None
         if self._tail is None:
-            self._tail = DirectoryTail(bootstrap, self.topics, on_change=self.on_directory_change)
+            self._tail = DirectoryTail(
+                bootstrap,
+                self.topics,
+                on_change=self.on_directory_change,
+                auth=self.settings.kafka.auth,
+            )
         if self._owns_tail:
             # standalone (`vmpulse gateway`): the broker may start after us (containers)
-            await wait_for_broker(bootstrap, self.settings.kafka.wait_s)
+            await wait_for_broker(
+                bootstrap, self.settings.kafka.wait_s, auth=self.settings.kafka.auth
+            )
             await self._tail.start()
         try:
             await asyncio.wait_for(self._tail.caught_up.wait(), self._directory_timeout_s)
@@ -246,6 +253,7 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             occupied=self._occupied,
             window_s=settings.gateway.resume_window_s,
             max_log_events=settings.gateway.resume_max_events,
+            auth=settings.kafka.auth,
         )
         await self._consumer.start()
         self._namespace.consumer = self._consumer
@@ -271,7 +279,11 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         app.add_routes(api.routes())
         dlq = DlqCounts(
             lambda n: read_dlq(
-                bootstrap, settings.kafka.topic_prefix, max_per_partition=n, latest=0
+                bootstrap,
+                settings.kafka.topic_prefix,
+                max_per_partition=n,
+                latest=0,
+                auth=settings.kafka.auth,
             )
         )
         admin = AdminOverview(directory=directory, policy=self._policy, stats=self.stats, dlq=dlq)

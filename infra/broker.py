@@ -120,8 +120,17 @@ class LocalBroker:
         heap_mb: int = 512,
         node: ClusterNode | None = None,
         long_running: bool = False,
+        sasl_user: tuple[str, str] | None = None,
+        tls_keystore: Path | None = None,
     ) -> None:
         self.work_dir = work_dir
+        # (user, password): a second listener, SASL_PLAINTEXT with SCRAM and PLAIN, and
+        # with a PEM keystore (key and certificate chain) a third, SASL_SSL, for the tests
+        # of the clients' security settings (VMPULSE_KAFKA_SECURITY_PROTOCOL)
+        self._sasl_user = sasl_user
+        self._tls_keystore = tls_keystore if sasl_user is not None else None
+        self.sasl_port = 0
+        self.sasl_ssl_port = 0
         # A broker of a test session lives a minute: the JVM's quick compiler (C1) alone
         # starts it sooner. One that carries a fleet for hours wants the optimizing one
         # (C2): at 2,000 VMs through `vmpulse up` the broker used 38-42 % of a core with
@@ -161,12 +170,45 @@ class LocalBroker:
             *args,
         ]
 
+    def _sasl_listeners(self) -> str:
+        """The SASL listeners of ``listeners=`` (empty without a SASL user)."""
+        out = f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}" if self._sasl_user else ""
+        if self._tls_keystore is not None:
+            out += f",SASL_SSL://127.0.0.1:{self.sasl_ssl_port}"
+        return out
+
+    def _sasl_config(self) -> list[str]:
+        """The SASL listeners' lines of server.properties (none without a SASL user)."""
+        if self._sasl_user is None:
+            return []
+        user, password = self._sasl_user
+        names = ["sasl_plaintext", *(["sasl_ssl"] if self._tls_keystore is not None else [])]
+        lines = ["sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"]
+        for name in names:
+            lines.append(
+                f"listener.name.{name}.plain.sasl.jaas.config="
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'user_{user}="{password}";'
+            )
+            lines += [
+                f"listener.name.{name}.{m}.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                for m in ("scram-sha-256", "scram-sha-512")
+            ]
+        if self._tls_keystore is not None:
+            lines += [
+                "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                f"listener.name.sasl_ssl.ssl.keystore.location={self._tls_keystore}",
+            ]
+        return lines
+
     def _write_config(self, controller_port: int) -> Path:
         logs = self.work_dir / "logs"
         conf = self.work_dir / "server.properties"
         node = self._node or ClusterNode(
             1, self.port, controller_port, f"1@127.0.0.1:{controller_port}", 1
         )
+        sasl = self._sasl_listeners()
         # internal topics as durable as the cluster allows: on 3 nodes 3 replicas, 2 in sync
         rf, isr = node.internal_replication, max(1, node.internal_replication - 1)
         conf.write_text(
@@ -176,10 +218,12 @@ class LocalBroker:
                     f"node.id={node.node_id}",
                     f"controller.quorum.voters={node.voters}",
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"CONTROLLER://127.0.0.1:{controller_port}{sasl}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}{sasl}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+                    "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+                    *self._sasl_config(),
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={logs}",
                     "num.partitions=1",
@@ -230,15 +274,31 @@ class LocalBroker:
         if self._node is None:
             self.port = free_port()
             controller_port = free_port()
+            if self._sasl_user is not None:
+                self.sasl_port = free_port()
+            if self._tls_keystore is not None:
+                self.sasl_ssl_port = free_port()
         else:
             controller_port = self._node.controller_port
         conf = self._write_config(controller_port)
         if (self.work_dir / "logs" / "meta.properties").exists():
             return jars, conf  # formatted before: keep the topics and offsets of the last run
         cluster_id = self._node.cluster_id if self._node is not None else new_cluster_id()
+        scram = []
+        if self._sasl_user is not None:  # SCRAM users live in the cluster's metadata
+            user, password = self._sasl_user
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
         fmt = subprocess.run(
             self._java(
-                jars, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)
+                jars,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(conf),
+                *scram,
             ),
             capture_output=True,
             text=True,

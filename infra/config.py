@@ -20,6 +20,8 @@ from schemas.topics import MAX_BATCH_BYTES
 __all__ = [
     "DEV_AGENT_SECRET",
     "DEV_JWT_SECRET",
+    "KAFKA_SASL_MECHANISMS",
+    "KAFKA_SECURITY_PROTOCOLS",
     "LOCAL_PARTITIONS",
     "LOG_FORMATS",
     "MIN_JWT_SECRET_BYTES",
@@ -28,6 +30,7 @@ __all__ = [
     "BridgeSettings",
     "ConfigError",
     "GatewaySettings",
+    "KafkaAuth",
     "KafkaSettings",
     "ReadSettings",
     "Secret",
@@ -114,6 +117,37 @@ def _var(
         "shown": shown,
     }
     return dataclasses.field(default=default, metadata=metadata)
+
+
+KAFKA_SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+"""Kafka's own names for how a client talks to the brokers (``security.protocol``)."""
+
+KAFKA_SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+"""The SASL mechanisms every client library of vmpulse speaks with a user and a password."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KafkaAuth:
+    """How every Kafka client of a process connects: encryption and who it is.
+
+    One value, passed down to each client the process makes; infra/kafka_auth.py turns
+    it into each library's own settings (librdkafka, aiokafka, Faust). The default is
+    Kafka's own: PLAINTEXT, no user.
+    """
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password: Secret | None = None
+    cafile: Path | None = None
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol.endswith("SSL")
 
 
 LOCAL_PARTITIONS: Final = 2
@@ -204,6 +238,52 @@ class KafkaSettings:
         doc="a stable id per worker (static membership): restarted, it takes its partitions "
         "back without a rebalance",
     )
+    # how every Kafka client of the process connects (KafkaAuth, infra/kafka_auth.py)
+    security_protocol: str = _var(
+        "VMPULSE_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        kind="special",
+        form=" / ".join(KAFKA_SECURITY_PROTOCOLS),
+        doc="how the Kafka clients reach the brokers: TLS (SSL), a SASL user, or both",
+    )
+    sasl_mechanism: str = _var(
+        "VMPULSE_KAFKA_SASL_MECHANISM",
+        "SCRAM-SHA-512",
+        kind="special",
+        form=" / ".join(KAFKA_SASL_MECHANISMS),
+        doc="the SASL mechanism of VMPULSE_KAFKA_SASL_USERNAME (with a SASL_ protocol)",
+    )
+    sasl_username: str | None = _var(
+        "VMPULSE_KAFKA_SASL_USERNAME",
+        None,
+        kind="optional",
+        doc="the Kafka user of every client of the process (needed by the SASL_ protocols)",
+    )
+    sasl_password: Secret | None = _var(
+        "VMPULSE_KAFKA_SASL_PASSWORD",
+        None,
+        kind="secret",
+        shown="unset",
+        doc="that user's password (needed by the SASL_ protocols)",
+    )
+    ssl_cafile: Path | None = _var(
+        "VMPULSE_KAFKA_SSL_CAFILE",
+        None,
+        kind="special",
+        form="PEM file",
+        doc="the CAs that sign the brokers' certificates (SSL, SASL_SSL); unset: the system's",
+    )
+
+    @property
+    def auth(self) -> KafkaAuth:
+        """What every Kafka client of the process is given (see :class:`KafkaAuth`)."""
+        return KafkaAuth(
+            self.security_protocol,
+            self.sasl_mechanism,
+            self.sasl_username,
+            self.sasl_password,
+            self.ssl_cafile,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -698,6 +778,7 @@ class Settings:
             errors,
             minimum=1,
         )
+        _read_kafka_auth(env, kafka, errors)
         jars_text = env.get("VMPULSE_KAFKA_JARS") or ""
         kafka["jars_dir"] = Path(jars_text).absolute() if jars_text else None
         if kafka["jars_dir"] is not None and not kafka["jars_dir"].is_dir():
@@ -762,11 +843,59 @@ def _read_tokens(
     tokens["public_key"] = public_key
 
 
+def _read_kafka_auth(env: Mapping[str, str], kafka: dict[str, Any], errors: list[str]) -> None:
+    """The Kafka clients' protocol, mechanism and CA file, checked together; never the password."""
+    protocol = (env.get("VMPULSE_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").strip().upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        errors.append(
+            "VMPULSE_KAFKA_SECURITY_PROTOCOL must be one of "
+            f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}, got {protocol!r}"
+        )
+    kafka["security_protocol"] = protocol
+    if protocol != "PLAINTEXT" and not kafka["bootstrap"]:
+        errors.append(
+            f"VMPULSE_KAFKA_SECURITY_PROTOCOL={protocol} needs VMPULSE_KAFKA_BOOTSTRAP (the "
+            "local broker of `up` speaks PLAINTEXT)"
+        )
+    mechanism = (env.get("VMPULSE_KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").strip().upper()
+    if mechanism not in KAFKA_SASL_MECHANISMS:
+        errors.append(
+            "VMPULSE_KAFKA_SASL_MECHANISM must be one of "
+            f"{', '.join(KAFKA_SASL_MECHANISMS)}, got {mechanism!r}"
+        )
+    kafka["sasl_mechanism"] = mechanism
+    has_user = kafka["sasl_username"] is not None or kafka["sasl_password"] is not None
+    if protocol.startswith("SASL_") and (
+        kafka["sasl_username"] is None or kafka["sasl_password"] is None
+    ):
+        errors.append(
+            f"VMPULSE_KAFKA_SECURITY_PROTOCOL={protocol} needs VMPULSE_KAFKA_SASL_USERNAME "
+            "and VMPULSE_KAFKA_SASL_PASSWORD"
+        )
+    elif has_user and not protocol.startswith("SASL_"):
+        # a user the clients would not send: the operator meant SASL, so say so at start
+        errors.append(
+            "VMPULSE_KAFKA_SASL_USERNAME / _PASSWORD are set but "
+            f"VMPULSE_KAFKA_SECURITY_PROTOCOL is {protocol}: use SASL_SSL or SASL_PLAINTEXT"
+        )
+    cafile_text = env.get("VMPULSE_KAFKA_SSL_CAFILE") or ""
+    kafka["ssl_cafile"] = Path(cafile_text).absolute() if cafile_text else None
+    if kafka["ssl_cafile"] is not None:
+        if not kafka["ssl_cafile"].is_file():
+            errors.append(f"VMPULSE_KAFKA_SSL_CAFILE must name a PEM file, got {cafile_text!r}")
+        elif not protocol.endswith("SSL"):
+            errors.append(
+                f"VMPULSE_KAFKA_SSL_CAFILE is set but VMPULSE_KAFKA_SECURITY_PROTOCOL is "
+                f"{protocol}: use SSL or SASL_SSL"
+            )
+
+
 SECRET_VARIABLES = (
     "VMPULSE_JWT_SECRET",
     "VMPULSE_AGENT_SECRET",
     "VMPULSE_CLICKHOUSE_URL",
     "VMPULSE_CLICKHOUSE_READ_URL",
+    "VMPULSE_KAFKA_SASL_PASSWORD",
 )
 """Variables that hold secrets (keys, URLs with passwords); each may be given as
 ``<NAME>_FILE``, the path of a file that holds the value (a mounted secret)."""

@@ -23,6 +23,8 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from infra.config import KafkaAuth
+from infra.kafka_auth import PLAINTEXT, aiokafka_auth
 from schemas.topics import Topics
 
 __all__ = ["RAW_SHOWN", "DlqEntry", "Summary", "Tally", "read_dlq"]
@@ -47,7 +49,14 @@ class Summary:
     latest: list[DlqEntry]
 
 
-async def read_dlq(bootstrap: str, prefix: str, *, max_per_partition: int, latest: int) -> Summary:
+async def read_dlq(
+    bootstrap: str,
+    prefix: str,
+    *,
+    max_per_partition: int,
+    latest: int,
+    auth: KafkaAuth = PLAINTEXT,
+) -> Summary:
     """The last ``max_per_partition`` records of every partition of agent.dlq, counted
     by reason, with the ``latest`` newest of them.
 
@@ -56,7 +65,7 @@ async def read_dlq(bootstrap: str, prefix: str, *, max_per_partition: int, lates
     logging an error ten times a second, then fail.
     """
     topic = Topics(prefix).agent_dlq
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_auth(auth))
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -68,7 +77,7 @@ async def read_dlq(bootstrap: str, prefix: str, *, max_per_partition: int, lates
     tps = sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
     # assigned, not subscribed: no group, every partition
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **aiokafka_auth(auth)
     )
     await consumer.start()
     try:

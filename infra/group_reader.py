@@ -47,6 +47,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
+from infra.config import KafkaAuth
+from infra.kafka_auth import PLAINTEXT, rdkafka_auth
 from infra.rdkafka_handoff import Backlog, ErrorLog, ReaderError, poll_batch, sort_messages
 
 __all__ = ["GroupReader", "ReaderError", "TopicPartition"]
@@ -107,6 +109,7 @@ class GroupReader(Generic[T]):
         max_batch: int = 5000,
         queued_bytes: int = 16 * 1024 * 1024,
         fetch_max_bytes: int = 32 * 1024 * 1024,
+        auth: KafkaAuth = PLAINTEXT,
     ) -> None:
         self._topics = list(topics)
         self._convert = convert
@@ -115,6 +118,7 @@ class GroupReader(Generic[T]):
         self._on_assign = on_assign
         self._max_batch = max_batch
         self._config: dict[str, Any] = {
+            **rdkafka_auth(auth),
             "bootstrap.servers": bootstrap,
             "group.id": group_id,
             "client.id": group_id,

@@ -10,19 +10,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    AuthenticationFailedError,
     CoordinatorLoadInProgressError,
     GroupCoordinatorNotAvailableError,
+    IllegalSaslStateError,
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
+    SaslAuthenticationFailed,
     TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
 )
 
-from infra.config import Settings
+from infra.config import KafkaAuth, Settings
+from infra.kafka_auth import PLAINTEXT, aiokafka_auth
 from infra.tasks import cancel_and_wait
 from schemas.directory import Directory, DirectoryError
 from schemas.topics import MAX_BATCH_BYTES, Topics
@@ -30,6 +38,7 @@ from schemas.topics import MAX_BATCH_BYTES, Topics
 __all__ = [
     "DirectoryTail",
     "Durability",
+    "KafkaRefused",
     "cluster_durability",
     "durability",
     "ensure_settings_topics",
@@ -93,14 +102,19 @@ def topic_configs(topics: Topics, plan: Durability) -> dict[str, dict[str, str]]
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Topics, *, partitions: int, replication_factor: int | None = None
+    bootstrap: str,
+    topics: Topics,
+    *,
+    partitions: int,
+    replication_factor: int | None = None,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> Durability:
     """Create every vmpulse topic that does not exist yet; the compacted ones compacted.
 
     Replicas and ``min.insync.replicas`` follow :func:`durability` for the
     cluster's size unless ``replication_factor`` is given; returns what they are.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_auth(auth))
     await admin.start()
     try:
         plan = await cluster_durability(admin, replication_factor)
@@ -122,7 +136,12 @@ async def ensure_topics(
 
 
 async def wait_for_leaders(
-    bootstrap: str, topics: Sequence[str], partitions: int, *, timeout_s: float = 30.0
+    bootstrap: str,
+    topics: Sequence[str],
+    partitions: int,
+    *,
+    timeout_s: float = 30.0,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> bool:
     """Wait until the leaders of the topics' partitions answer (a ListOffsets each).
 
@@ -137,7 +156,9 @@ async def wait_for_leaders(
     logs a warning and returns False; the clients that start next retry on their own.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **aiokafka_auth(auth),
     )
     await consumer.start()
     try:
@@ -157,14 +178,16 @@ async def wait_for_leaders(
     return True
 
 
-async def wait_for_group_coordinator(bootstrap: str, group: str, timeout_s: float = 30.0) -> None:
+async def wait_for_group_coordinator(
+    bootstrap: str, group: str, timeout_s: float = 30.0, *, auth: KafkaAuth = PLAINTEXT
+) -> None:
     """Wait until the broker names a coordinator for ``group``.
 
     A fresh broker creates its offsets topic on the first request for a
     coordinator; a consumer joining meanwhile logs GroupCoordinatorNotAvailable
     as an error, which on a first `vmpulse up` looks like a fault.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_auth(auth))
     await admin.start()
     try:
         loop = asyncio.get_running_loop()
@@ -203,22 +226,55 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: tuple[str, ...])
         await asyncio.sleep(0.1)
 
 
-async def wait_for_broker(bootstrap: str, timeout_s: float) -> None:
+class KafkaRefused(KafkaError):  # type: ignore[misc]
+    """The cluster answers but refuses this client: its user, its mechanism or its TLS."""
+
+
+async def _refusal(bootstrap: str, auth: KafkaAuth) -> BaseException | None:
+    """Why the first bootstrap server refuses us, if it answers and does.
+
+    aiokafka logs a refused SASL user or TLS handshake and then reports only that it
+    could not bootstrap, as it does for a broker that is not up yet; one direct
+    connection tells the two apart.
+    """
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await create_conn(host.strip("[]"), int(port), **aiokafka_auth(auth))
+    except (
+        AuthenticationFailedError,
+        SaslAuthenticationFailed,
+        UnsupportedSaslMechanismError,
+        IllegalSaslStateError,
+        ssl.SSLError,
+    ) as exc:
+        return exc
+    except (TimeoutError, OSError, KafkaError, ValueError):
+        return None  # not up, or not answering: waited for as before
+    conn.close()
+    return None
+
+
+async def wait_for_broker(bootstrap: str, timeout_s: float, *, auth: KafkaAuth = PLAINTEXT) -> None:
     """Wait up to ``timeout_s`` until the cluster answers at ``bootstrap``.
 
     Containers start in any order: a stage that starts before its broker waits for
     it (saying so once) instead of dying and depending on a restart policy.
-    KafkaConnectionError once the time is up.
+    KafkaConnectionError once the time is up. A cluster that answers but refuses
+    the client's user or TLS raises :class:`KafkaRefused` at once: waiting would not
+    change a password.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     said = False
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_auth(auth))
         try:
             await admin.start()
             return
         except KafkaConnectionError:
+            refusal = None if auth == PLAINTEXT else await _refusal(bootstrap, auth)
+            if refusal is not None:
+                raise KafkaRefused(f"Kafka at {bootstrap} refuses this client: {refusal}") from None
             if loop.time() >= deadline:
                 raise
             if not said:
@@ -237,13 +293,15 @@ async def ensure_settings_topics(settings: Settings) -> Topics:
     Waits ``settings.kafka.wait_s`` for the broker first (VMPULSE_KAFKA_WAIT_S).
     """
     assert settings.kafka.bootstrap is not None, "resolve the broker first"
-    await wait_for_broker(settings.kafka.bootstrap, settings.kafka.wait_s)
+    auth = settings.kafka.auth
+    await wait_for_broker(settings.kafka.bootstrap, settings.kafka.wait_s, auth=auth)
     topics = Topics(settings.kafka.topic_prefix)
     await ensure_topics(
         settings.kafka.bootstrap,
         topics,
         partitions=settings.kafka.partitions,
         replication_factor=settings.kafka.replication_factor,
+        auth=auth,
     )
     return topics
 
@@ -272,6 +330,7 @@ def make_producer(
     linger_ms: int = 5,
     client_id: str = "vmpulse",
     compression_type: str = "lz4",
+    auth: KafkaAuth = PLAINTEXT,
 ) -> AIOKafkaProducer:
     """An idempotent producer with acks from all in-sync replicas and compressed batches.
 
@@ -287,6 +346,7 @@ def make_producer(
         linger_ms=linger_ms,
         max_batch_size=1024 * 1024,
         max_request_size=16 * 1024 * 1024,
+        **aiokafka_auth(auth),
     )
 
 
@@ -305,9 +365,12 @@ class DirectoryTail:
         topics: Topics,
         directory: Directory | None = None,
         on_change: Callable[[str], None] | None = None,
+        *,
+        auth: KafkaAuth = PLAINTEXT,
     ) -> None:
         self.directory = directory if directory is not None else Directory()
         self._bootstrap = bootstrap
+        self._auth = auth
         self._topic = topics.directory
         self._on_change = on_change
         self._consumer: AIOKafkaConsumer | None = None
@@ -322,6 +385,7 @@ class DirectoryTail:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             group_id=None,
+            **aiokafka_auth(self._auth),
         )
         await self._consumer.start()
         tps = sorted(self._consumer.assignment())

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeVar
 
+from infra.config import KafkaAuth
+from infra.kafka_auth import PLAINTEXT, rdkafka_auth
 from infra.rdkafka_handoff import Backlog, ErrorLog, ReaderError, poll_batch, sort_messages
 
 __all__ = ["PartitionReader", "ReaderError", "Record"]
@@ -91,11 +93,13 @@ class PartitionReader:
         max_batch: int = 500,
         queued_bytes: int = 2 * 1024 * 1024,
         timeout_s: float = 30.0,
+        auth: KafkaAuth = PLAINTEXT,
     ) -> None:
         self._topic = topic
         self._max_batch = max_batch
         self._timeout_s = timeout_s
         self._config: dict[str, Any] = {
+            **rdkafka_auth(auth),
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
             "group.id": f"{client_id}-unjoined",  # required by the client, never joined

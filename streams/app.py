@@ -22,6 +22,7 @@ from typing import Any
 import faust
 
 from infra.config import Settings
+from infra.kafka_auth import faust_credentials
 from infra.kafka_io import Durability, durability
 from infra.partitioner import KeyPartitioner
 from schemas.topics import MAX_BATCH_BYTES, Topics
@@ -103,6 +104,8 @@ def create_app(
         broker_session_timeout=settings.kafka.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 3),
         consumer_group_instance_id=settings.kafka.worker_instance_id,
+        # every client of the app (its producer, consumer and admin) as the process's own
+        broker_credentials=faust_credentials(settings.kafka.auth),
     )
     # Faust's livelock detector must not crash the worker when a partition's position
     # is being reset in a broker failover (streams/faust_internals.py)
@@ -110,7 +113,7 @@ def create_app(
     bootstrap = settings.kafka.bootstrap
 
     async def read_raw(spans: Sequence[Span]) -> list[RawRecord]:
-        return await read_back(bootstrap, topics.agent_raw, spans)
+        return await read_back(bootstrap, topics.agent_raw, spans, auth=settings.kafka.auth)
 
     # routing, presence and alerts (issue 5); fed from the storage batches
     event_stages = register_event_agents(app, settings)
@@ -144,6 +147,7 @@ def create_app(
         within_s=settings.worker.store_batch_s if batch_within_s is None else batch_within_s,
         session_timeout_s=settings.kafka.session_timeout_s,
         group_instance_id=settings.kafka.worker_instance_id,
+        auth=settings.kafka.auth,
     )
     app.vmpulse_ingest = ingest
 

@@ -129,6 +129,7 @@ class EventStages:
         self._outbound = outbound
         self._state = state  # a TopicSender on worker.state
         self._bootstrap = settings.kafka.bootstrap
+        self._auth = settings.kafka.auth
         self._owned: dict[str, int] = {}  # VM id -> its partition, for VMs held here
         self._restored: set[int] = set()  # partitions whose state was read back
         self.stats = {"routed": 0, "bad_control": 0, "bad_hypervisor": 0, "restored_vms": 0}
@@ -138,7 +139,7 @@ class EventStages:
         new = set(partitions) - self._restored
         if not new:
             return
-        records = await read_partitions(self._bootstrap, self._state.topic, new)
+        records = await read_partitions(self._bootstrap, self._state.topic, new, auth=self._auth)
         restored = restore_all(
             self.presence,
             self.alerts,
@@ -245,7 +246,7 @@ def register_event_agents(app: faust.App, settings: Settings) -> EventStages:
     """Add the directory, the control-events agent and the presence timer to ``app``."""
     assert settings.kafka.bootstrap is not None
     topics = Topics(settings.kafka.topic_prefix)
-    tail = DirectoryTail(settings.kafka.bootstrap, topics)
+    tail = DirectoryTail(settings.kafka.bootstrap, topics, auth=settings.kafka.auth)
     app.add_dependency(DirectoryService(tail))
     outbound = TopicSender(app, topics.events_outbound)
     control = app.topic(topics.control_events, key_serializer="raw", value_serializer="raw")

@@ -40,7 +40,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from infra.config import KafkaAuth
 from infra.group_reader import GroupReader, TopicPartition
+from infra.kafka_auth import PLAINTEXT
 from infra.kafka_io import LIVE_FETCH_WAIT_MS
 from streams.pipeline import RawRecord
 from streams.readback import from_rdkafka
@@ -123,6 +125,7 @@ class RawIngest(Generic[P]):
         within_s: float = 0.25,
         session_timeout_s: float = 10.0,
         group_instance_id: str | None = None,
+        auth: KafkaAuth = PLAINTEXT,
     ) -> None:
         self._raw_topic = raw_topic
         self._hypervisor_topic = hypervisor_topic
@@ -140,6 +143,7 @@ class RawIngest(Generic[P]):
             "group_instance_id": group_instance_id,
             "session_timeout_s": session_timeout_s,
             "fetch_wait_ms": LIVE_FETCH_WAIT_MS,
+            "auth": auth,
         }
         self.batches = 0
         self.failures = 0

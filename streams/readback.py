@@ -17,6 +17,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.config import KafkaAuth
+from infra.kafka_auth import PLAINTEXT, aiokafka_auth
 from streams.blocks import Span, block_id
 from streams.pipeline import RawRecord
 
@@ -88,7 +90,12 @@ async def read_until(
 
 
 async def read_back(
-    bootstrap: str, topic: str, spans: Sequence[Span], *, timeout_s: float = 30.0
+    bootstrap: str,
+    topic: str,
+    spans: Sequence[Span],
+    *,
+    timeout_s: float = 30.0,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> list[RawRecord]:
     """The records of ``spans`` of ``topic``, in fetch order.
 
@@ -103,6 +110,7 @@ async def read_back(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
+        **aiokafka_auth(auth),
     )
     await consumer.start()
     try:

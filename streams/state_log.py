@@ -27,6 +27,8 @@ from collections.abc import Iterable, Sequence
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.config import KafkaAuth
+from infra.kafka_auth import PLAINTEXT, aiokafka_auth
 from schemas.worker_state import VmSnapshot
 from streams.alerts import AlertEngine
 from streams.presence import Presence
@@ -77,7 +79,12 @@ def apply_snapshot(
 
 
 async def read_partitions(
-    bootstrap: str, topic: str, partitions: Iterable[int], *, timeout_s: float = 30.0
+    bootstrap: str,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    timeout_s: float = 30.0,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> dict[str, tuple[int, bytes]]:
     """The newest record of every key in ``partitions`` of ``topic``: key -> (partition, value).
 
@@ -92,6 +99,7 @@ async def read_partitions(
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **aiokafka_auth(auth),
     )
     await consumer.start()
     try:

@@ -6,7 +6,9 @@ starting a broker (the same rule as ``vmpulse up``). Nothing here mocks Kafka.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -20,7 +22,9 @@ from infra.broker import KAFKA_VERSION, LocalBroker
 from infra.config import (
     BridgeSettings,
     GatewaySettings,
+    KafkaAuth,
     KafkaSettings,
+    Secret,
     Settings,
     StoreSettings,
     WorkerSettings,
@@ -29,8 +33,11 @@ from infra.kafka_io import ensure_settings_topics
 from schemas.topics import Topics
 from store.clickhouse import ClickHouseStore
 from store.reader import Reader, ReadLimits
+from tests.support.tls import make_loopback_certificates
 
 _BROKER_USED: list[str] = []
+# the session broker's SASL listeners (SASL_PLAINTEXT, SASL_SSL) and its user
+_SASL: dict[str, tuple[str, KafkaAuth]] = {}
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -90,8 +97,16 @@ def kafka_bootstrap() -> Iterator[str]:
         yield external
         return
     work = Path(tempfile.mkdtemp(prefix="vmpulse-test-kafka-"))
-    broker = LocalBroker(work)
+    user, password = "vmpulse-test", secrets.token_hex(16)
+    ca, keystore = make_loopback_certificates(work / "tls")
+    broker = LocalBroker(work, sasl_user=(user, password), tls_keystore=keystore)
     bootstrap = broker.start()
+    sasl = KafkaAuth("SASL_PLAINTEXT", "SCRAM-SHA-512", user, Secret(password))
+    _SASL["SASL_PLAINTEXT"] = (f"127.0.0.1:{broker.sasl_port}", sasl)
+    _SASL["SASL_SSL"] = (
+        f"127.0.0.1:{broker.sasl_ssl_port}",
+        dataclasses.replace(sasl, protocol="SASL_SSL", cafile=ca),
+    )
     _BROKER_USED.append(f"{bootstrap} (Apache Kafka {KAFKA_VERSION}, KRaft, from infra/)")
     print(f"\nKafka broker for this session: {bootstrap} (log {broker.log_path})")
     try:
@@ -101,6 +116,30 @@ def kafka_bootstrap() -> Iterator[str]:
         # The topics' data (~1 GB after the benchmarks) goes; broker.log stays for a
         # post-mortem. Sessions that kept it filled this machine's disk (session 13).
         shutil.rmtree(work / "logs", ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=["SASL_PLAINTEXT", "SASL_SSL"])
+def kafka_sasl(kafka_bootstrap: str, request: pytest.FixtureRequest) -> tuple[str, KafkaAuth]:
+    """A SASL listener of the session broker and how to reach it as a user it knows
+    (SCRAM and PLAIN): SASL_PLAINTEXT, and SASL_SSL with a certificate of a CA made
+    for the session (tests/support/tls.py).
+
+    Only the broker this session starts has them: against VMPULSE_KAFKA_BOOTSTRAP
+    the tests that need them fail, saying so, rather than pass unrun.
+    """
+    if not _SASL:
+        pytest.fail(
+            "no SASL listener: VMPULSE_KAFKA_BOOTSTRAP names a broker this session did not start"
+        )
+    return _SASL[request.param]
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl(kafka_bootstrap: str) -> tuple[str, KafkaAuth]:
+    """The session broker's SASL_SSL listener alone (see :func:`kafka_sasl`)."""
+    if not _SASL:
+        pytest.fail("no SASL listener: VMPULSE_KAFKA_BOOTSTRAP names a broker not started here")
+    return _SASL["SASL_SSL"]
 
 
 @pytest.fixture

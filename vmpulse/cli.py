@@ -456,7 +456,13 @@ def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     summary = asyncio.run(
-        read_dlq(bootstrap, prefix, max_per_partition=max(1, args.scan), latest=args.latest)
+        read_dlq(
+            bootstrap,
+            prefix,
+            max_per_partition=max(1, args.scan),
+            latest=args.latest,
+            auth=settings.kafka.auth,
+        )
     )
     print(json.dumps(dataclasses.asdict(summary)) if args.json else render(summary))
     return 0

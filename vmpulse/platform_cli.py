@@ -120,13 +120,14 @@ def run_platform_command(settings: Settings, args: argparse.Namespace) -> int:
 
     async def send() -> str:
         await ensure_settings_topics(with_broker)
-        producer = make_producer(bootstrap, linger_ms=0, client_id="vmpulse-cli")
+        auth = settings.kafka.auth
+        producer = make_producer(bootstrap, linger_ms=0, client_id="vmpulse-cli", auth=auth)
         await asyncio.wait_for(producer.start(), 15)
         try:
             # a topic created a moment ago: its leaders announced, not yet serving
             topic = topics.control_events if args.command == "emit" else topics.directory
             partitions = await producer.partitions_for(topic)
-            await wait_for_leaders(bootstrap, [topic], len(partitions))
+            await wait_for_leaders(bootstrap, [topic], len(partitions), auth=auth)
             if args.command == "emit":
                 await send_event(producer, topics, event)
                 return f"published {event.resource}:{event.action} id={event.id}"

@@ -148,21 +148,25 @@ async def _prepare(settings: Settings, vm_ids: list[str]) -> Durability:
     durability the topics got, which Faust's own topics get too (one rule)."""
     assert settings.kafka.bootstrap is not None
     # containers start in any order: the broker may not answer yet (VMPULSE_KAFKA_WAIT_S)
-    await wait_for_broker(settings.kafka.bootstrap, settings.kafka.wait_s)
+    auth = settings.kafka.auth
+    await wait_for_broker(settings.kafka.bootstrap, settings.kafka.wait_s, auth=auth)
     topics = Topics(settings.kafka.topic_prefix)
     plan = await ensure_topics(
         settings.kafka.bootstrap,
         topics,
         partitions=settings.kafka.partitions,
         replication_factor=settings.kafka.replication_factor,
+        auth=auth,
     )
     # a fresh broker: first sends and joins would be refused, with warnings, for a moment
-    await wait_for_leaders(settings.kafka.bootstrap, topics.all(), settings.kafka.partitions)
+    await wait_for_leaders(
+        settings.kafka.bootstrap, topics.all(), settings.kafka.partitions, auth=auth
+    )
     await wait_for_group_coordinator(
-        settings.kafka.bootstrap, ingest_group_id(settings.kafka.topic_prefix)
+        settings.kafka.bootstrap, ingest_group_id(settings.kafka.topic_prefix), auth=auth
     )
     if vm_ids and settings.kafka.bootstrap:
-        producer = make_producer(settings.kafka.bootstrap)
+        producer = make_producer(settings.kafka.bootstrap, auth=auth)
         await producer.start()
         try:
             await publish_records(producer, topics, demo_directory(vm_ids))

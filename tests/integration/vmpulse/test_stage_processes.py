@@ -1,7 +1,8 @@
 """Each stage as its own process, as a container runs it (issue 13): the health port says
 when it is ready, SIGTERM stops it cleanly within an orchestrator's grace period, and the
 secrets it read from mounted files appear nowhere in what it logs (debug logging on), in
-text or in JSON lines (VMPULSE_LOG_FORMAT=json).
+text or in JSON lines (VMPULSE_LOG_FORMAT=json). And the stages as a user deploys them
+against a Kafka cluster that wants a SASL user (VMPULSE_KAFKA_SECURITY_PROTOCOL).
 
 Real parts: the session's Kafka broker, chDB in the worker, real sockets, real signals.
 """
@@ -15,14 +16,20 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import prometheus_client
 import pytest
+import socketio
 
+from gateway.auth import issue_token
 from infra.broker import free_port
-from infra.config import Settings
+from infra.config import DEV_JWT_SECRET, KafkaAuth, Settings
+from infra.kafka_io import ensure_settings_topics, make_producer
+from vmpulse.demo import demo_directory, demo_vm_ids, publish_records
 from vmpulse.health import HealthServer, probe
 
 JSON_STAGE = "worker"
@@ -216,3 +223,142 @@ async def test_a_stage_waits_for_its_broker_then_fails_with_exit_code_1(
         )
         assert done.returncode == 1, f"{stage}: {done.returncode}\n{done.stderr[-3000:]}"
         assert "Unable to bootstrap" in done.stderr + done.stdout, stage
+
+
+async def test_the_stages_carry_a_sample_to_a_browser_over_tls_as_a_sasl_user(
+    kafka_sasl_ssl: tuple[str, KafkaAuth], short_tmp: Path
+) -> None:
+    """bridge, worker and gateway as processes, each configured only through its
+    environment (VMPULSE_KAFKA_SECURITY_PROTOCOL=SASL_SSL, SCRAM-SHA-512, the CA file, the
+    password from a mounted file), against the broker's SASL_SSL listener: a simulated
+    agent's sample reaches a Socket.IO client, and the password is in none of their
+    (debug) logs."""
+    bootstrap, auth = kafka_sasl_ssl
+    assert auth.username is not None and auth.password is not None and auth.cafile is not None
+    security = {
+        "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "VMPULSE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "VMPULSE_KAFKA_SASL_USERNAME": auth.username,
+        "VMPULSE_KAFKA_SASL_PASSWORD_FILE": str(short_tmp / "kafka_password"),
+        "VMPULSE_KAFKA_SSL_CAFILE": str(auth.cafile),
+    }
+    password = auth.password.reveal()
+    (short_tmp / "kafka_password").write_text(password + "\n")
+    prefix = f"sasl{uuid.uuid4().hex[:8]}."
+    settings = Settings.from_env(
+        {
+            "VMPULSE_KAFKA_BOOTSTRAP": bootstrap,
+            "VMPULSE_TOPIC_PREFIX": prefix,
+            "VMPULSE_PARTITIONS": "2",
+            "VMPULSE_DATA_DIR": str(short_tmp),
+            **security,
+        }
+    )
+    assert settings.kafka.auth == auth
+    # the users and the VMs of `vmpulse simulate` (5), published as the platform would:
+    # over SASL too
+    vms = demo_vm_ids(5)
+    topics = await ensure_settings_topics(settings)
+    producer = make_producer(bootstrap, auth=settings.kafka.auth)
+    await producer.start()
+    try:
+        await publish_records(producer, topics, demo_directory(vms))
+    finally:
+        await producer.stop()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update(
+        {
+            "VMPULSE_KAFKA_BOOTSTRAP": bootstrap,
+            "VMPULSE_TOPIC_PREFIX": prefix,
+            "VMPULSE_PARTITIONS": "2",
+            **security,
+            "VMPULSE_SOCKET_DIR": str(short_tmp / "sockets"),
+            "VMPULSE_GATEWAY_ADDR": f"127.0.0.1:{free_port()}",
+        }
+    )
+    (short_tmp / "sockets").mkdir()
+    stages: list[Stage] = []
+    try:
+        for name in ("worker", "gateway", "bridge"):
+            stage_env = {**env, "VMPULSE_DATA_DIR": str(short_tmp / name)}
+            stages.append(Stage(name, stage_env, short_tmp / f"{name}.log"))
+        for stage in stages:
+            await stage.wait_ready(120.0)
+        fleet = Stage("simulate", {**env, "VMPULSE_DATA_DIR": str(short_tmp / "fleet")},
+                      short_tmp / "fleet.log")  # fmt: skip
+        url = f"http://{env['VMPULSE_GATEWAY_ADDR']}"
+        token = issue_token(DEV_JWT_SECRET, "admin", admin=True)
+        try:
+            sample = await _first_update(url, token, vms[0])
+        finally:
+            fleet.kill()
+        assert sample["vmId"] == vms[0] and "cpu" in sample["metrics"], sample
+        for stage in stages:
+            stage.proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(stage.proc.wait, GRACE_S)
+            assert code == 0, f"{stage.name} exited {code}:\n{stage.log()}"
+            log = stage.log()
+            assert "DEBUG" in log and "Traceback" not in log, log[-3000:]
+            assert password not in log and password[:12] not in log, f"{stage.name} logged it"
+    finally:
+        for stage in stages:
+            stage.kill()
+
+
+async def _first_update(url: str, token: str, vm: str, within_s: float = 60.0) -> dict[str, Any]:
+    """Subscribe a Socket.IO client to ``vm``; the first ``metricsUpdate`` for it."""
+    client = socketio.AsyncClient(reconnection=False)
+    got: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    @client.on("metricsUpdate")  # type: ignore[untyped-decorator]
+    async def on_update(payload: dict[str, Any]) -> None:
+        if payload.get("vmId") == vm and not got.done():
+            got.set_result(payload)
+
+    await client.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+    try:
+        ack = await client.call("subscribe", {"vmId": vm}, timeout=10)
+        assert isinstance(ack, dict) and ack.get("ok"), ack
+        return await asyncio.wait_for(got, within_s)
+    finally:
+        await client.disconnect()
+
+
+async def test_a_stage_refused_by_its_cluster_says_why_and_exits_1_without_waiting(
+    kafka_sasl_ssl: tuple[str, KafkaAuth], short_tmp: Path
+) -> None:
+    """A wrong password is not a broker that is still starting: each stage gives up at
+    once (not after VMPULSE_KAFKA_WAIT_S), says the cluster refused it, and shows neither
+    the password it was given nor anything of the right one."""
+    bootstrap, auth = kafka_sasl_ssl
+    assert auth.username is not None and auth.password is not None and auth.cafile is not None
+    wrong = "not-the-password-" + uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update(
+        {
+            "VMPULSE_KAFKA_BOOTSTRAP": bootstrap,
+            "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "VMPULSE_KAFKA_SASL_USERNAME": auth.username,
+            "VMPULSE_KAFKA_SASL_PASSWORD": wrong,
+            "VMPULSE_KAFKA_SSL_CAFILE": str(auth.cafile),
+            "VMPULSE_KAFKA_WAIT_S": "120",
+            "VMPULSE_DATA_DIR": str(short_tmp),
+        }
+    )
+    for stage in ("bridge", "gateway", "worker"):
+        started = time.monotonic()
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "vmpulse.cli", "-v", stage],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=100,
+            check=False,
+        )
+        said = done.stdout + done.stderr
+        assert done.returncode == 1, f"{stage}: {done.returncode}\n{said[-3000:]}"
+        assert time.monotonic() - started < 60, f"{stage} waited for a cluster that refused it"
+        assert "refuses this client" in said and "Authentication failed" in said, said[-3000:]
+        assert wrong not in said and auth.password.reveal() not in said, stage

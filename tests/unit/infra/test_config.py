@@ -271,6 +271,27 @@ SAMPLES = {
 }
 # What a variable needs beside it to be valid at all (set on both sides of the comparison).
 NEEDS = {"VMPULSE_CLICKHOUSE_CLUSTER": {"VMPULSE_CLICKHOUSE_URL": "http://u:p@ch.example:8123/db"}}
+# the Kafka clients' security: a cluster, and a user for the SASL protocols (infra/config.py)
+_SASL = {
+    "VMPULSE_KAFKA_BOOTSTRAP": "kafka.example:9093",
+    "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "VMPULSE_KAFKA_SASL_USERNAME": "vmpulse",
+    "VMPULSE_KAFKA_SASL_PASSWORD": "pw",
+}
+SAMPLES |= {
+    "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SSL",
+    "VMPULSE_KAFKA_SASL_MECHANISM": "PLAIN",
+    "VMPULSE_KAFKA_SASL_USERNAME": "someone",
+    "VMPULSE_KAFKA_SASL_PASSWORD": "other",
+    "VMPULSE_KAFKA_SSL_CAFILE": __file__,  # any existing file
+}
+NEEDS |= {
+    "VMPULSE_KAFKA_SECURITY_PROTOCOL": {"VMPULSE_KAFKA_BOOTSTRAP": "kafka.example:9093"},
+    "VMPULSE_KAFKA_SASL_MECHANISM": _SASL,
+    "VMPULSE_KAFKA_SASL_USERNAME": _SASL,
+    "VMPULSE_KAFKA_SASL_PASSWORD": _SASL,
+    "VMPULSE_KAFKA_SSL_CAFILE": _SASL,
+}
 
 
 def _documented_variables() -> set[str]:

@@ -13,6 +13,7 @@ from vmpulse.cli import main
 JWT = "file-jwt-secret-" + "0123456789abcdef0123"  # 36 bytes
 AGENT = "file-agent-secret-42"
 URL = "https://vmpulse:s3cret-Pa55@clickhouse:8443/vmpulse"
+KAFKA = "kafka-sasl-pa55word"
 
 
 def _write(path: Path, text: str) -> str:
@@ -28,17 +29,23 @@ def test_every_secret_variable_reads_its_file(tmp_path: Path) -> None:
             "VMPULSE_AGENT_SECRET_FILE": _write(tmp_path / "agent", AGENT + "\r\n"),
             "VMPULSE_CLICKHOUSE_URL_FILE": _write(tmp_path / "url", URL),
             "VMPULSE_CLICKHOUSE_READ_URL_FILE": _write(tmp_path / "read", URL + "\n"),
+            "VMPULSE_KAFKA_SASL_PASSWORD_FILE": _write(tmp_path / "kafka", KAFKA + "\n"),
+            "VMPULSE_KAFKA_BOOTSTRAP": "kafka:9093",
+            "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "VMPULSE_KAFKA_SASL_USERNAME": "vmpulse",
         }
     )
     assert s.tokens.secret.reveal() == JWT and not s.tokens.secret_is_dev
     assert s.bridge.agent_secret.reveal() == AGENT and not s.bridge.agent_secret_is_dev
     assert s.store.url == URL and s.store.reader_url == URL
-    assert JWT not in repr(s) and AGENT not in repr(s)
+    assert s.kafka.sasl_password is not None and s.kafka.sasl_password.reveal() == KAFKA
+    assert JWT not in repr(s) and AGENT not in repr(s) and KAFKA not in repr(s)
     assert set(SECRET_VARIABLES) == {
         "VMPULSE_JWT_SECRET",
         "VMPULSE_AGENT_SECRET",
         "VMPULSE_CLICKHOUSE_URL",
         "VMPULSE_CLICKHOUSE_READ_URL",
+        "VMPULSE_KAFKA_SASL_PASSWORD",
     }
 
 
