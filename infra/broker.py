@@ -121,16 +121,18 @@ class LocalBroker:
         node: ClusterNode | None = None,
         long_running: bool = False,
         sasl_user: tuple[str, str] | None = None,
-        tls_keystore: Path | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.work_dir = work_dir
-        # (user, password): a second listener, SASL_PLAINTEXT with SCRAM and PLAIN, and
-        # with a PEM keystore (key and certificate chain) a third, SASL_SSL, for the tests
-        # of the clients' security settings (VMPULSE_KAFKA_SECURITY_PROTOCOL)
+        # For the tests of the clients' security settings (VMPULSE_KAFKA_SECURITY_PROTOCOL):
+        # with a SASL (user, password), a SASL_PLAINTEXT listener (SCRAM and PLAIN); with
+        # TLS files too (a PEM keystore: key and certificate chain; the CA's certificate),
+        # a SASL_SSL listener and an SSL one that wants a client certificate of that CA.
         self._sasl_user = sasl_user
-        self._tls_keystore = tls_keystore if sasl_user is not None else None
+        self._tls = tls if sasl_user is not None else None
         self.sasl_port = 0
         self.sasl_ssl_port = 0
+        self.ssl_port = 0
         # A broker of a test session lives a minute: the JVM's quick compiler (C1) alone
         # starts it sooner. One that carries a fleet for hours wants the optimizing one
         # (C2): at 2,000 VMs through `vmpulse up` the broker used 38-42 % of a core with
@@ -173,8 +175,8 @@ class LocalBroker:
     def _sasl_listeners(self) -> str:
         """The SASL listeners of ``listeners=`` (empty without a SASL user)."""
         out = f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}" if self._sasl_user else ""
-        if self._tls_keystore is not None:
-            out += f",SASL_SSL://127.0.0.1:{self.sasl_ssl_port}"
+        if self._tls is not None:
+            out += f",SASL_SSL://127.0.0.1:{self.sasl_ssl_port},SSL://127.0.0.1:{self.ssl_port}"
         return out
 
     def _sasl_config(self) -> list[str]:
@@ -182,7 +184,7 @@ class LocalBroker:
         if self._sasl_user is None:
             return []
         user, password = self._sasl_user
-        names = ["sasl_plaintext", *(["sasl_ssl"] if self._tls_keystore is not None else [])]
+        names = ["sasl_plaintext", *(["sasl_ssl"] if self._tls is not None else [])]
         lines = ["sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"]
         for name in names:
             lines.append(
@@ -195,10 +197,17 @@ class LocalBroker:
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;"
                 for m in ("scram-sha-256", "scram-sha-512")
             ]
-        if self._tls_keystore is not None:
+        if self._tls is not None:
+            keystore, ca = self._tls
+            for name in ("sasl_ssl", "ssl"):
+                lines += [
+                    f"listener.name.{name}.ssl.keystore.type=PEM",
+                    f"listener.name.{name}.ssl.keystore.location={keystore}",
+                ]
             lines += [
-                "listener.name.sasl_ssl.ssl.keystore.type=PEM",
-                f"listener.name.sasl_ssl.ssl.keystore.location={self._tls_keystore}",
+                "listener.name.ssl.ssl.truststore.type=PEM",
+                f"listener.name.ssl.ssl.truststore.location={ca}",
+                "listener.name.ssl.ssl.client.auth=required",
             ]
         return lines
 
@@ -222,7 +231,7 @@ class LocalBroker:
                     f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}{sasl}",
                     "controller.listener.names=CONTROLLER",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
-                    "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+                    "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
                     *self._sasl_config(),
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={logs}",
@@ -276,8 +285,9 @@ class LocalBroker:
             controller_port = free_port()
             if self._sasl_user is not None:
                 self.sasl_port = free_port()
-            if self._tls_keystore is not None:
+            if self._tls is not None:
                 self.sasl_ssl_port = free_port()
+                self.ssl_port = free_port()
         else:
             controller_port = self._node.controller_port
         conf = self._write_config(controller_port)

@@ -140,6 +140,8 @@ class KafkaAuth:
     username: str | None = None
     password: Secret | None = None
     cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
 
     @property
     def sasl(self) -> bool:
@@ -273,6 +275,21 @@ class KafkaSettings:
         form="PEM file",
         doc="the CAs that sign the brokers' certificates (SSL, SASL_SSL); unset: the system's",
     )
+    ssl_certfile: Path | None = _var(
+        "VMPULSE_KAFKA_SSL_CERTFILE",
+        None,
+        kind="special",
+        form="PEM file",
+        doc="the client's certificate (chain) for brokers that want one (mutual TLS), with "
+        "VMPULSE_KAFKA_SSL_KEYFILE",
+    )
+    ssl_keyfile: Path | None = _var(
+        "VMPULSE_KAFKA_SSL_KEYFILE",
+        None,
+        kind="special",
+        form="PEM file",
+        doc="the private key of VMPULSE_KAFKA_SSL_CERTFILE (unencrypted PEM: mount it as a secret)",
+    )
 
     @property
     def auth(self) -> KafkaAuth:
@@ -283,6 +300,8 @@ class KafkaSettings:
             self.sasl_username,
             self.sasl_password,
             self.ssl_cafile,
+            self.ssl_certfile,
+            self.ssl_keyfile,
         )
 
 
@@ -878,16 +897,21 @@ def _read_kafka_auth(env: Mapping[str, str], kafka: dict[str, Any], errors: list
             "VMPULSE_KAFKA_SASL_USERNAME / _PASSWORD are set but "
             f"VMPULSE_KAFKA_SECURITY_PROTOCOL is {protocol}: use SASL_SSL or SASL_PLAINTEXT"
         )
-    cafile_text = env.get("VMPULSE_KAFKA_SSL_CAFILE") or ""
-    kafka["ssl_cafile"] = Path(cafile_text).absolute() if cafile_text else None
-    if kafka["ssl_cafile"] is not None:
-        if not kafka["ssl_cafile"].is_file():
-            errors.append(f"VMPULSE_KAFKA_SSL_CAFILE must name a PEM file, got {cafile_text!r}")
+    for name in ("cafile", "certfile", "keyfile"):
+        variable = f"VMPULSE_KAFKA_SSL_{name.upper()}"
+        text = env.get(variable) or ""
+        kafka[f"ssl_{name}"] = path = Path(text).absolute() if text else None
+        if path is None:
+            continue
+        if not path.is_file():
+            errors.append(f"{variable} must name a PEM file, got {text!r}")
         elif not protocol.endswith("SSL"):
             errors.append(
-                f"VMPULSE_KAFKA_SSL_CAFILE is set but VMPULSE_KAFKA_SECURITY_PROTOCOL is "
+                f"{variable} is set but VMPULSE_KAFKA_SECURITY_PROTOCOL is "
                 f"{protocol}: use SSL or SASL_SSL"
             )
+    if (kafka["ssl_certfile"] is None) != (kafka["ssl_keyfile"] is None):
+        errors.append("VMPULSE_KAFKA_SSL_CERTFILE and VMPULSE_KAFKA_SSL_KEYFILE go together")
 
 
 SECRET_VARIABLES = (

@@ -34,15 +34,22 @@ def rdkafka_auth(auth: KafkaAuth) -> dict[str, str]:
         conf["sasl.password"] = auth.password.reveal()
     if auth.tls and auth.cafile is not None:
         conf["ssl.ca.location"] = str(auth.cafile)
+    if auth.tls and auth.certfile is not None and auth.keyfile is not None:
+        conf["ssl.certificate.location"] = str(auth.certfile)
+        conf["ssl.key.location"] = str(auth.keyfile)
     return conf
 
 
 def ssl_context(auth: KafkaAuth) -> ssl.SSLContext | None:
     """The TLS context of the aiokafka and Faust clients: the brokers' certificates
-    checked against ``auth.cafile`` (or the system's CAs) and their host names verified."""
+    checked against ``auth.cafile`` (or the system's CAs) and their host names verified;
+    the client's own certificate shown to brokers that ask for one (mutual TLS)."""
     if not auth.tls:
         return None
-    return ssl.create_default_context(cafile=None if auth.cafile is None else str(auth.cafile))
+    context = ssl.create_default_context(cafile=None if auth.cafile is None else str(auth.cafile))
+    if auth.certfile is not None and auth.keyfile is not None:
+        context.load_cert_chain(str(auth.certfile), str(auth.keyfile))
+    return context
 
 
 def aiokafka_auth(auth: KafkaAuth) -> dict[str, Any]:

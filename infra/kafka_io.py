@@ -248,7 +248,11 @@ async def _refusal(bootstrap: str, auth: KafkaAuth) -> BaseException | None:
         ssl.SSLError,
     ) as exc:
         return exc
-    except (TimeoutError, OSError, KafkaError, ValueError):
+    except (TimeoutError, OSError, KafkaError, ValueError) as exc:
+        # TLS 1.3 alerts a missing or unknown client certificate after the handshake:
+        # the connection then reads as closed, with the alert as its cause
+        if isinstance(exc.__cause__, ssl.SSLError):
+            return exc.__cause__
         return None  # not up, or not answering: waited for as before
     conn.close()
     return None

@@ -36,8 +36,8 @@ from store.reader import Reader, ReadLimits
 from tests.support.tls import make_loopback_certificates
 
 _BROKER_USED: list[str] = []
-# the session broker's SASL listeners (SASL_PLAINTEXT, SASL_SSL) and its user
-_SASL: dict[str, tuple[str, KafkaAuth]] = {}
+# the session broker's secured listeners (SASL_PLAINTEXT, SASL_SSL, SSL) and how to reach them
+_SECURED: dict[str, tuple[str, KafkaAuth]] = {}
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -98,14 +98,18 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     work = Path(tempfile.mkdtemp(prefix="vmpulse-test-kafka-"))
     user, password = "vmpulse-test", secrets.token_hex(16)
-    ca, keystore = make_loopback_certificates(work / "tls")
-    broker = LocalBroker(work, sasl_user=(user, password), tls_keystore=keystore)
+    tls = make_loopback_certificates(work / "tls")
+    broker = LocalBroker(work, sasl_user=(user, password), tls=(tls.broker_keystore, tls.ca))
     bootstrap = broker.start()
     sasl = KafkaAuth("SASL_PLAINTEXT", "SCRAM-SHA-512", user, Secret(password))
-    _SASL["SASL_PLAINTEXT"] = (f"127.0.0.1:{broker.sasl_port}", sasl)
-    _SASL["SASL_SSL"] = (
+    _SECURED["SASL_PLAINTEXT"] = (f"127.0.0.1:{broker.sasl_port}", sasl)
+    _SECURED["SASL_SSL"] = (
         f"127.0.0.1:{broker.sasl_ssl_port}",
-        dataclasses.replace(sasl, protocol="SASL_SSL", cafile=ca),
+        dataclasses.replace(sasl, protocol="SASL_SSL", cafile=tls.ca),
+    )
+    _SECURED["SSL"] = (  # mutual TLS: the client's certificate is its identity
+        f"127.0.0.1:{broker.ssl_port}",
+        KafkaAuth("SSL", cafile=tls.ca, certfile=tls.client_cert, keyfile=tls.client_key),
     )
     _BROKER_USED.append(f"{bootstrap} (Apache Kafka {KAFKA_VERSION}, KRaft, from infra/)")
     print(f"\nKafka broker for this session: {bootstrap} (log {broker.log_path})")
@@ -118,28 +122,41 @@ def kafka_bootstrap() -> Iterator[str]:
         shutil.rmtree(work / "logs", ignore_errors=True)
 
 
+def _secured(protocol: str) -> tuple[str, KafkaAuth]:
+    """A secured listener of the session broker and how its clients reach it.
+
+    Only the broker this session starts has them: against VMPULSE_KAFKA_BOOTSTRAP the
+    tests that need them fail, saying so, rather than pass unrun.
+    """
+    if not _SECURED:
+        pytest.fail("no secured listener: VMPULSE_KAFKA_BOOTSTRAP names a broker not started here")
+    return _SECURED[protocol]
+
+
+@pytest.fixture(scope="session", params=["SASL_PLAINTEXT", "SASL_SSL", "SSL"])
+def kafka_secured(kafka_bootstrap: str, request: pytest.FixtureRequest) -> tuple[str, KafkaAuth]:
+    """Each secured listener in turn: SASL_PLAINTEXT and SASL_SSL as a user the broker
+    knows (SCRAM and PLAIN), SSL with a client certificate (mutual TLS); the TLS ones
+    with certificates of a CA made for the session (tests/support/tls.py)."""
+    return _secured(request.param)
+
+
 @pytest.fixture(scope="session", params=["SASL_PLAINTEXT", "SASL_SSL"])
 def kafka_sasl(kafka_bootstrap: str, request: pytest.FixtureRequest) -> tuple[str, KafkaAuth]:
-    """A SASL listener of the session broker and how to reach it as a user it knows
-    (SCRAM and PLAIN): SASL_PLAINTEXT, and SASL_SSL with a certificate of a CA made
-    for the session (tests/support/tls.py).
-
-    Only the broker this session starts has them: against VMPULSE_KAFKA_BOOTSTRAP
-    the tests that need them fail, saying so, rather than pass unrun.
-    """
-    if not _SASL:
-        pytest.fail(
-            "no SASL listener: VMPULSE_KAFKA_BOOTSTRAP names a broker this session did not start"
-        )
-    return _SASL[request.param]
+    """The SASL listeners in turn (see :func:`kafka_secured`)."""
+    return _secured(request.param)
 
 
 @pytest.fixture(scope="session")
 def kafka_sasl_ssl(kafka_bootstrap: str) -> tuple[str, KafkaAuth]:
-    """The session broker's SASL_SSL listener alone (see :func:`kafka_sasl`)."""
-    if not _SASL:
-        pytest.fail("no SASL listener: VMPULSE_KAFKA_BOOTSTRAP names a broker not started here")
-    return _SASL["SASL_SSL"]
+    """The SASL_SSL listener alone (see :func:`kafka_secured`)."""
+    return _secured("SASL_SSL")
+
+
+@pytest.fixture(scope="session")
+def kafka_mtls(kafka_bootstrap: str) -> tuple[str, KafkaAuth]:
+    """The SSL listener that wants a client certificate (see :func:`kafka_secured`)."""
+    return _secured("SSL")
 
 
 @pytest.fixture

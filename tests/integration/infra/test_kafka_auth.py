@@ -1,6 +1,6 @@
 """Kafka clients that authenticate: every client library of vmpulse against a real broker's
-SASL_PLAINTEXT listener (SCRAM-SHA-512, the session broker's second listener), with the
-right password and with a wrong one.
+secured listeners (the session broker's SASL_PLAINTEXT and SASL_SSL with a SCRAM-SHA-512
+user, SSL with a client certificate), with the right credentials and with wrong ones.
 
 The whole path as a user deploys it, each stage a process configured only through its
 environment, is in tests/integration/vmpulse/test_stage_processes.py.
@@ -25,10 +25,10 @@ from schemas.topics import Topics
 from streams.state_log import read_partitions
 
 
-async def test_each_client_library_reaches_the_sasl_listener_as_its_user(
-    kafka_sasl: tuple[str, KafkaAuth],
+async def test_each_client_library_reaches_a_secured_listener(
+    kafka_secured: tuple[str, KafkaAuth],
 ) -> None:
-    bootstrap, auth = kafka_sasl
+    bootstrap, auth = kafka_secured
     topics = Topics(f"sasl{uuid.uuid4().hex[:8]}.")
     # aiokafka's admin client: the broker answers, the topics are made
     await wait_for_broker(bootstrap, 10, auth=auth)
@@ -117,3 +117,19 @@ async def test_a_broker_certificate_from_an_unknown_ca_is_refused_at_once(
     producer.purge()
     said = [r.getMessage() for r in caplog.records if r.name == "agents.rdkafka"]
     assert any("certificate verify failed" in line for line in said), said
+
+
+async def test_a_client_without_a_certificate_is_refused_by_a_mutual_tls_listener(
+    kafka_mtls: tuple[str, KafkaAuth], caplog: pytest.LogCaptureFixture
+) -> None:
+    bootstrap, auth = kafka_mtls
+    anonymous = dataclasses.replace(auth, certfile=None, keyfile=None)
+    started = time.monotonic()
+    with pytest.raises(KafkaRefused, match=r"BAD_CERTIFICATE|CERTIFICATE_REQUIRED"):
+        await wait_for_broker(bootstrap, 30, auth=anonymous)
+    assert time.monotonic() - started < 15
+
+    producer = make_bridge_producer(bootstrap, client_id="t-mtls-anonymous", auth=anonymous)
+    producer.produce("t-mtls-nowhere", b"never", b"vm-1", -1, None, None, 0, [])
+    assert await asyncio.to_thread(producer.flush, 5) == 1
+    producer.purge()

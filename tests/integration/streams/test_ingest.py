@@ -123,9 +123,11 @@ async def test_a_batch_is_full_at_its_byte_bound_before_its_record_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Large lines fill a batch by bytes long before ``max_records``: with room for 1,000
-    records and a 30 s window, but 1,000 bytes a batch, each group of ten ~180-byte lines
-    is stored at once (a count-only batch would wait the whole window)."""
-    monkeypatch.setattr(ingest, "BATCH_BYTES", 1000)
+    records and a 30 s window, but 100 bytes a batch (less than one ~180-byte line), every
+    fetch is a full batch, and each group of ten lines is stored at once (a count-only
+    batch would wait the whole window). At 1,000 bytes a batch a group fetched in two
+    parts left its last few lines waiting for the window (1 run in 6 failed)."""
+    monkeypatch.setattr(ingest, "BATCH_BYTES", 100)
     await chdb_store.command("TRUNCATE TABLE IF EXISTS system_metrics")
     tag = uuid.uuid4().hex[:8]
     app = create_app(settings, chdb_store, batch_max=1000, batch_within_s=30.0)

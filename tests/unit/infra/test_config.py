@@ -278,12 +278,21 @@ _SASL = {
     "VMPULSE_KAFKA_SASL_USERNAME": "vmpulse",
     "VMPULSE_KAFKA_SASL_PASSWORD": "pw",
 }
+# the client certificate and key go together: both set, each then changed alone
+_OTHER_FILE = str(Path(__file__).parent / "__init__.py")
+_CLIENT_CERT = {
+    **_SASL,
+    "VMPULSE_KAFKA_SSL_CERTFILE": _OTHER_FILE,
+    "VMPULSE_KAFKA_SSL_KEYFILE": _OTHER_FILE,
+}
 SAMPLES |= {
     "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SSL",
     "VMPULSE_KAFKA_SASL_MECHANISM": "PLAIN",
     "VMPULSE_KAFKA_SASL_USERNAME": "someone",
     "VMPULSE_KAFKA_SASL_PASSWORD": "other",
     "VMPULSE_KAFKA_SSL_CAFILE": __file__,  # any existing file
+    "VMPULSE_KAFKA_SSL_CERTFILE": __file__,
+    "VMPULSE_KAFKA_SSL_KEYFILE": __file__,
 }
 NEEDS |= {
     "VMPULSE_KAFKA_SECURITY_PROTOCOL": {"VMPULSE_KAFKA_BOOTSTRAP": "kafka.example:9093"},
@@ -291,6 +300,8 @@ NEEDS |= {
     "VMPULSE_KAFKA_SASL_USERNAME": _SASL,
     "VMPULSE_KAFKA_SASL_PASSWORD": _SASL,
     "VMPULSE_KAFKA_SSL_CAFILE": _SASL,
+    "VMPULSE_KAFKA_SSL_CERTFILE": _CLIENT_CERT,
+    "VMPULSE_KAFKA_SSL_KEYFILE": _CLIENT_CERT,
 }
 
 

@@ -65,6 +65,30 @@ def test_tls_without_a_ca_file_verifies_brokers_against_the_system_cas() -> None
     assert faust_credentials(auth).protocol.value == "SSL"
 
 
+def test_a_client_certificate_reaches_each_library(tmp_path: Path) -> None:
+    from tests.support.tls import make_loopback_certificates
+
+    tls = make_loopback_certificates(tmp_path)
+    env = {
+        **CLUSTER,
+        "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "VMPULSE_KAFKA_SSL_CAFILE": str(tls.ca),
+        "VMPULSE_KAFKA_SSL_CERTFILE": str(tls.client_cert),
+        "VMPULSE_KAFKA_SSL_KEYFILE": str(tls.client_key),
+    }
+    auth = Settings.from_env(env).kafka.auth
+    assert (auth.certfile, auth.keyfile) == (tls.client_cert, tls.client_key)
+    assert rdkafka_auth(auth) == {
+        "security.protocol": "ssl",
+        "ssl.ca.location": str(tls.ca),
+        "ssl.certificate.location": str(tls.client_cert),
+        "ssl.key.location": str(tls.client_key),
+    }
+    context = aiokafka_auth(auth)["ssl_context"]
+    assert context.verify_mode == ssl.CERT_REQUIRED  # the key and certificate loaded with it
+    assert faust_credentials(auth).context.verify_mode == ssl.CERT_REQUIRED
+
+
 def test_sasl_plaintext_gives_faust_a_sasl_user() -> None:
     env = {**CLUSTER, **USER, "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}
     auth = Settings.from_env(env).kafka.auth
@@ -117,6 +141,16 @@ def test_the_password_may_come_from_a_mounted_file(tmp_path: Path) -> None:
             {**CLUSTER, "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SSL",
              "VMPULSE_KAFKA_SSL_CAFILE": "/nowhere/ca.pem"},
             "VMPULSE_KAFKA_SSL_CAFILE must name a PEM file",
+        ),
+        (
+            {**CLUSTER, "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SSL",
+             "VMPULSE_KAFKA_SSL_CERTFILE": __file__},
+            "VMPULSE_KAFKA_SSL_CERTFILE and VMPULSE_KAFKA_SSL_KEYFILE go together",
+        ),
+        (
+            {**CLUSTER, "VMPULSE_KAFKA_SSL_KEYFILE": __file__,
+             "VMPULSE_KAFKA_SSL_CERTFILE": __file__},
+            "VMPULSE_KAFKA_SSL_KEYFILE is set but VMPULSE_KAFKA_SECURITY_PROTOCOL is PLAINTEXT",
         ),
         (
             {**USER, "VMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
