@@ -172,15 +172,15 @@ class LocalBroker:
             *args,
         ]
 
-    def _sasl_listeners(self) -> str:
-        """The SASL listeners of ``listeners=`` (empty without a SASL user)."""
+    def _secured_listeners(self) -> str:
+        """The secured listeners of ``listeners=`` (none without a SASL user)."""
         out = f",SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}" if self._sasl_user else ""
         if self._tls is not None:
             out += f",SASL_SSL://127.0.0.1:{self.sasl_ssl_port},SSL://127.0.0.1:{self.ssl_port}"
         return out
 
-    def _sasl_config(self) -> list[str]:
-        """The SASL listeners' lines of server.properties (none without a SASL user)."""
+    def _secured_config(self) -> list[str]:
+        """The secured listeners' lines of server.properties (none without a SASL user)."""
         if self._sasl_user is None:
             return []
         user, password = self._sasl_user
@@ -217,7 +217,7 @@ class LocalBroker:
         node = self._node or ClusterNode(
             1, self.port, controller_port, f"1@127.0.0.1:{controller_port}", 1
         )
-        sasl = self._sasl_listeners()
+        secured = self._secured_listeners()
         # internal topics as durable as the cluster allows: on 3 nodes 3 replicas, 2 in sync
         rf, isr = node.internal_replication, max(1, node.internal_replication - 1)
         conf.write_text(
@@ -227,12 +227,12 @@ class LocalBroker:
                     f"node.id={node.node_id}",
                     f"controller.quorum.voters={node.voters}",
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{controller_port}{sasl}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}{sasl}",
+                    f"CONTROLLER://127.0.0.1:{controller_port}{secured}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}{secured}",
                     "controller.listener.names=CONTROLLER",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
                     "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
-                    *self._sasl_config(),
+                    *self._secured_config(),
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={logs}",
                     "num.partitions=1",

@@ -1,5 +1,8 @@
 """Shared fixtures: one real Kafka broker per test session, a unique topic prefix per test.
 
+Beside its PLAINTEXT listener the broker has secured ones (SASL_PLAINTEXT, SASL_SSL, and
+SSL wanting a client certificate) for the tests of the clients' security settings.
+
 With VMPULSE_KAFKA_BOOTSTRAP set the suite uses that cluster instead of
 starting a broker (the same rule as ``vmpulse up``). Nothing here mocks Kafka.
 """
@@ -120,6 +123,7 @@ def kafka_bootstrap() -> Iterator[str]:
         # The topics' data (~1 GB after the benchmarks) goes; broker.log stays for a
         # post-mortem. Sessions that kept it filled this machine's disk (session 13).
         shutil.rmtree(work / "logs", ignore_errors=True)
+        shutil.rmtree(work / "tls", ignore_errors=True)  # the session's keys go with it
 
 
 def _secured(protocol: str) -> tuple[str, KafkaAuth]:
