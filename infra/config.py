@@ -883,15 +883,14 @@ def _read_kafka_auth(env: Mapping[str, str], kafka: dict[str, Any], errors: list
             f"{', '.join(KAFKA_SASL_MECHANISMS)}, got {mechanism!r}"
         )
     kafka["sasl_mechanism"] = mechanism
+    wants = KafkaAuth(protocol)  # which protocols mean SASL and TLS: KafkaAuth's rule
     has_user = kafka["sasl_username"] is not None or kafka["sasl_password"] is not None
-    if protocol.startswith("SASL_") and (
-        kafka["sasl_username"] is None or kafka["sasl_password"] is None
-    ):
+    if wants.sasl and (kafka["sasl_username"] is None or kafka["sasl_password"] is None):
         errors.append(
             f"VMPULSE_KAFKA_SECURITY_PROTOCOL={protocol} needs VMPULSE_KAFKA_SASL_USERNAME "
             "and VMPULSE_KAFKA_SASL_PASSWORD"
         )
-    elif has_user and not protocol.startswith("SASL_"):
+    elif has_user and not wants.sasl:
         # a user the clients would not send: the operator meant SASL, so say so at start
         errors.append(
             "VMPULSE_KAFKA_SASL_USERNAME / _PASSWORD are set but "
@@ -905,7 +904,7 @@ def _read_kafka_auth(env: Mapping[str, str], kafka: dict[str, Any], errors: list
             continue
         if not path.is_file():
             errors.append(f"{variable} must name a PEM file, got {text!r}")
-        elif not protocol.endswith("SSL"):
+        elif not wants.tls:
             errors.append(
                 f"{variable} is set but VMPULSE_KAFKA_SECURITY_PROTOCOL is "
                 f"{protocol}: use SSL or SASL_SSL"
