@@ -60,6 +60,7 @@ from infra.config import ConfigError, Settings
 from infra.kafka_io import ensure_settings_topics
 from infra.log_budget import WarningBudget, suppressed_note
 from infra.network import is_loopback_host
+from infra.startup import listening
 from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
 
@@ -212,13 +213,17 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             if s.libvirt_uri is None:
                 raise ValueError("a vsock listener needs VMPULSE_LIBVIRT_URI for the CID map")
             cids = LibvirtCidMap.from_uri(s.libvirt_uri)
-            self._listeners.append(
-                self._listener(
-                    "vsock", vsock_identify(cids.lookup), sock=vsock_socket(s.bridge.vsock_port)
-                )
-            )
+            port = s.bridge.vsock_port
+            with listening("agents over vsock", "any CID", port, "VMPULSE_VSOCK_PORT"):
+                sock = vsock_socket(port)
+            self._listeners.append(self._listener("vsock", vsock_identify(cids.lookup), sock=sock))
         for listener in self._listeners:
-            await listener.start()
+            if listener.transport != "tcp":
+                await listener.start()  # bound above
+                continue
+            host, port = s.bridge.tcp_host, s.bridge.tcp_port
+            with listening("agents over TCP", host, port, "VMPULSE_AGENT_TCP_ADDR"):
+                await listener.start()
         s.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
         if s.bridge.shared:
             await self._start_ownership()

@@ -16,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from infra.startup import listening
+
 __all__ = ["BridgeMetrics", "serve_metrics"]
 
 
@@ -100,5 +102,6 @@ async def serve_metrics(metrics: BridgeMetrics, host: str, port: int) -> web.App
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    with listening("the bridge's metrics", host, port, "VMPULSE_BRIDGE_METRICS_PORT"):
+        await site.start()
     return runner

@@ -35,7 +35,8 @@ from gateway.stats import GatewayStats
 from gateway.vmstate import VmStates
 from infra.config import Settings
 from infra.dlq_reader import read_dlq
-from infra.kafka_io import DirectoryTail, wait_for_broker
+from infra.kafka_io import DirectoryTail, ensure_settings_topics, wait_for_leaders
+from infra.startup import listening
 from schemas.directory import Directory
 from schemas.topics import Topics
 from store.reader import Reader
@@ -187,10 +188,13 @@ class GatewayService(mode.Service):  # type: ignore[misc]
                 auth=self.settings.kafka.auth,
             )
         if self._owns_tail:
-            # standalone (`vmpulse gateway`): the broker may start after us (containers)
-            await wait_for_broker(
-                bootstrap, self.settings.kafka.wait_s, auth=self.settings.kafka.auth
-            )
+            # standalone (`vmpulse gateway`): the broker may start after us, and on a
+            # fresh cluster before any stage made the topics (containers start in any
+            # order; docs/DEPLOYMENT.md: every stage creates the topics it needs)
+            topics = await ensure_settings_topics(self.settings)
+            # just made, their leaders serve a moment later: no refused first fetches
+            reads = [topics.directory, topics.events_outbound]
+            await wait_for_leaders(bootstrap, reads, None, auth=self.settings.kafka.auth)
             await self._tail.start()
         try:
             await asyncio.wait_for(self._tail.caught_up.wait(), self._directory_timeout_s)
@@ -292,10 +296,10 @@ class GatewayService(mode.Service):  # type: ignore[misc]
             app, shutdown_timeout=self.http_shutdown_timeout_s, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, settings.gateway.host, settings.gateway.port, backlog=LISTEN_BACKLOG
-        )
-        await site.start()
+        host, port = settings.gateway.host, settings.gateway.port
+        site = web.TCPSite(self._runner, host, port, backlog=LISTEN_BACKLOG)
+        with listening("browsers", host, port, "VMPULSE_GATEWAY_ADDR"):
+            await site.start()
         self._port = int(self._runner.addresses[0][1])
         log.info("gateway listening on %s", self.url)
 

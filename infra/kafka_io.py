@@ -31,6 +31,7 @@ from aiokafka.errors import (
 
 from infra.config import KafkaAuth, Settings
 from infra.kafka_auth import PLAINTEXT, aiokafka_auth
+from infra.startup import StartError
 from infra.tasks import cancel_and_wait
 from schemas.directory import Directory, DirectoryError
 from schemas.topics import MAX_BATCH_BYTES, Topics
@@ -39,6 +40,7 @@ __all__ = [
     "DirectoryTail",
     "Durability",
     "KafkaRefused",
+    "KafkaUnavailable",
     "cluster_durability",
     "durability",
     "ensure_settings_topics",
@@ -138,12 +140,16 @@ async def ensure_topics(
 async def wait_for_leaders(
     bootstrap: str,
     topics: Sequence[str],
-    partitions: int,
+    partitions: int | None,
     *,
     timeout_s: float = 30.0,
     auth: KafkaAuth = PLAINTEXT,
 ) -> bool:
     """Wait until the leaders of the topics' partitions answer (a ListOffsets each).
+
+    ``partitions``: how many each topic has; ``None``: as many as the cluster says (a
+    stage that did not create the topics must not wait for partitions that a
+    different ``VMPULSE_PARTITIONS`` made it expect).
 
     KRaft announces a leader in the metadata a moment before that broker
     serves the partition; a producer that starts at once is refused with
@@ -160,11 +166,13 @@ async def wait_for_leaders(
         request_timeout_ms=int(timeout_s * 1000),
         **aiokafka_auth(auth),
     )
+    if partitions is None:
+        wanted = await _partitions_of(bootstrap, topics, auth)
+    else:
+        wanted = [TopicPartition(t, p) for t in topics for p in range(partitions)]
     await consumer.start()
     try:
-        await consumer.end_offsets(
-            [TopicPartition(t, p) for t in topics for p in range(partitions)]
-        )
+        await consumer.end_offsets(wanted)
     except KafkaTimeoutError:
         log.warning(
             "some partitions of %d topics had no serving leader within %.0f s; "
@@ -176,6 +184,24 @@ async def wait_for_leaders(
     finally:
         await consumer.stop()
     return True
+
+
+async def _partitions_of(
+    bootstrap: str, topics: Sequence[str], auth: KafkaAuth
+) -> list[TopicPartition]:
+    """Every partition the cluster has of ``topics`` (a missing topic has none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_auth(auth))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if d["error_code"] == 0
+        for p in d["partitions"]
+    ]
 
 
 async def wait_for_group_coordinator(
@@ -226,8 +252,12 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: tuple[str, ...])
         await asyncio.sleep(0.1)
 
 
-class KafkaRefused(KafkaError):  # type: ignore[misc]
+class KafkaRefused(StartError, KafkaError):  # type: ignore[misc]
     """The cluster answers but refuses this client: its user, its mechanism or its TLS."""
+
+
+class KafkaUnavailable(StartError, KafkaConnectionError):  # type: ignore[misc]
+    """No broker answered within the time a stage waits for one (VMPULSE_KAFKA_WAIT_S)."""
 
 
 async def _refusal(bootstrap: str, auth: KafkaAuth) -> BaseException | None:
@@ -263,7 +293,7 @@ async def wait_for_broker(bootstrap: str, timeout_s: float, *, auth: KafkaAuth =
 
     Containers start in any order: a stage that starts before its broker waits for
     it (saying so once) instead of dying and depending on a restart policy.
-    KafkaConnectionError once the time is up. A cluster that answers but refuses
+    :class:`KafkaUnavailable` once the time is up. A cluster that answers but refuses
     the client's user or TLS raises :class:`KafkaRefused` at once: waiting would not
     change a password.
     """
@@ -275,12 +305,15 @@ async def wait_for_broker(bootstrap: str, timeout_s: float, *, auth: KafkaAuth =
         try:
             await admin.start()
             return
-        except KafkaConnectionError:
+        except KafkaConnectionError as exc:
             refusal = None if auth == PLAINTEXT else await _refusal(bootstrap, auth)
             if refusal is not None:
                 raise KafkaRefused(f"Kafka at {bootstrap} refuses this client: {refusal}") from None
             if loop.time() >= deadline:
-                raise
+                raise KafkaUnavailable(
+                    f"Kafka at {bootstrap} did not answer within {timeout_s:.0f} s "
+                    "(VMPULSE_KAFKA_BOOTSTRAP; VMPULSE_KAFKA_WAIT_S to wait longer)"
+                ) from exc
             if not said:
                 log.warning(
                     "Kafka at %s does not answer yet; waiting up to %.0f s", bootstrap, timeout_s

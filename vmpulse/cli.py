@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import urllib.error
@@ -19,6 +20,7 @@ from typing import Any
 
 from infra.config import ConfigError, Settings
 from infra.descriptors import raise_descriptor_limit
+from infra.startup import StartError
 from vmpulse.up_info import read_up_info
 
 __all__ = ["main"]
@@ -126,24 +128,28 @@ def _cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if _listen_key_refusal(settings):
         return 2
-    return _store_refusal("up", lambda: run_up(settings, vms=args.vms, interval_s=args.interval))
+    return _start_refusal("up", lambda: run_up(settings, vms=args.vms, interval_s=args.interval))
 
 
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from vmpulse.up import run_worker
 
-    return _store_refusal("worker", lambda: run_worker(settings))
+    return _start_refusal("worker", lambda: run_worker(settings))
 
 
-def _store_refusal(command: str, run: Callable[[], int]) -> int:
-    """Run a command that opens the store; a store it cannot open ends it with status 1 and
-    the reason (e.g. which process has the embedded store open), not a traceback."""
+def _start_refusal(command: str, run: Callable[[], int]) -> int:
+    """Run a command that opens the store and waits for Kafka before its worker runs.
+
+    What stops it there (the embedded store open in another process, a broker that does
+    not answer or refuses this client) ends it with status 1 and one line that says why,
+    not a traceback (infra/startup.py); in the log's format, so a JSON log stays JSON.
+    """
     from store.exceptions import StoreError
 
     try:
         return run()
-    except StoreError as exc:
-        print(f"vmpulse {command}: {exc}", file=sys.stderr)
+    except (StoreError, StartError) as exc:
+        logging.getLogger("vmpulse").error("vmpulse %s cannot start: %s", command, exc)
         return 1
 
 
@@ -455,15 +461,21 @@ def _cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    summary = asyncio.run(
-        read_dlq(
-            bootstrap,
-            prefix,
-            max_per_partition=max(1, args.scan),
-            latest=args.latest,
-            auth=settings.kafka.auth,
+    from aiokafka.errors import KafkaError
+
+    try:
+        summary = asyncio.run(
+            read_dlq(
+                bootstrap,
+                prefix,
+                max_per_partition=max(1, args.scan),
+                latest=args.latest,
+                auth=settings.kafka.auth,
+            )
         )
-    )
+    except KafkaError as exc:  # no broker there, or it refuses us: say so, not a traceback
+        print(f"cannot read the DLQ from Kafka at {bootstrap}: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(dataclasses.asdict(summary)) if args.json else render(summary))
     return 0
 

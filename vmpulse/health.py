@@ -27,6 +27,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from infra.startup import listening
+
 __all__ = ["HealthServer", "probe"]
 
 
@@ -65,7 +67,8 @@ class HealthServer(mode.Service):  # type: ignore[misc]  # mode ships no type in
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
+        with listening("health checks", self._host, self._port, "VMPULSE_HEALTH_ADDR"):
+            await site.start()
         self._runner = runner
         if runner.addresses:
             self.port = int(runner.addresses[0][1])

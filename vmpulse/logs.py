@@ -14,6 +14,9 @@ object on one line, for the log collectors of container platforms: ``time``
 their formatted message: a secret is kept out of logs where it is held
 (:class:`infra.config.Secret`, ``redact_url``), not here.
 
+A start failure whose message says it all (:class:`infra.startup.StartError`: a broker
+that does not answer, a port that is taken) is one line, without its traceback.
+
 The stages' mode/faust workers are told to leave this configuration alone
 (``override_logging=False``); otherwise they replace the root handler and turn
 every ``print`` into a WARNING.
@@ -26,6 +29,8 @@ import json
 import logging
 import sys
 from typing import TextIO
+
+from infra.startup import OneLineStartErrors
 
 __all__ = ["OWN_LOGGERS", "TEXT_FORMAT", "JsonFormatter", "configure_logging"]
 
@@ -69,6 +74,7 @@ def configure_logging(
     test runner's capture, stay); returns the one installed.
     """
     handler = _Handler(stream if stream is not None else sys.stderr)
+    handler.addFilter(OneLineStartErrors())
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -52,6 +52,11 @@ async def test_waiting_for_leaders_is_never_fatal(
     with caplog.at_level(logging.WARNING, logger="infra.kafka_io"):
         assert not await wait_for_leaders(bootstrap, [topics_ready.directory], 4, timeout_s=2)
     assert "no serving leader within 2 s" in caplog.text
+    # None: the partitions the topics have, whatever a stage's VMPULSE_PARTITIONS says
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="infra.kafka_io"):
+        assert await wait_for_leaders(bootstrap, [topics_ready.directory], None, timeout_s=2)
+    assert "no serving leader" not in caplog.text
 
 
 KAFKA_DEFAULT_MESSAGE_MAX_BYTES = "1048588"

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from infra.broker import free_port
 from infra.config import Settings
 from infra.dlq_reader import read_dlq
 from infra.kafka_io import make_producer
@@ -44,3 +49,20 @@ async def test_latest_rejects_and_counts_by_reason(
     text = render(summary)
     assert "counts by reason (7 records scanned)" in text
     assert ["invalid_json", "3"] in [line.split() for line in text.splitlines()]
+
+
+def test_no_broker_at_the_address_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update({"VMPULSE_KAFKA_BOOTSTRAP": closed, "VMPULSE_DATA_DIR": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "vmpulse.cli", "dlq"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"cannot read the DLQ from Kafka at {closed}: " in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -185,6 +186,22 @@ async def test_every_stage_is_ready_stops_on_sigterm_and_logs_no_secret(
             stage.kill()
 
 
+async def _fails_to_start(stage: str, env: dict[str, str], *options: str) -> str:
+    """Run `vmpulse <stage>` to its end, check it exited 1; what it said (stderr, stdout)."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "vmpulse.cli", *options, stage],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    said = done.stderr + done.stdout
+    assert done.returncode == 1, f"{stage}: {done.returncode}\n{said[-3000:]}"
+    return said
+
+
 async def test_a_stage_waits_for_its_broker_then_fails_with_exit_code_1(
     kafka_bootstrap: str, short_tmp: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -212,17 +229,43 @@ async def test_a_stage_waits_for_its_broker_then_fails_with_exit_code_1(
         }
     )
     for stage in ("bridge", "gateway", "worker"):
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "vmpulse.cli", stage],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        said = await _fails_to_start(stage, env)
+        # one line that says what and which settings, not a library's traceback
+        because = f"Kafka at {closed} did not answer within 1 s (VMPULSE_KAFKA_BOOTSTRAP;"
+        assert f"cannot start: {because}" in said and "Traceback" not in said, said[-3000:]
+
+
+async def test_a_stage_that_cannot_listen_says_where_and_exits_1(
+    kafka_bootstrap: str, short_tmp: Path
+) -> None:
+    """A port another process holds: the stage names the address, the setting and the
+    reason in one line and exits 1, instead of a traceback (or of running without it).
+
+    On a topic prefix no stage has used: the gateway, first here, makes the topics it
+    reads (it failed on the missing directory topic after 40 s before it did)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+        env.update(
+            {
+                "VMPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                "VMPULSE_TOPIC_PREFIX": f"listen-{uuid.uuid4().hex[:8]}.",
+                "VMPULSE_DATA_DIR": str(short_tmp),
+            }
         )
-        assert done.returncode == 1, f"{stage}: {done.returncode}\n{done.stderr[-3000:]}"
-        assert "Unable to bootstrap" in done.stderr + done.stdout, stage
+        cases = {
+            "gateway": ("VMPULSE_GATEWAY_ADDR", "browsers"),
+            "bridge": ("VMPULSE_AGENT_TCP_ADDR", "agents over TCP"),
+            "worker": ("VMPULSE_HEALTH_ADDR", "health checks"),
+        }
+        for stage, (setting, what) in cases.items():
+            said = await _fails_to_start(stage, {**env, setting: f"127.0.0.1:{port}"})
+            line = f"cannot start: cannot listen for {what} on 127.0.0.1:{port} ({setting}): "
+            assert line + "Address already in use" in said, said[-3000:]
+            # that line is the only error: no traceback, no refused first fetch
+            assert said.count(" ERROR ") == 1 and "Traceback" not in said, said[-3000:]
 
 
 async def test_the_stages_carry_a_sample_to_a_browser_over_tls_as_a_sasl_user(
@@ -348,17 +391,8 @@ async def test_a_stage_refused_by_its_cluster_says_why_and_exits_1_without_waiti
     )
     for stage in ("bridge", "gateway", "worker"):
         started = time.monotonic()
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "vmpulse.cli", "-v", stage],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=100,
-            check=False,
-        )
-        said = done.stdout + done.stderr
-        assert done.returncode == 1, f"{stage}: {done.returncode}\n{said[-3000:]}"
+        said = await _fails_to_start(stage, env, "-v")
         assert time.monotonic() - started < 60, f"{stage} waited for a cluster that refused it"
         assert "refuses this client" in said and "Authentication failed" in said, said[-3000:]
+        assert "Traceback" not in said, said[-3000:]
         assert wrong not in said and auth.password.reveal() not in said, stage
