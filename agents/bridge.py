@@ -60,7 +60,7 @@ from infra.config import ConfigError, Settings
 from infra.kafka_io import ensure_settings_topics
 from infra.log_budget import WarningBudget, suppressed_note
 from infra.network import is_loopback_host
-from infra.startup import listening
+from infra.startup import StartError, listening
 from schemas.dlq import DlqOrigin, Reason, Rejection, encode_dlq_record, make_dlq_record
 from schemas.topics import Topics
 
@@ -224,7 +224,13 @@ class Bridge(mode.Service):  # type: ignore[misc]  # mode ships no type informat
             host, port = s.bridge.tcp_host, s.bridge.tcp_port
             with listening("agents over TCP", host, port, "VMPULSE_AGENT_TCP_ADDR"):
                 await listener.start()
-        s.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            s.bridge.socket_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartError(
+                f"cannot use {s.bridge.socket_dir} for the agents' sockets "
+                f"(VMPULSE_SOCKET_DIR): {exc.strerror or exc}"
+            ) from exc
         if s.bridge.shared:
             await self._start_ownership()
         await self._watcher.start()

@@ -268,6 +268,24 @@ async def test_a_stage_that_cannot_listen_says_where_and_exits_1(
             assert said.count(" ERROR ") == 1 and "Traceback" not in said, said[-3000:]
 
 
+async def test_the_bridge_without_a_usable_socket_directory_says_which(
+    kafka_bootstrap: str, short_tmp: Path
+) -> None:
+    (short_tmp / "a-file").write_text("not a directory")
+    sockets = short_tmp / "a-file" / "sockets"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update(
+        {
+            "VMPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "VMPULSE_SOCKET_DIR": str(sockets),
+            "VMPULSE_DATA_DIR": str(short_tmp),
+        }
+    )
+    said = await _fails_to_start("bridge", env)
+    line = f"cannot start: cannot use {sockets} for the agents' sockets (VMPULSE_SOCKET_DIR): "
+    assert line + "Not a directory" in said and "Traceback" not in said, said[-3000:]
+
+
 async def test_the_stages_carry_a_sample_to_a_browser_over_tls_as_a_sasl_user(
     kafka_sasl_ssl: tuple[str, KafkaAuth], short_tmp: Path
 ) -> None:
