@@ -28,7 +28,7 @@ from typing import Any
 import mode
 
 from agents.libvirt_states import event_state, state_name
-from agents.socket_watcher import Backoff
+from infra.backoff import Backoff
 from infra.config import Settings
 from infra.kafka_io import ensure_settings_topics, make_producer
 from schemas.hypervisor import RECONCILE, HypervisorEvent, encode_event

@@ -44,13 +44,13 @@ from typing import Final
 
 from agents.exceptions import ConnectError, IdentityError, Refused
 from agents.stream import ConnectionInfo, Stream, UnixStream
+from infra.backoff import Backoff
 
 __all__ = [
     "FULL_SCAN_S",
     "POLL_S",
     "RELIST_S",
     "SOCKET_SUFFIX",
-    "Backoff",
     "ConnectionHandler",
     "SocketWatcher",
     "default_owners",
@@ -130,30 +130,6 @@ def vm_id_from_name(name: str) -> str:
     if not _UUID_RE.fullmatch(stem):
         raise IdentityError(f"socket name is not <vm-uuid>{SOCKET_SUFFIX}: {name!r}")
     return stem.lower()
-
-
-class Backoff:
-    """Reconnect delays: ``base * factor**attempt``, capped; reset after a connection."""
-
-    __slots__ = ("_attempt", "base_s", "cap_s", "factor")
-
-    def __init__(self, base_s: float = 3.0, factor: float = 1.5, cap_s: float = 120.0) -> None:
-        if base_s < 0 or factor < 1 or cap_s < base_s:
-            raise ValueError("need 0 <= base_s <= cap_s and factor >= 1")
-        self.base_s = base_s
-        self.factor = factor
-        self.cap_s = cap_s
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt; each call grows the following one."""
-        delay = min(self.cap_s, self.base_s * self.factor**self._attempt)
-        if delay < self.cap_s:
-            self._attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 def _connect_checked(owners: frozenset[int]) -> Connector:

@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 
+from infra.backoff import Backoff
 from infra.config import Settings
 from infra.kafka_auth import faust_credentials
 from infra.kafka_io import Durability, durability
@@ -59,8 +60,12 @@ def create_app(
     batch_max: int = 20_000,
     batch_within_s: float | None = None,
     plan: Durability | None = None,
+    store_retry: Backoff | None = None,
 ) -> faust.App:
     """A Faust app on the configured broker: storage, live updates, events (see module doc).
+
+    ``store_retry``: the pauses before a failed batch is stored again (streams/ingest.py;
+    tests shorten them).
 
     ``plan`` is what :func:`infra.kafka_io.ensure_topics` decided for the cluster
     (replicas, in-sync replicas); Faust's own topics get the same. Without it the
@@ -148,6 +153,7 @@ def create_app(
         session_timeout_s=settings.kafka.session_timeout_s,
         group_instance_id=settings.kafka.worker_instance_id,
         auth=settings.kafka.auth,
+        retry=store_retry,
     )
     app.vmpulse_ingest = ingest
 

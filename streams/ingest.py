@@ -15,7 +15,9 @@ Guarantees kept from the agent it replaces:
 * Offsets are committed only after the handler returned, i.e. after the store
   acknowledged the batch. A failing handler or commit leaves the batch
   uncommitted; it is read again after a pause, before anything after it (the
-  store recognises what it already holds, streams/blocks.py).
+  store recognises what it already holds, streams/blocks.py). The pause doubles
+  with each failure in a row (1 s to 30 s), and only the first failure of a run
+  is logged with its traceback.
 * One group, with the range assignor, for both topics: they share key (VM id)
   and partition count, so the same worker holds a VM's agent traffic and its
   hypervisor events, and presence sees both.
@@ -37,9 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from infra.backoff import Backoff
 from infra.config import KafkaAuth
 from infra.group_reader import GroupReader, TopicPartition
 from infra.kafka_auth import PLAINTEXT
@@ -58,6 +62,9 @@ PartitionsHandler = Callable[[set[int]], Awaitable[None]]
 _Batches = dict[TopicPartition, list[RawRecord]]
 _Inflight = tuple["asyncio.Task[None]", _Batches]
 RETRY_PAUSE_S = 1.0
+"""The pause before a failed batch is stored again; doubled after each failure in a row,
+up to :data:`RETRY_MAX_S`: a store that is down is asked less and less often."""
+RETRY_MAX_S = 30.0
 STORE_WAIT_POLL_MS = 20
 BATCH_BYTES = 32 * 1024 * 1024
 """A batch is full at ``max_records`` or at this many bytes of values, whichever comes
@@ -126,6 +133,7 @@ class RawIngest(Generic[P]):
         session_timeout_s: float = 10.0,
         group_instance_id: str | None = None,
         auth: KafkaAuth = PLAINTEXT,
+        retry: Backoff | None = None,
     ) -> None:
         self._raw_topic = raw_topic
         self._hypervisor_topic = hypervisor_topic
@@ -147,6 +155,10 @@ class RawIngest(Generic[P]):
         }
         self.batches = 0
         self.failures = 0
+        self._retry = retry if retry is not None else Backoff(RETRY_PAUSE_S, 2.0, RETRY_MAX_S)
+        self._pause_s = RETRY_PAUSE_S
+        self._failing = 0  # failures in a row
+        self._failing_since = 0.0
         self._task: asyncio.Task[Any] | None = None
         self._inflight: _Inflight | None = None
         self._listener.drain = self.drain
@@ -188,7 +200,7 @@ class RawIngest(Generic[P]):
                     previous = self._inflight
                     if not await self._finish(consumer, previous):
                         self._rewind(consumer, previous[1], batches)
-                        await asyncio.sleep(RETRY_PAUSE_S)
+                        await asyncio.sleep(self._pause_s)
                         continue
                 if batches:
                     task = asyncio.create_task(self._store(consumer, batches, polled))
@@ -212,12 +224,33 @@ class RawIngest(Generic[P]):
         self._inflight = None
         task = inflight[0]
         await asyncio.wait({task})
-        if task.cancelled() or task.exception() is None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            if not task.cancelled() and self._failing:
+                log.warning(
+                    "storing resumed after %d failed attempts over %.0f s",
+                    self._failing,
+                    time.monotonic() - self._failing_since,
+                )
+                self._failing = 0
+                self._retry.reset()
             return not task.cancelled()
         self.failures += 1
-        log.error(
-            "storing a batch failed; retrying in %s s", RETRY_PAUSE_S, exc_info=task.exception()
-        )
+        self._failing += 1
+        self._pause_s = self._retry.next_delay()
+        if self._failing == 1:
+            # the first of a run says everything, traceback included; the rest one line
+            # each (a store down for an hour: ~130 lines, not 3,600 tracebacks)
+            self._failing_since = time.monotonic()
+            log.error("storing a batch failed; retrying in %.3g s", self._pause_s, exc_info=exc)
+        else:
+            first_line = (str(exc) or type(exc).__name__).splitlines()[0]
+            log.warning(
+                "storing a batch failed again (%d in a row): %s; retrying in %.3g s",
+                self._failing,
+                first_line[:300],
+                self._pause_s,
+            )
         return False
 
     def _rewind(self, consumer: GroupReader[RawRecord], *batches: _Batches) -> None:

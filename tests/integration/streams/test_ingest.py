@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from infra.backoff import Backoff
 from infra.config import Settings
 from infra.kafka_io import make_producer
 from schemas.topics import Topics
@@ -27,19 +29,24 @@ def _first_insert_fails(n: int, table: str) -> Exception | None:
     )
 
 
+async def _samples(settings: Settings, topics: Topics, vm: str, n: int) -> None:
+    """``n`` samples of ``vm`` on agent.raw, acknowledged."""
+    producer = make_producer(settings.kafka.bootstrap or "")
+    await producer.start()
+    try:
+        for i in range(n):
+            await producer.send(topics.agent_raw, metrics_line(vm, float(i)), key=vm.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 async def test_a_failed_insert_is_retried_and_stored_once(
     settings: Settings, topics_ready: Topics, chdb_store: ClickHouseStore
 ) -> None:
     await chdb_store.command("TRUNCATE TABLE IF EXISTS system_metrics")
     vm = f"vm-{uuid.uuid4().hex[:8]}"
-    producer = make_producer(settings.kafka.bootstrap or "")
-    await producer.start()
-    try:
-        for i in range(50):
-            await producer.send(topics_ready.agent_raw, metrics_line(vm, float(i)), key=vm.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await _samples(settings, topics_ready, vm, 50)
 
     store = FaultyStore(chdb_store, _first_insert_fails)
     app = create_app(settings, store, batch_within_s=0.05)
@@ -53,6 +60,49 @@ async def test_a_failed_insert_is_retried_and_stored_once(
         f"SELECT count(), uniqExact(kafka_offset) FROM system_metrics WHERE vm_id = '{vm}'"
     )
     assert result["rows"] == [[50, 50]]
+
+
+async def test_a_store_that_stays_down_is_asked_less_often_and_logged_once(
+    settings: Settings,
+    topics_ready: Topics,
+    chdb_store: ClickHouseStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Four failures in a row: one traceback, then a line each, the pauses doubling; when
+    the store takes the batch again, one line says so, and every record is stored once."""
+    vm = f"vm-{uuid.uuid4().hex[:8]}"
+    await _samples(settings, topics_ready, vm, 20)
+
+    down = StoreError("insert into system_metrics failed: Connection refused\n(detail)")
+    store = FaultyStore(chdb_store, lambda n, table: down if n < 4 else None)
+    retry = Backoff(base_s=0.05, factor=2.0, cap_s=0.2)
+    app = create_app(settings, store, batch_within_s=0.05, store_retry=retry)
+    with caplog.at_level(logging.INFO, logger="streams.ingest"):
+        await app.start()
+        try:
+            await until(lambda: app.vmpulse_stats["stored"] == 20, "20 stored after the outage")
+            await until(
+                lambda: any("storing resumed" in r.getMessage() for r in caplog.records),
+                "the worker saying that storing resumed",
+            )
+        finally:
+            await app.stop()
+    said = [r for r in caplog.records if r.name == "streams.ingest"]
+    assert [r.getMessage() for r in said if r.exc_info] == [
+        "storing a batch failed; retrying in 0.05 s"
+    ]
+    again = [r.getMessage() for r in said if "failed again" in r.getMessage()]
+    assert again == [
+        f"storing a batch failed again ({n} in a row): insert into system_metrics failed: "
+        f"Connection refused; retrying in {pause} s"
+        for n, pause in ((2, 0.1), (3, 0.2), (4, 0.2))
+    ]
+    assert sum("storing resumed after 4 failed attempts over" in r.getMessage() for r in said) == 1
+    assert store.failed == 4 and app.vmpulse_ingest.failures == 4
+    result = await chdb_store.query(
+        f"SELECT count(), uniqExact(kafka_offset) FROM system_metrics WHERE vm_id = '{vm}'"
+    )
+    assert result["rows"] == [[20, 20]]
 
 
 class _HeldStore(FaultyStore):

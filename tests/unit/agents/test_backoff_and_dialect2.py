@@ -7,7 +7,7 @@ import random
 
 from agents.simulator.dialect2_lines import handshake_line, keep_alive_line, metrics_line
 from agents.simulator.fleet import next_lines, system_metrics_line
-from agents.socket_watcher import Backoff
+from infra.backoff import Backoff
 
 VM = "0b5c4a52-1f7e-4c3e-9d57-3f4c2a1b9e01"
 
