@@ -33,6 +33,7 @@ from streams.conductor import Conductor
 from streams.event_agents import register_event_agents
 from streams.faust_internals import guard_livelock_detector
 from streams.ingest import RawIngest
+from streams.metrics import worker_registry
 from streams.outbox import TopicSender
 from streams.pipeline import RawRecord
 from streams.readback import read_back
@@ -156,6 +157,8 @@ def create_app(
         retry=store_retry,
     )
     app.vmpulse_ingest = ingest
+    # the worker's series for its health port's /metrics (read when scraped)
+    app.vmpulse_metrics = worker_registry(lambda: conductor.stats, ingest)
 
     @app.task  # type: ignore[untyped-decorator]
     async def store_task() -> None:

@@ -164,6 +164,11 @@ class RawIngest(Generic[P]):
         self._listener.drain = self.drain
 
     @property
+    def failing(self) -> int:
+        """Failed attempts in a row at storing the current batch (0 while storing works)."""
+        return self._failing
+
+    @property
     def joined(self) -> bool:
         """Whether the consumer group has given this worker its share (the worker's
         readiness, ``/readyz``); false again once :meth:`run` ended."""

@@ -244,7 +244,7 @@ def run_up(settings: Settings, *, vms: int = 5, interval_s: float = 1.0) -> int:
                     return gateway.ready and app.vmpulse_ingest.joined and not app.should_stop
 
                 services: list[mode.Service] = [
-                    *health_services(settings, ready),
+                    *health_services(settings, ready, app.vmpulse_metrics),
                     # the bridge and the fleet are processes of their own (vmpulse/child.py)
                     ChildProcess(settings, "bridge", ["bridge"]),
                     gateway,
@@ -272,4 +272,4 @@ def run_worker(settings: Settings) -> int:
         def ready() -> bool:
             return bool(app.vmpulse_ingest.joined) and not app.should_stop
 
-        return _run_worker(app, health_services(settings, ready), loop)
+        return _run_worker(app, health_services(settings, ready, app.vmpulse_metrics), loop)

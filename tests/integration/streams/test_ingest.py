@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import prometheus_client
 import pytest
 
 from infra.backoff import Backoff
@@ -27,6 +28,16 @@ def _first_insert_fails(n: int, table: str) -> Exception | None:
     return (
         StoreError("insert into system_metrics failed: connection reset (test)") if n == 0 else None
     )
+
+
+def _series(app: Any) -> dict[str, float]:
+    """The worker's /metrics as its health port serves them: name -> value."""
+    text = prometheus_client.generate_latest(app.vmpulse_metrics).decode()
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if name.startswith("vmpulse_worker_")
+    }
 
 
 async def _samples(settings: Settings, topics: Topics, vm: str, n: int) -> None:
@@ -80,6 +91,10 @@ async def test_a_store_that_stays_down_is_asked_less_often_and_logged_once(
     with caplog.at_level(logging.INFO, logger="streams.ingest"):
         await app.start()
         try:
+            # what an operator's alert on the worker's /metrics would see meanwhile
+            await until(
+                lambda: _series(app)["vmpulse_worker_store_failing"] >= 2, "failing, in /metrics"
+            )
             await until(lambda: app.vmpulse_stats["stored"] == 20, "20 stored after the outage")
             await until(
                 lambda: any("storing resumed" in r.getMessage() for r in caplog.records),
@@ -99,6 +114,11 @@ async def test_a_store_that_stays_down_is_asked_less_often_and_logged_once(
     ]
     assert sum("storing resumed after 4 failed attempts over" in r.getMessage() for r in said) == 1
     assert store.failed == 4 and app.vmpulse_ingest.failures == 4
+    series = _series(app)
+    assert series["vmpulse_worker_store_failures_total"] == 4
+    assert series["vmpulse_worker_store_failing"] == 0
+    assert series["vmpulse_worker_records_stored_total"] == 20
+    assert series["vmpulse_worker_batches_stored_total"] >= 1
     result = await chdb_store.query(
         f"SELECT count(), uniqExact(kafka_offset) FROM system_metrics WHERE vm_id = '{vm}'"
     )

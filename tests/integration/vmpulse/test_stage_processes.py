@@ -355,6 +355,19 @@ async def test_the_stages_carry_a_sample_to_a_browser_over_tls_as_a_sasl_user(
         finally:
             fleet.kill()
         assert sample["vmId"] == vms[0] and "cpu" in sample["metrics"], sample
+        # the worker's health port shows what it stored (beside the process's own series)
+        worker = stages[0]
+        deadline = time.monotonic() + 30
+        while True:
+            url = f"http://127.0.0.1:{worker.health_port}/metrics"
+            async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                text = await resp.text()
+            stored = [ln for ln in text.splitlines() if ln.startswith("vmpulse_worker_records_st")]
+            if stored and stored[0] != "vmpulse_worker_records_stored_total 0.0":
+                break
+            assert time.monotonic() < deadline, text
+            await asyncio.sleep(0.3)
+        assert "process_cpu_seconds_total" in text and "vmpulse_worker_store_failing 0.0" in text
         for stage in stages:
             stage.proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(stage.proc.wait, GRACE_S)
