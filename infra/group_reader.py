@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -58,6 +59,33 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RESPONSE_HEADROOM: Final = 1024 * 1024
+
+STATS_INTERVAL_MS: Final = 5000
+"""How often librdkafka reports its statistics, the source of :meth:`GroupReader.lag`:
+a few tens of KB of JSON parsed in the reader's thread, so not much more often."""
+
+
+def topic_lags(stats_json: str, topics: Sequence[str]) -> dict[str, int]:
+    """Each topic's lag (records past the committed offsets) from librdkafka's statistics.
+
+    ``consumer_lag`` is per partition, ``-1`` where librdkafka does not know it (a
+    partition not fetched yet, none committed); those are left out. A topic without any
+    known partition is left out too.
+    """
+    stats = json.loads(stats_json)
+    lags: dict[str, int] = {}
+    for topic in topics:
+        partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
+        known = [
+            p["consumer_lag"]
+            for key, p in partitions.items()
+            if key != "-1" and p.get("consumer_lag", -1) >= 0
+        ]
+        if known:
+            lags[topic] = sum(known)
+    return lags
+
+
 """Bytes a fetch response may hold beyond ``fetch.max.bytes``: its headers.
 
 ``fetch.max.bytes`` bounds the records of a response, not the response: every
@@ -109,6 +137,7 @@ class GroupReader(Generic[T]):
         max_batch: int = 5000,
         queued_bytes: int = 16 * 1024 * 1024,
         fetch_max_bytes: int = 32 * 1024 * 1024,
+        stats_interval_ms: int = STATS_INTERVAL_MS,
         auth: KafkaAuth = PLAINTEXT,
     ) -> None:
         self._topics = list(topics)
@@ -139,6 +168,9 @@ class GroupReader(Generic[T]):
             # past that, wait this long before fetching again (default 1 s: a stall)
             "fetch.queue.backoff.ms": 5,
             "logger": logging.getLogger("infra.rdkafka"),
+            # the lag of each topic (:meth:`lag`), from librdkafka's statistics
+            "statistics.interval.ms": stats_interval_ms,
+            "stats_cb": self._on_stats,
         }
         if group_instance_id:
             self._config["group.instance.id"] = group_instance_id
@@ -158,6 +190,16 @@ class GroupReader(Generic[T]):
         self._seeks: queue.SimpleQueue[Callable[[Any], None]] = queue.SimpleQueue()
         self._assignment: set[TopicPartition] = set()
         self._failure: BaseException | None = None  # what ended the thread, if not a stop
+        self._lag: dict[str, int] = {}
+
+    def lag(self, topic: str) -> int | None:
+        """Records of ``topic`` on this member's partitions past its committed offsets, as
+        of librdkafka's last statistics (every ``stats_interval_ms``); None before them."""
+        return self._lag.get(topic)
+
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics (in :meth:`poll`, the reader's thread): keep the lags."""
+        self._lag = topic_lags(stats_json, self._topics)
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions the group gave this member, as of the last rebalance."""

@@ -159,9 +159,15 @@ class RawIngest(Generic[P]):
         self._pause_s = RETRY_PAUSE_S
         self._failing = 0  # failures in a row
         self._failing_since = 0.0
+        self._reader: GroupReader[RawRecord] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._inflight: _Inflight | None = None
         self._listener.drain = self.drain
+
+    @property
+    def lag(self) -> int | None:
+        """Records of agent.raw on this worker's partitions not stored yet (None: unknown)."""
+        return None if self._reader is None else self._reader.lag(self._raw_topic)
 
     @property
     def failing(self) -> int:
@@ -197,6 +203,7 @@ class RawIngest(Generic[P]):
             **self._reader_args,
         )
         self._inflight = None
+        self._reader = consumer
         try:
             await consumer.start()
             while True:

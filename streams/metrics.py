@@ -53,6 +53,9 @@ class IngestCounts(Protocol):
     @property
     def failing(self) -> int: ...
 
+    @property
+    def lag(self) -> int | None: ...
+
 
 class WorkerCollector(Collector):
     """The worker's counts as Prometheus series, read at scrape time (module docstring)."""
@@ -74,6 +77,14 @@ class WorkerCollector(Collector):
             "Attempts at storing a batch that failed (each is retried)",
             value=ingest.failures,
         )
+        lag = ingest.lag
+        if lag is not None:
+            yield GaugeMetricFamily(
+                "vmpulse_worker_consumer_lag",
+                "Records of agent.raw on this worker's partitions not stored yet "
+                "(librdkafka's statistics, every 5 s)",
+                value=lag,
+            )
         yield GaugeMetricFamily(
             "vmpulse_worker_store_failing",
             "Failed attempts in a row at storing the current batch; 0 while storing works",

@@ -113,6 +113,28 @@ async def test_reads_both_topics_commits_and_seeks_back(
         await again.reader.stop()
 
 
+async def test_the_lag_is_what_is_past_the_committed_offsets(
+    settings: Settings, topics_ready: Topics
+) -> None:
+    """What `vmpulse_worker_consumer_lag` shows: records read but not committed count as
+    lag (the worker commits once they are stored); once committed, none."""
+    topic = topics_ready.agent_raw
+    await produce(settings, topic, [(f"vm-{i % 7}".encode(), b"%d" % i) for i in range(70)])
+    member = Member(settings, [topic], f"t-group-{uuid.uuid4().hex[:6]}", stats_interval_ms=100)
+    await member.start()
+    try:
+        await member.read_until("all 70", lambda: sum(map(len, member.got.values())) == 70)
+        # a partition with nothing committed yet has no lag librdkafka knows: commit one
+        # record of each, and 70 minus those are left
+        await member.reader.commit({tp: 1 for tp in member.got})
+        left = 70 - len(member.got)
+        await member.read_until("the lag after one each", lambda: member.reader.lag(topic) == left)
+        await member.reader.commit({tp: offsets[-1] + 1 for tp, offsets in member.got.items()})
+        await member.read_until("no lag", lambda: member.reader.lag(topic) == 0)
+    finally:
+        await member.reader.stop()
+
+
 async def test_a_revocation_commits_before_the_partitions_move(
     settings: Settings, topics_ready: Topics
 ) -> None:
