@@ -28,6 +28,7 @@ from typing import Any
 import mode
 
 from agents.libvirt_states import event_state, state_name
+from agents.metrics import HypervisorMetrics
 from infra.backoff import Backoff
 from infra.config import Settings
 from infra.kafka_io import ensure_settings_topics, make_producer
@@ -86,7 +87,18 @@ class HypervisorWatcher(mode.Service):  # type: ignore[misc]  # mode ships no ty
         self.events = 0
         self.reconciled = 0
         self.connects = 0
+        self.metrics = HypervisorMetrics(self)  # its health port's /metrics
         super().__init__(**kwargs)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a libvirt connection is open now."""
+        return self.connection is not None
+
+    @property
+    def waiting(self) -> int:
+        """Events reported by libvirt, not yet handed to the producer."""
+        return self._queue.qsize()
 
     async def on_start(self) -> None:
         if self._producer is None:

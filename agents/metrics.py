@@ -1,4 +1,4 @@
-"""Prometheus metrics of the bridge, in a registry of their own.
+"""Prometheus metrics of the bridge (and of the hypervisor watcher), in registries of their own.
 
 A registry per bridge (not the process-global default) lets tests run many
 bridges in one process and lets ``vmpulse up`` hand the registry to the
@@ -9,16 +9,18 @@ gateway, whose ``/metrics`` then shows the bridge's series too.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from infra.process_metrics import stage_registry
 from infra.startup import listening
 
-__all__ = ["BridgeMetrics", "serve_metrics"]
+__all__ = ["BridgeMetrics", "HypervisorMetrics", "serve_metrics"]
 
 
 Totals = Callable[[], tuple[int, int]]
@@ -105,3 +107,50 @@ async def serve_metrics(metrics: BridgeMetrics, host: str, port: int) -> web.App
     with listening("the bridge's metrics", host, port, "VMPULSE_BRIDGE_METRICS_PORT"):
         await site.start()
     return runner
+
+
+class HypervisorCounts(Protocol):
+    """What :class:`HypervisorMetrics` reads of the watcher (agents/hypervisor.py)."""
+
+    events: int
+    reconciled: int
+    connects: int
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+
+class _HypervisorSeries(Collector):
+    def __init__(self, watcher: HypervisorCounts) -> None:
+        self._watcher = watcher
+
+    def collect(self) -> Iterator[Metric]:
+        w = self._watcher
+        yield GaugeMetricFamily(
+            "vmpulse_hypervisor_connected", "1 while connected to libvirt", value=w.connected
+        )
+        yield CounterMetricFamily(
+            "vmpulse_hypervisor_connects", "Connections made to libvirt", value=w.connects
+        )
+        yield CounterMetricFamily(
+            "vmpulse_hypervisor_events", "Lifecycle events from libvirt", value=w.events
+        )
+        yield CounterMetricFamily(
+            "vmpulse_hypervisor_reconciled",
+            "Domain states sent after a (re)connect",
+            value=w.reconciled,
+        )
+        yield GaugeMetricFamily(
+            "vmpulse_hypervisor_waiting", "Events waiting to be sent to Kafka", value=w.waiting
+        )
+
+
+class HypervisorMetrics:
+    """The hypervisor watcher's series (read when scraped) and the process's own, for its
+    health port: whether it is connected to libvirt is what an operator alerts on."""
+
+    def __init__(self, watcher: HypervisorCounts) -> None:
+        self.registry = stage_registry(_HypervisorSeries(watcher))

@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from infra.process_metrics import stage_registry
 
 __all__ = ["STAT_SERIES", "IngestCounts", "WorkerCollector", "worker_registry"]
 
@@ -96,9 +98,4 @@ def worker_registry(
     stats: Callable[[], Mapping[str, int]], ingest: IngestCounts
 ) -> CollectorRegistry:
     """The worker's series and the process's own (memory, CPU, GC), for its health port."""
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
-    registry.register(WorkerCollector(stats, ingest))
-    return registry
+    return stage_registry(WorkerCollector(stats, ingest))

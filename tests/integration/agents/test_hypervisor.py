@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import libvirt
+import prometheus_client
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -104,6 +105,14 @@ async def test_lifecycle_events_and_reconcile_after_a_dropped_connection(
             lambda e: (e.vm_id, e.state, e.reason) == (vm, "running", "unpaused"),
             1.0,
         )
+        # what its health port's /metrics says (`vmpulse hypervisor`)
+        text = prometheus_client.generate_latest(watcher.metrics.registry).decode()
+        series = dict(ln.split(" ") for ln in text.splitlines() if ln.startswith("vmpulse_"))
+        assert series["vmpulse_hypervisor_connected"] == "1.0"
+        assert series["vmpulse_hypervisor_connects_total"] == "2.0"
+        assert float(series["vmpulse_hypervisor_events_total"]) >= 5  # the steps, the resume
+        assert float(series["vmpulse_hypervisor_reconciled_total"]) >= 2
+        assert "process_cpu_seconds_total" in text
     finally:
         await watcher.stop()
         if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
