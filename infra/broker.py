@@ -265,7 +265,11 @@ class LocalBroker:
     def start(self, timeout_s: float = 60.0) -> str:
         """Format fresh storage, start the broker, and return once it accepts connections."""
         self.launch()
-        return self.wait_started(timeout_s)
+        try:
+            return self.wait_started(timeout_s)
+        except BaseException:  # a Ctrl-C meanwhile too: the half-started JVM goes with it
+            self.stop()
+            raise
 
     def launch(self) -> None:
         """Format the storage if it is new and start the process; do not wait for it.

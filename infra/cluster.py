@@ -68,7 +68,7 @@ class LocalCluster:
         try:
             for broker in self.brokers.values():
                 broker.wait_started(timeout_s)
-        except BrokerError:
+        except BaseException:  # BrokerError, or a Ctrl-C meanwhile: none is left running
             self.stop()
             raise
         return self.bootstrap

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -105,7 +106,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format, verbose=args.verbose)
     raise_descriptor_limit()  # a connection is a descriptor: agents, browsers (infra/descriptors)
     handler = _COMMANDS[args.command]
-    return handler(settings, args)
+    # SIGTERM as Ctrl-C until a stage's own handlers take over (mode's, the simulator's):
+    # a stop asked for while a stage starts (a local broker, the wait for Kafka) then
+    # stops it there, its broker and store closed, instead of killing it mid-way
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return handler(settings, args)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
+        logging.getLogger("vmpulse").info(
+            "vmpulse %s stopped by %s", args.command, signal.Signals(signum).name
+        )
+        return 128 + signum
+
+
+class _Interrupted(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Interrupted(signum)
 
 
 def _listen_key_refusal(settings: Settings) -> bool:

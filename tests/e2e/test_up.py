@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +31,7 @@ import socketio
 from gateway.auth import issue_token
 from infra.config import DEV_JWT_SECRET
 from schemas.topics import Topics
-from tests.e2e.support import Up, run_up, until
+from tests.e2e.support import VMPULSE, Up, run_up, until
 from tests.support.kafka import collect, reading_from_start
 
 pytestmark = pytest.mark.integration
@@ -147,3 +150,34 @@ def test_sigint_stops_everything(up_process: Up) -> None:
         ["pgrep", "-f", f"{up_process.data_dir}/kafka"], capture_output=True, text=True
     )
     assert left.stdout.strip() == "", f"broker processes left: {left.stdout}"
+
+
+def test_a_stop_while_it_starts_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Ctrl-C while `vmpulse up` still starts its Kafka broker: it stops there, says so in
+    one line (no traceback), and the half-started broker goes with it."""
+    data_dir = Path(tempfile.mkdtemp(prefix="vp-up-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update({"VMPULSE_DATA_DIR": str(data_dir), "VMPULSE_GATEWAY_ADDR": "127.0.0.1:0"})
+    log_path = tmp_path / "up.log"
+    try:
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen([VMPULSE, "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def broker_pids() -> list[str]:
+            found = subprocess.run(
+                ["pgrep", "-f", f"{data_dir}/kafka"], capture_output=True, text=True
+            )
+            return found.stdout.split()
+
+        deadline = time.monotonic() + 60
+        while not broker_pids():  # the JVM is there: the stop lands in the broker's start
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        said = log_path.read_text(errors="replace")
+        assert code == 130, said
+        assert "vmpulse up stopped by SIGINT" in said and "Traceback" not in said, said
+        assert broker_pids() == [], said
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -235,6 +235,40 @@ async def test_a_stage_waits_for_its_broker_then_fails_with_exit_code_1(
         assert f"cannot start: {because}" in said and "Traceback" not in said, said[-3000:]
 
 
+def test_a_stage_stopped_while_it_waits_for_kafka_says_so(short_tmp: Path) -> None:
+    """SIGTERM (an orchestrator's stop) while the worker still waits for its broker, before
+    its own signal handling runs: it stops there with one line, not killed mid-way."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPULSE_")}
+    env.update(
+        {
+            "VMPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "VMPULSE_KAFKA_WAIT_S": "120",
+            "VMPULSE_DATA_DIR": str(short_tmp),
+        }
+    )
+    log_path = short_tmp / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vmpulse.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "does not answer yet" not in log_path.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(GRACE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    said = log_path.read_text(errors="replace")
+    assert code == 128 + signal.SIGTERM, said
+    assert "vmpulse worker stopped by SIGTERM" in said and "Traceback" not in said, said
+
+
 async def test_a_stage_that_cannot_listen_says_where_and_exits_1(
     kafka_bootstrap: str, short_tmp: Path
 ) -> None:
