@@ -54,7 +54,7 @@ class BridgeMetrics:
     """
 
     def __init__(self, totals: Totals, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = registry if registry is not None else stage_registry()
         r = self.registry
         self.connections = Counter(
             "vmpulse_bridge_connections", "Agent connections opened", ["transport"], registry=r

@@ -303,6 +303,12 @@ class GatewayService(mode.Service):  # type: ignore[misc]
         self._port = int(self._runner.addresses[0][1])
         log.info("gateway listening on %s", self.url)
 
+    @property
+    def metrics(self) -> GatewayStats:
+        """What the stage's health port serves on /metrics (``.registry``), as the other
+        stages' ``metrics`` (vmpulse/cli.py): the same series as its own /metrics."""
+        return self.stats
+
     def _occupied(self, room: str) -> bool:
         return bool(room_members(self.sio, room))
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge, generate_latest
+
+from infra.process_metrics import stage_registry
 
 __all__ = ["GatewayStats", "UserDeliveries"]
 
@@ -31,7 +33,8 @@ class UserDeliveries:
 
 class GatewayStats:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        # the process's series too: the health port serves this registry (vmpulse/cli.py)
+        self.registry = stage_registry()
         r = self.registry
         self.connections = Gauge(
             "vmpulse_gateway_connections", "Authenticated Socket.IO connections", registry=r
@@ -109,10 +112,10 @@ class GatewayStats:
             registry=r,
         )
         self.per_user: dict[str, UserDeliveries] = {}
-        self._lag: Callable[[], int] | None = None
 
     def watch_lag(self, lag: Callable[[], int]) -> None:
-        self._lag = lag
+        """Read the consumer's lag whenever the registry is collected, wherever it is served."""
+        self.consumer_lag.set_function(lag)
 
     def delivered(self, user_id: str | None, sockets: int) -> None:
         self.events_out.inc(sockets)
@@ -128,6 +131,4 @@ class GatewayStats:
         self.per_user.pop(user_id, None)
 
     def exposition(self) -> bytes:
-        if self._lag is not None:
-            self.consumer_lag.set(self._lag())
         return generate_latest(self.registry)

@@ -403,6 +403,13 @@ async def test_the_stages_carry_a_sample_to_a_browser_over_tls_as_a_sasl_user(
             assert time.monotonic() < deadline, text
             await asyncio.sleep(0.3)
         assert "process_cpu_seconds_total" in text and "vmpulse_worker_store_failing 0.0" in text
+        # and every stage's health port shows its own series beside the process's
+        for stage, series in ((stages[1], "vmpulse_gateway_events_in_total"),
+                              (stages[2], "vmpulse_bridge_lines_total")):  # fmt: skip
+            url = f"http://127.0.0.1:{stage.health_port}/metrics"
+            async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                text = await resp.text()
+            assert series in text and "process_cpu_seconds_total" in text, (stage.name, text)
         for stage in stages:
             stage.proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(stage.proc.wait, GRACE_S)
