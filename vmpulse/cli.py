@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM as Ctrl-C until a stage's own handlers take over (mode's, the simulator's):
     # a stop asked for while a stage starts (a local broker, the wait for Kafka) then
     # stops it there, its broker and store closed, instead of killing it mid-way
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return handler(settings, args)
     except KeyboardInterrupt as exc:
@@ -118,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "vmpulse %s stopped by %s", args.command, signal.Signals(signum).name
         )
         return 128 + signum
+    finally:
+        if previous is not None:  # main() called in-process (tests) leaves no handler behind
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _Interrupted(KeyboardInterrupt):
