@@ -59,6 +59,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RESPONSE_HEADROOM: Final = 1024 * 1024
+"""Bytes a fetch response may hold beyond ``fetch.max.bytes``: its headers.
+
+``fetch.max.bytes`` bounds the records of a response, not the response: every
+partition asked for adds its own header (about 50 bytes; 24 partitions of
+agent.raw and hypervisor.events add over a kilobyte). librdkafka documents
+``fetch.max.bytes + 512`` as the least ``receive.message.max.bytes``; at exactly
+that, a full fetch from 12 partitions (a worker catching up on a backlog) was
+refused on receipt ("Invalid response size 33555408 (0..33554944)"), the
+connection dropped and the same fetch asked again: the worker stopped reading.
+A megabyte covers the headers of thousands of partitions."""
 
 STATS_INTERVAL_MS: Final = 5000
 """How often librdkafka reports its statistics, the source of :meth:`GroupReader.lag`:
@@ -85,17 +95,6 @@ def topic_lags(stats_json: str, topics: Sequence[str]) -> dict[str, int]:
             lags[topic] = sum(known)
     return lags
 
-
-"""Bytes a fetch response may hold beyond ``fetch.max.bytes``: its headers.
-
-``fetch.max.bytes`` bounds the records of a response, not the response: every
-partition asked for adds its own header (about 50 bytes; 24 partitions of
-agent.raw and hypervisor.events add over a kilobyte). librdkafka documents
-``fetch.max.bytes + 512`` as the least ``receive.message.max.bytes``; at exactly
-that, a full fetch from 12 partitions (a worker catching up on a backlog) was
-refused on receipt ("Invalid response size 33555408 (0..33554944)"), the
-connection dropped and the same fetch asked again: the worker stopped reading.
-A megabyte covers the headers of thousands of partitions."""
 
 _POLL_S: Final = 0.02
 """How long the thread waits in ``poll`` at a time: a commit or a seek asked for meanwhile
