@@ -1,9 +1,9 @@
 """Prometheus metrics of the bridge (and of the hypervisor watcher), in registries of their own.
 
 A registry per bridge (not the process-global default) lets tests run many
-bridges in one process and lets ``vmpulse up`` hand the registry to the
-gateway, whose ``/metrics`` then shows the bridge's series too.
-:func:`serve_metrics` is the bridge's own small endpoint for ``vmpulse bridge``.
+bridges in one process; it carries the process's series too, and the bridge's
+health port serves it (vmpulse/cli.py). :func:`serve_metrics` is the bridge's own
+small endpoint (``VMPULSE_BRIDGE_METRICS_PORT``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
@@ -53,8 +53,8 @@ class BridgeMetrics:
     ``totals`` gives the line and byte counts (see :class:`_Totals`).
     """
 
-    def __init__(self, totals: Totals, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else stage_registry()
+    def __init__(self, totals: Totals) -> None:
+        self.registry = stage_registry()
         r = self.registry
         self.connections = Counter(
             "vmpulse_bridge_connections", "Agent connections opened", ["transport"], registry=r
